@@ -1,0 +1,1 @@
+"""One module per ``vos-ros`` subcommand (see :mod:`vos_ros.cli`)."""
