@@ -1,0 +1,183 @@
+"""Helpers for the node tests: real processes, an isolated DDS domain, bounded waits.
+
+Every test gets its own random ``ROS_DOMAIN_ID`` (10..200) so parallel runs and other ROS
+programs on the machine cannot cross-talk, and ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` so VGA
+images survive best-effort QoS between processes. Processes are killed when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLAYER = Path(__file__).with_name("clip_player.py")
+
+
+def require_ros() -> None:
+    """Skip the calling test module unless rclpy and the generated interfaces import."""
+    pytest.importorskip("rclpy")
+    try:
+        import vos_ros.msg  # noqa: F401
+        import vos_ros.srv  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"generated vos_ros interfaces are not built ({exc}); run scripts/setup.sh")
+
+
+def isolated_env(domain_id: int | None = None) -> dict[str, str]:
+    """This process's environment with a fresh ROS domain and the LARGE_DATA transport."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(10, 200))
+    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    return env
+
+
+class ManagedProcess:
+    """A child process whose output goes to a log file; stopped (and killed if needed) on exit."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.command = command
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGINT (clean rclpy shutdown), then SIGKILL after ``timeout``; returns the exit code."""
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def __enter__(self) -> ManagedProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def node_process(
+    tmp_path: Path,
+    env: dict[str, str],
+    launch_overrides: dict[str, str] | None = None,
+    parameters: dict[str, str] | None = None,
+    name: str = "node",
+) -> ManagedProcess:
+    """Start ``vos_node`` exactly as the launch file would (plus extra ``-p`` parameters)."""
+    from vos_ros.ros.launch_config import node_command
+
+    command = node_command(launch_overrides, python=sys.executable)
+    for key, value in (parameters or {}).items():
+        command += ["-p", f"{key}:={value}"]
+    return ManagedProcess(command, env, tmp_path / f"{name}.log")
+
+
+def player_process(tmp_path: Path, env: dict[str, str], *args: str) -> ManagedProcess:
+    """Start ``test/clip_player.py`` with ``args`` (see its --help)."""
+    return ManagedProcess([sys.executable, str(PLAYER), *args], env, tmp_path / "player.log")
+
+
+class RosClient:
+    """An rclpy context + node + executor in the test process, on the test's domain."""
+
+    def __init__(self, domain_id: int, name: str = "test_client") -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(
+        self, predicate: Callable[[], bool], timeout: float, what: str, on_fail: str = ""
+    ) -> None:
+        """Process callbacks until ``predicate()`` holds; fail the test after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{on_fail}")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def call(self, srv_type, name: str, request, timeout: float = 20.0, on_fail: str = ""):
+        """Call a service (waiting for it to appear) and return the response."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.spin_until(client.service_is_ready, timeout, f"service {name}", on_fail)
+            future = client.call_async(request)
+            self.spin_until(future.done, timeout, f"response of {name}", on_fail)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def lifecycle_state(self, node_name: str, timeout: float = 20.0, on_fail: str = "") -> str:
+        from lifecycle_msgs.srv import GetState
+
+        response = self.call(
+            GetState, f"{node_name}/get_state", GetState.Request(), timeout, on_fail
+        )
+        return response.current_state.label
+
+    def change_state(self, node_name: str, transition_id: int, on_fail: str = "") -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        return self.call(ChangeState, f"{node_name}/change_state", request, 60.0, on_fail).success
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+    def __enter__(self) -> RosClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_time(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)

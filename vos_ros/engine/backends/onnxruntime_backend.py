@@ -1,0 +1,87 @@
+"""ONNX Runtime backend: the default on CPU; uses the CUDA execution provider when asked for.
+
+Encoder outputs stay as numpy arrays (CPU) and are fed straight back to the decoder session, so
+nothing is copied between the two graphs on CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vos_ros.engine.backends.base import BackendError
+from vos_ros.model import contract
+
+
+def cuda_provider_available() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+class OnnxRuntimeBackend:
+    """Two :class:`onnxruntime.InferenceSession` objects (encoder, decoder).
+
+    :param device: ``cpu`` or ``cuda`` (CUDA execution provider; raises when it is missing).
+    :param threads: intra-op threads per session; 0 lets ONNX Runtime decide.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, encoder_path: Path, decoder_path: Path, device: str = "cpu", threads: int = 0
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError(
+                f"onnxruntime is not installed ({exc}); pip install onnxruntime"
+            ) from None
+        if device == "cuda":
+            if not cuda_provider_available():
+                raise BackendError(
+                    "device=cuda was asked for but onnxruntime has no CUDAExecutionProvider "
+                    f"(available: {ort.get_available_providers()}); install onnxruntime-gpu "
+                    "or use device=cpu"
+                )
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        else:
+            raise BackendError(f"onnxruntime backend: unknown device {device!r}")
+        self.device = device
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
+            self._decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            raise BackendError(f"onnxruntime could not load the model: {exc}") from None
+        if device == "cuda" and "CUDAExecutionProvider" not in self._encoder.get_providers():
+            raise BackendError("onnxruntime did not enable CUDAExecutionProvider for the encoder")
+
+    def run_encoder(self, image: np.ndarray) -> tuple[Any, Any, Any]:
+        key, f4, f8 = self._encoder.run(list(contract.ENCODER_OUTPUTS), {"image": image})
+        return key, f4, f8
+
+    def run_decoder(self, key, f4, f8, proto_fg, proto_bg, prev_mask) -> np.ndarray:
+        feeds = {
+            "key": key,
+            "f4": f4,
+            "f8": f8,
+            "proto_fg": proto_fg,
+            "proto_bg": proto_bg,
+            "prev_mask": prev_mask,
+        }
+        return self._decoder.run(["logits"], feeds)[0]
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        return np.asarray(tensor, dtype=np.float32)

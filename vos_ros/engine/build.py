@@ -1,0 +1,42 @@
+"""``build_engine``: turn an :class:`EngineConfig` into a ready :class:`VosEngine`."""
+
+from __future__ import annotations
+
+from vos_ros.engine.config import EngineConfig
+from vos_ros.engine.engine import VosEngine
+from vos_ros.engine.fallback import FlowPredictor
+
+FLOW_SHORT_SIDE = 288  # flow fallback: DIS at 288x512 keeps a 854x480 stream well above 30 fps
+DEFAULT_SHORT_SIDE = 288  # network, when neither the config nor the manifest sets one
+DEFAULT_MEMORY_EVERY = 5
+DEFAULT_MEMORY_SIZE = 4
+
+
+def build_engine(config: EngineConfig | None = None) -> VosEngine:
+    """Build the engine ``config`` describes.
+
+    ``model="flow"`` builds the training-free flow fallback. Otherwise the model folder's
+    manifest is loaded and checked (:class:`~vos_ros.engine.manifest.ModelFileError` on any
+    mismatch) and the backend is chosen (:func:`~vos_ros.engine.backends.select.create_backend`;
+    a backend that was asked for and cannot run raises, it is never swapped silently).
+    """
+    config = config or EngineConfig()
+    if config.is_flow_fallback:
+        short_side = config.processing_short_side or FLOW_SHORT_SIDE
+        return VosEngine(
+            config, FlowPredictor(), short_side, config.memory_every or DEFAULT_MEMORY_EVERY
+        )
+
+    from vos_ros.engine.backends.select import create_backend
+    from vos_ros.engine.manifest import load_manifest
+    from vos_ros.engine.memory import MemoryBank
+    from vos_ros.engine.predictor import NetworkPredictor
+
+    manifest = load_manifest(config.model, verify_checksums=config.verify_checksums)
+    short_side = config.processing_short_side or manifest.short_side or DEFAULT_SHORT_SIDE
+    every = config.memory_every or manifest.memory_every or DEFAULT_MEMORY_EVERY
+    size = config.memory_size or manifest.memory_size or DEFAULT_MEMORY_SIZE
+    memory = MemoryBank(permanent_size=config.permanent_size, ring_size=size, every=every)
+    backend = create_backend(config, manifest, short_side=short_side)
+    predictor = NetworkPredictor(backend, memory, manifest.mean, manifest.std)
+    return VosEngine(config, predictor, short_side, every)

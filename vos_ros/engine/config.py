@@ -1,0 +1,131 @@
+"""Engine configuration: one frozen dataclass, validated on construction.
+
+Every invalid value raises :class:`ConfigError` (a ``ValueError``) naming the field, the value and
+what is allowed, so a wrong ROS parameter or CLI flag is reported where it was set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from vos_ros.model.contract import STRIDE
+
+
+class EngineError(ValueError):
+    """Base class of every error the engine raises for bad input or configuration."""
+
+
+class ConfigError(EngineError):
+    """An :class:`EngineConfig` field has an invalid value."""
+
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16")
+FLOW_PRESETS = ("ultrafast", "fast", "medium")
+FLOW_MODEL = "flow"  # the ``model`` value that selects the training-free flow fallback
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine runs. Defaults are tuned for a 2-core CPU and 854x480 input.
+
+    ``model``: ``"flow"`` (training-free fallback, no network) or the path of a model folder
+    ``models/<name>/`` holding ``model.yaml`` and the ONNX files (:mod:`vos_ros.engine.manifest`).
+    Fields left at ``None`` take the model manifest's value (or the fallback's default).
+    """
+
+    model: str = FLOW_MODEL
+    backend: str = "auto"  # auto | onnxruntime | torch | tensorrt
+    device: str = "auto"  # auto | cpu | cuda (auto: cuda when the backend can use it)
+    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16
+    threads: int = 0  # intra-op threads of the CPU backends; 0 = library default
+    # Processing resolution: the frame is resized so its short side is this many pixels (a
+    # multiple of 32); results come back at the input resolution. None = manifest / 288.
+    processing_short_side: int | None = None
+    # Memory: recent frames are added every ``memory_every`` frames into a ring of
+    # ``memory_size`` slots per target; annotated frames (up to ``permanent_size``) are kept.
+    memory_every: int | None = None
+    memory_size: int | None = None
+    permanent_size: int = 2
+    max_targets: int = 16  # most targets tracked at once (also the TensorRT profile maximum)
+    # Previous-mask guidance warped by DIS optical flow.
+    use_flow: bool = True
+    flow_preset: str = "ultrafast"  # ultrafast | fast | medium (OpenCV DIS presets)
+    flow_short_side: int | None = None  # None: half the processing short side (model mode)
+    # Localization prior: outside the previous mask's box enlarged by ``prior_scale``, responses
+    # weaker than ``prior_keep_prob`` are dropped (a strong response far away survives).
+    use_box_prior: bool = True
+    prior_scale: float = 1.25
+    prior_keep_prob: float = 0.9
+    # A target is visible when its mask covers at least ``min_area_fraction`` of the frame and
+    # its mean probability inside the mask is at least ``visible_score``.
+    min_area_fraction: float = 2e-4
+    visible_score: float = 0.5
+    memory_score: float = 0.7  # a frame enters a target's memory only when its score is this high
+    # TensorRT / torch options.
+    cache_dir: str | None = None  # TensorRT engine + timing cache folder (None: ~/.cache/vos_ros)
+    cuda_graphs: bool = False  # torch backend on CUDA: replay captured CUDA graphs
+    verify_checksums: bool = True  # check the sha256 of every model file on load
+
+    def __post_init__(self) -> None:
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("flow_preset", self.flow_preset, FLOW_PRESETS)
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"model must be 'flow' or a model folder path, got {self.model!r}")
+        _check_int("threads", self.threads, 0)
+        if self.processing_short_side is not None:
+            _check_int("processing_short_side", self.processing_short_side, STRIDE)
+            if self.processing_short_side % STRIDE:
+                raise ConfigError(
+                    f"processing_short_side must be a multiple of {STRIDE}, "
+                    f"got {self.processing_short_side}"
+                )
+        if self.flow_short_side is not None:
+            _check_int("flow_short_side", self.flow_short_side, 16)
+        for name in ("memory_every", "memory_size"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_int(name, value, 1)
+        _check_int("permanent_size", self.permanent_size, 1)
+        _check_int("max_targets", self.max_targets, 1)
+        if self.max_targets > 255:
+            raise ConfigError(f"max_targets must be at most 255, got {self.max_targets}")
+        _check_float("prior_scale", self.prior_scale, 1.0, 10.0)
+        _check_float("prior_keep_prob", self.prior_keep_prob, 0.0, 1.0)
+        _check_float("min_area_fraction", self.min_area_fraction, 0.0, 1.0)
+        _check_float("visible_score", self.visible_score, 0.0, 1.0)
+        _check_float("memory_score", self.memory_score, 0.0, 1.0)
+        for name in ("use_flow", "use_box_prior", "cuda_graphs", "verify_checksums"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def is_flow_fallback(self) -> bool:
+        """True when no network is configured and the flow fallback runs."""
+        return self.model == FLOW_MODEL
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _check_float(name: str, value: object, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not lo <= float(value) <= hi:
+        raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value}")

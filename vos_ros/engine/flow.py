@@ -1,0 +1,89 @@
+"""Cheap dense optical flow (OpenCV DIS) to carry the previous masks to the current frame.
+
+DIS ("dense inverse search", Kroeger et al., ECCV 2016) with the ``ultrafast`` preset takes well
+under a millisecond at 144x256 on one CPU core. The flow is computed *backwards* (current frame ->
+previous frame) so the previous mask can be pulled with :func:`cv2.remap`: every current pixel
+looks up where it came from, which leaves no holes.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def to_gray(rgb: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)`` -> gray uint8 at ``size_wh`` (resized first: fewer pixels)."""
+    if (rgb.shape[1], rgb.shape[0]) != size_wh:
+        rgb = cv2.resize(rgb, size_wh, interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+class FlowWarper:
+    """Backward flow between consecutive gray frames and warping of per-target maps.
+
+    :param preset: ``ultrafast`` | ``fast`` | ``medium``.
+    :param flow_wh: ``(width, height)`` the flow is computed at.
+    :param map_wh: ``(width, height)`` of the maps to warp (flow is resized and rescaled to it).
+    """
+
+    def __init__(self, preset: str, flow_wh: tuple[int, int], map_wh: tuple[int, int]) -> None:
+        self._dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+        self.flow_wh = flow_wh
+        self.map_wh = map_wh
+        w, h = map_wh
+        self._grid_x, self._grid_y = np.meshgrid(
+            np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
+        )
+        self._scale = (w / flow_wh[0], h / flow_wh[1])
+        self._prev_gray: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._prev_gray = None
+
+    @property
+    def previous_gray(self) -> np.ndarray | None:
+        return self._prev_gray
+
+    def flow_between(
+        self, gray: np.ndarray, reference: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sampling maps ``(map_x, map_y)`` at map resolution that pull ``reference``-frame
+        content onto ``gray``'s frame (both gray uint8 at ``flow_wh``)."""
+        flow = self._dis.calc(gray, reference, None)  # [h, w, 2]: gray pixel -> reference pixel
+        if (flow.shape[1], flow.shape[0]) != self.map_wh:
+            flow = cv2.resize(flow, self.map_wh, interpolation=cv2.INTER_LINEAR)
+        map_x = self._grid_x + flow[..., 0] * self._scale[0]
+        map_y = self._grid_y + flow[..., 1] * self._scale[1]
+        return map_x, map_y
+
+    def advance(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Flow from the previous frame to ``gray`` (``None`` on the first frame); ``gray`` becomes
+        the previous frame."""
+        maps = None if self._prev_gray is None else self.flow_between(gray, self._prev_gray)
+        self._prev_gray = gray
+        return maps
+
+    @staticmethod
+    def warp(maps_chw: np.ndarray, sampling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Warp ``[N, h, w]`` float32 maps with sampling maps from :meth:`flow_between`;
+        pixels pulled from outside the frame become 0 (the target left)."""
+        out = np.empty_like(maps_chw)
+        map_x, map_y = sampling
+        for i in range(maps_chw.shape[0]):
+            cv2.remap(
+                maps_chw[i],
+                map_x,
+                map_y,
+                cv2.INTER_LINEAR,
+                dst=out[i],
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0.0,
+            )
+        return out

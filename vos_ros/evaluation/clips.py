@@ -1,0 +1,43 @@
+"""The common shape of an evaluation input: a named clip yielding frames with ground truth.
+
+DAVIS folders (:mod:`vos_ros.evaluation.davis_folder`) and bags (:mod:`vos_ros.bag_io`) are both
+read as clips, so the runner and the scorer never care where the frames came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from vos_ros.evaluation.confusion import DecodedLabels
+
+
+@dataclass
+class ClipFrame:
+    """One frame of a clip.
+
+    :ivar index: 0-based position in the clip.
+    :ivar name: a stable frame name (file stem, or the stamp for bags).
+    :ivar image: RGB ``uint8`` ``(H, W, 3)``, or None when the clip was opened without images.
+    :ivar gt: the decoded ground truth, or None when this frame has none.
+    :ivar stamp_ns: capture time (bags), None for folders.
+    """
+
+    index: int
+    name: str
+    image: np.ndarray | None
+    gt: DecodedLabels | None
+    stamp_ns: int | None = None
+
+
+class Clip(Protocol):
+    """A sequence to evaluate."""
+
+    name: str
+
+    def __len__(self) -> int: ...
+
+    def frames(self) -> Iterator[ClipFrame]: ...

@@ -1,0 +1,285 @@
+"""One evaluation run end to end, as a library call (the CLI ``vos-ros evaluate`` wraps it).
+
+    from vos_ros.evaluation import EvaluationOptions, evaluate
+    outcome = evaluate(EvaluationOptions(json_path=Path("out.json"), davis=Path("data/vos")))
+    print(outcome.report["davis"]["global"]["J&F-Mean"])
+
+Inputs are read as clips (DAVIS sequences or bags), scored one after another into one
+:class:`~vos_ros.evaluation.scoring.DatasetScorer`, and the report is written at the end, also
+after Ctrl-C or a malformed clip (then it is marked partial and lists the errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vos_ros.evaluation.clips import Clip, ClipFrame
+from vos_ros.evaluation.runner import (
+    Engine,
+    EngineFactory,
+    run_engine_on_clip,
+    score_predictions_on_clip,
+)
+from vos_ros.evaluation.scoring import DatasetScorer
+
+
+class EvaluationInputError(ValueError):
+    """The inputs cannot be evaluated at all (nothing was scored)."""
+
+
+@dataclass
+class EvaluationOptions:
+    """What to evaluate and where to write the report (see ``vos-ros evaluate --help``)."""
+
+    json_path: Path
+    davis: Path | None = None
+    bag: Path | None = None
+    predictions: Path | None = None
+    sequences: list[str] | None = None
+    classes: Path | None = None
+    resolution: str | None = None
+    ignore_value: int | None = None
+    max_frames: int | None = None
+    report_dir: Path | None = None
+    overlay_video: bool = False
+    progress: bool = True
+    model: str = "flow"
+    backend: str = "auto"
+    threads: int = 0
+    image_topic: str = "/camera/image_raw"
+    gt_topic: str = "/camera/ground_truth"
+    class_topic: str | None = "/camera/ground_truth/classes"
+    gt_encoding: str = "instance"
+    panoptic_divisor: int = 1000
+    engine_factory: EngineFactory | None = None  # default: build_engine(model, backend)
+    prompt_type: Callable[..., Any] | None = None  # default: vos_ros.engine.Prompt
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvaluationOptions:
+        """Options from the parsed ``vos-ros evaluate`` command line."""
+        sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if getattr(
+            args, "sequences", None) else None
+        return cls(
+            json_path=args.json, davis=args.davis, bag=args.bag, predictions=args.predictions,
+            sequences=sequences, classes=args.classes, resolution=args.resolution,
+            ignore_value=args.ignore_value, max_frames=args.max_frames,
+            report_dir=args.report_dir, overlay_video=args.overlay_video,
+            progress=not args.no_progress, model=args.model, backend=args.backend,
+            threads=args.threads, image_topic=args.image_topic, gt_topic=args.gt_topic,
+            class_topic=args.class_topic or None, gt_encoding=args.gt_encoding,
+            panoptic_divisor=args.panoptic_divisor,
+        )
+
+
+@dataclass
+class EvaluationOutcome:
+    """What a run produced. ``report`` is None only when nothing could be scored."""
+
+    report: dict[str, Any] | None
+    report_path: Path | None
+    html_path: Path | None
+    summary: str
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+@dataclass
+class _LimitedClip:
+    """A clip cut to its first ``limit`` frames."""
+
+    inner: Clip
+    limit: int
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def __len__(self) -> int:
+        return min(len(self.inner), self.limit)
+
+    def frames(self) -> Iterator[ClipFrame]:
+        for frame in self.inner.frames():
+            if frame.index >= self.limit:
+                return
+            yield frame
+
+
+def _reusing_factory(model: str, backend: str, threads: int) -> EngineFactory:
+    """Build the engine once and hand out a reset copy per sequence (same state as a new one)."""
+    holder: dict[str, Engine] = {}
+
+    def factory() -> Engine:
+        from vos_ros.engine import EngineConfig, build_engine
+
+        engine = holder.get("engine")
+        if engine is None:
+            engine = build_engine(EngineConfig(model=model, backend=backend, threads=threads))
+            holder["engine"] = engine
+        else:
+            engine.reset()  # type: ignore[attr-defined]
+        return engine
+
+    return factory
+
+
+def _clip_sources(opts: EvaluationOptions, need_images: bool) -> tuple[list[Callable[[], Clip]], list[str]]:
+    """Deferred clip openers (so one bad bag does not stop the others) and notes for the report."""
+    notes: list[str] = []
+    if opts.davis is not None:
+        from vos_ros.evaluation.davis_folder import DavisFolder, PredictionFolder
+
+        folder = DavisFolder(opts.davis, opts.resolution, opts.classes, opts.ignore_value)
+        names = folder.select(opts.sequences)
+        if opts.predictions is not None and not opts.sequences:
+            predicted = set(PredictionFolder(opts.predictions).sequences())
+            skipped = [n for n in names if n not in predicted]
+            if skipped:
+                notes.append("no predictions for: " + ", ".join(skipped))
+            names = [n for n in names if n in predicted]
+            if not names:
+                raise EvaluationInputError(
+                    f"no sequence of {opts.davis} has predictions in {opts.predictions}")
+        return [lambda n=n: folder.clip(n, load_images=need_images) for n in names], notes
+
+    from vos_ros.bag_io import BagClip, find_bags
+    from vos_ros.evaluation.davis_folder import load_class_map
+
+    class_map = None
+    if opts.classes is not None:
+        import json
+
+        try:
+            raw = json.loads(Path(opts.classes).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EvaluationInputError(f"cannot read class map {opts.classes}: {exc}") from exc
+        if raw and all(isinstance(v, dict) for k, v in raw.items() if not k.startswith("_")):
+            maps = load_class_map(Path(opts.classes))  # DAVIS style: first sequence's map
+            class_map = next(iter(maps.values()), {})
+        else:
+            class_map = {int(k): str(v) for k, v in raw.items() if not k.startswith("_")}
+    bags = find_bags(opts.bag)
+    if opts.sequences:
+        bags = [b for b in bags if b.name in opts.sequences or b.stem in opts.sequences]
+        if not bags:
+            raise EvaluationInputError(f"none of {opts.sequences} is a bag in {opts.bag}")
+
+    def opener(path: Path) -> Callable[[], Clip]:
+        return lambda: BagClip(
+            path, opts.image_topic, opts.gt_topic, opts.class_topic, opts.gt_encoding,
+            class_map, opts.ignore_value, opts.panoptic_divisor, need_images,
+        )
+
+    return [opener(b) for b in bags], notes
+
+
+def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
+    """Run the evaluation ``opts`` describes, write the JSON (and plots/HTML), return the outcome.
+
+    :raises EvaluationInputError: when nothing at all could be scored (bad folder, no topic, ...).
+    """
+    from vos_ros.evaluation.overlays import OverlayRecorder
+    from vos_ros.evaluation.report import build_report, default_meta, format_summary, write_json
+
+    engine_mode = opts.predictions is None
+    need_images = engine_mode or opts.report_dir is not None
+    try:
+        openers, notes = _clip_sources(opts, need_images)
+    except EvaluationInputError:
+        raise
+    except ValueError as exc:
+        raise EvaluationInputError(str(exc)) from exc
+
+    scorer = DatasetScorer()
+    errors: list[str] = []
+    interrupted = False
+    recorder = None
+    if opts.report_dir is not None:
+        video_dir = opts.report_dir / "videos" if opts.overlay_video else None
+        recorder = OverlayRecorder(video_dir=video_dir)
+    factory = opts.engine_factory or _reusing_factory(opts.model, opts.backend, opts.threads)
+    predictions = None
+    if not engine_mode:
+        from vos_ros.evaluation.davis_folder import PredictionFolder
+
+        predictions = PredictionFolder(opts.predictions)  # type: ignore[arg-type]
+
+    bar = _progress_bar(opts.progress)
+
+    def on_frame(sequence: str, frame: ClipFrame, label: Any) -> None:
+        bar.update(1)
+        if recorder is not None:
+            recorder.on_frame(sequence, frame, label)
+
+    try:
+        for open_clip in openers:
+            try:
+                clip = open_clip()
+                if opts.max_frames is not None:
+                    clip = _LimitedClip(clip, opts.max_frames)
+                bar.set_description(clip.name)
+                bar.total = (bar.total or 0) + len(clip)
+                bar.refresh()
+                if recorder is not None:
+                    recorder.expect(clip.name, len(clip))
+                if predictions is not None:
+                    score_predictions_on_clip(clip, predictions, scorer, on_frame)
+                else:
+                    run_engine_on_clip(clip, factory, scorer, opts.prompt_type, on_frame)
+            except ValueError as exc:
+                errors.append(str(exc))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        if recorder is not None:
+            recorder.close()
+
+    if scorer.frames_scored == 0:
+        why = "; ".join(errors) if errors else ("interrupted" if interrupted else "no frames")
+        raise EvaluationInputError(f"nothing was scored: {why}")
+
+    source = str(opts.davis if opts.davis is not None else opts.bag)
+    mode = "predictions" if not engine_mode else "offline"
+    meta = default_meta(opts.model if engine_mode else None,
+                        opts.backend if engine_mode else None, mode, source)
+    if opts.predictions is not None:
+        meta["predictions"] = str(opts.predictions)
+    meta["notes"] = notes
+    report = build_report(scorer, meta, errors, interrupted)
+    report_path = write_json(report, opts.json_path)
+    html_path = None
+    if opts.report_dir is not None:
+        from vos_ros.evaluation.html import write_html_report
+        from vos_ros.evaluation.plots import write_plots
+
+        plots = write_plots(report, opts.report_dir)
+        html_path = write_html_report(
+            report, plots, recorder.thumbnails if recorder else {}, opts.report_dir / "report.html"
+        )
+    return EvaluationOutcome(report, report_path, html_path, format_summary(report), errors,
+                             interrupted)
+
+
+class _NoBar:
+    total: int | None = 0
+
+    def update(self, n: int = 1) -> None: ...
+
+    def set_description(self, text: str) -> None: ...
+
+    def refresh(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (logs, CI)
+    return tqdm(total=0, unit="frame", dynamic_ncols=True, leave=False, disable=None)

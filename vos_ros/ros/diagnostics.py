@@ -1,0 +1,214 @@
+"""Run-time statistics of the node and their ``diagnostic_msgs/DiagnosticArray`` form.
+
+:class:`NodeStats` is thread-safe: the subscription callback counts received and dropped frames,
+the inference thread records per-frame latency and engine time, and a timer publishes a snapshot
+on ``/diagnostics`` (the topic ``diagnostic_aggregator`` and ``rqt_robot_monitor`` read).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+# Rates and percentiles are computed over the most recent frames only, so they follow changes.
+_WINDOW_FRAMES = 200
+_RATE_WINDOW_S = 5.0
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """A consistent copy of the statistics at one moment (times in ms unless named _s)."""
+
+    received: int
+    processed: int
+    dropped: int
+    failed: int
+    input_hz: float
+    output_hz: float
+    latency_mean_ms: float
+    latency_p95_ms: float
+    engine_mean_ms: float
+    engine_p95_ms: float
+    seconds_since_input: float | None  # None: no frame yet
+    last_error: str
+    seconds_since_error: float | None  # None: no error yet
+
+
+class NodeStats:
+    """Counters and sliding windows of the node's per-frame timings (thread-safe)."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._received = 0
+            self._processed = 0
+            self._dropped = 0
+            self._failed = 0
+            self._input_times: deque[float] = deque(maxlen=_WINDOW_FRAMES)
+            self._output_times: deque[float] = deque(maxlen=_WINDOW_FRAMES)
+            self._latency_ms: deque[float] = deque(maxlen=_WINDOW_FRAMES)
+            self._engine_ms: deque[float] = deque(maxlen=_WINDOW_FRAMES)
+            self._last_error = ""
+            self._last_error_time: float | None = None
+
+    def frame_received(self) -> None:
+        with self._lock:
+            self._received += 1
+            self._input_times.append(self._clock())
+
+    def frame_dropped(self) -> None:
+        """A frame was replaced in the hand-over slot before the engine could take it."""
+        with self._lock:
+            self._dropped += 1
+
+    def frame_processed(self, latency_ms: float, engine_ms: float | None) -> None:
+        """One frame's outputs were published; latency = receipt to publish.
+
+        ``engine_ms`` is None when the engine had nothing to do (no targets yet).
+        """
+        with self._lock:
+            self._processed += 1
+            self._output_times.append(self._clock())
+            self._latency_ms.append(latency_ms)
+            if engine_ms is not None:
+                self._engine_ms.append(engine_ms)
+
+    def frame_failed(self, reason: str) -> None:
+        with self._lock:
+            self._failed += 1
+        self.error(reason)
+
+    def error(self, reason: str) -> None:
+        with self._lock:
+            self._last_error = reason
+            self._last_error_time = self._clock()
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            now = self._clock()
+            return StatsSnapshot(
+                received=self._received,
+                processed=self._processed,
+                dropped=self._dropped,
+                failed=self._failed,
+                input_hz=_rate(self._input_times, now),
+                output_hz=_rate(self._output_times, now),
+                latency_mean_ms=_mean(self._latency_ms),
+                latency_p95_ms=_p95(self._latency_ms),
+                engine_mean_ms=_mean(self._engine_ms),
+                engine_p95_ms=_p95(self._engine_ms),
+                seconds_since_input=now - self._input_times[-1] if self._input_times else None,
+                last_error=self._last_error,
+                seconds_since_error=(
+                    now - self._last_error_time if self._last_error_time is not None else None
+                ),
+            )
+
+
+def _rate(times: deque[float], now: float) -> float:
+    recent = [t for t in times if now - t <= _RATE_WINDOW_S]
+    if len(recent) < 2:
+        return 0.0
+    span = max(now - recent[0], recent[-1] - recent[0])
+    return (len(recent) - 1) / span if span > 0 else 0.0
+
+
+def _mean(values: deque[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+def _p95(values: deque[float]) -> float:
+    return float(np.percentile(values, 95)) if values else 0.0
+
+
+@dataclass(frozen=True)
+class DiagnosticThresholds:
+    latency_warn_ms: float
+    stale_input_s: float
+    error_hold_s: float  # an error keeps the status at ERROR for this long
+
+
+def status_level(
+    snapshot: StatsSnapshot, active: bool, thresholds: DiagnosticThresholds
+) -> tuple[int, str]:
+    """``(level, message)`` with level 0 = OK, 1 = WARN, 2 = ERROR (``DiagnosticStatus``)."""
+    if snapshot.seconds_since_error is not None and (
+        snapshot.seconds_since_error <= thresholds.error_hold_s
+    ):
+        return 2, f"error: {snapshot.last_error}"
+    if not active:
+        return 1, "inactive: not subscribed to images (lifecycle state is not active)"
+    if snapshot.seconds_since_input is None:
+        return 1, "active, waiting for the first image"
+    if snapshot.seconds_since_input > thresholds.stale_input_s:
+        return 1, f"no image for {snapshot.seconds_since_input:.1f} s"
+    if snapshot.latency_p95_ms > thresholds.latency_warn_ms:
+        return 1, (
+            f"latency p95 {snapshot.latency_p95_ms:.0f} ms above "
+            f"{thresholds.latency_warn_ms:.0f} ms"
+        )
+    return 0, f"running at {snapshot.output_hz:.1f} Hz"
+
+
+def build_diagnostic_array(
+    snapshot: StatsSnapshot,
+    *,
+    name: str,
+    hardware_id: str,
+    backend: str,
+    model: str,
+    target_ids: list[int],
+    lifecycle_state: str,
+    active: bool,
+    thresholds: DiagnosticThresholds,
+    stamp,
+):
+    """A ``DiagnosticArray`` with one status for the node (``stamp``: builtin_interfaces/Time)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    level, message = status_level(snapshot, active, thresholds)
+    values = {
+        "lifecycle_state": lifecycle_state,
+        "model": model,
+        "backend": backend,
+        "targets": str(len(target_ids)),
+        "target_ids": " ".join(str(i) for i in target_ids),
+        "input_hz": f"{snapshot.input_hz:.2f}",
+        "output_hz": f"{snapshot.output_hz:.2f}",
+        "latency_mean_ms": f"{snapshot.latency_mean_ms:.1f}",
+        "latency_p95_ms": f"{snapshot.latency_p95_ms:.1f}",
+        "engine_mean_ms": f"{snapshot.engine_mean_ms:.1f}",
+        "engine_p95_ms": f"{snapshot.engine_p95_ms:.1f}",
+        "frames_received": str(snapshot.received),
+        "frames_processed": str(snapshot.processed),
+        "frames_dropped": str(snapshot.dropped),
+        "frames_failed": str(snapshot.failed),
+        "last_error": snapshot.last_error,
+    }
+    status = DiagnosticStatus(
+        level=bytes([level]),
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=v) for k, v in values.items()],
+    )
+    return DiagnosticArray(header=_header(stamp), status=[status])
+
+
+def _header(stamp):
+    from std_msgs.msg import Header
+
+    return Header(stamp=stamp)
+
+
+def values_of(status) -> dict[str, str]:
+    """``{key: value}`` of a ``DiagnosticStatus`` (for tests and tools)."""
+    return {kv.key: kv.value for kv in status.values}

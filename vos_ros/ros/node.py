@@ -1,0 +1,537 @@
+"""``vos_node``: the ROS 2 lifecycle node around the segmentation engine.
+
+Lifecycle (``ros2 lifecycle set /vos_node <transition>``):
+
+- configure: read and validate the parameters (FAILURE names the bad parameter), build the engine
+  and warm it up;
+- activate: subscribe to the camera, create the output publishers and the target services, start
+  the inference thread;
+- deactivate: stop the inference thread, destroy subscriptions, publishers and services (targets
+  are kept, so activate resumes where it stopped);
+- cleanup / shutdown: also release the engine.
+
+With ``autostart`` (default true) a one-shot timer runs configure and activate right after start-up,
+so ``ros2 run vos_ros vos_node`` just works.
+
+Real time: the image callback only stores the message and puts it into a one-element hand-over
+slot; the inference thread always takes the newest frame. A frame replaced in the slot before the
+engine took it is dropped and counted, so latency never builds up behind a slow engine.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
+
+from vos_ros.frame_buffer import NS_PER_S, FrameBuffer
+from vos_ros.msg import DetectionArray, InstanceMaskArray
+from vos_ros.ros import result_msgs
+from vos_ros.ros.diagnostics import DiagnosticThresholds, NodeStats, build_diagnostic_array
+from vos_ros.ros.input_frames import frame_from_compressed, frame_from_image, labels_from_image
+from vos_ros.ros.params import (
+    SPECS_BY_NAME,
+    NodeConfig,
+    check_parameter_update,
+    declare_parameters,
+    read_config,
+)
+from vos_ros.ros.services import TargetServices, stamp_to_ns
+from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
+from vos_ros.types import FrameResult
+
+NODE_NAME = "vos_node"
+_WARMUP_SHAPE = (480, 640, 3)
+
+
+class LatestSlot:
+    """One-element hand-over between the image callback and the inference thread.
+
+    ``put`` never blocks: it replaces whatever is waiting (the replaced item is a dropped frame).
+    ``take`` blocks until an item is there, the timeout passes, or the slot is closed.
+    """
+
+    def __init__(self) -> None:
+        self._item: Any = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: Any) -> bool:
+        """Store ``item``; True when it replaced an item that was never taken."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def take(self, timeout: float) -> Any:
+        """The waiting item (and empty the slot), or None after ``timeout`` s or when closed."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return None if self._closed else item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._cond.notify_all()
+
+
+class VosNode(LifecycleNode):
+    """Lifecycle node: camera in; instance masks, label image, detections and overlay out."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._rejected_parameters = declare_parameters(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._config: NodeConfig | None = None
+        self._engine: Any = None
+        self._engine_lock = threading.Lock()
+        self._frames: FrameBuffer | None = None
+        self._stats = NodeStats()
+        self._slot: LatestSlot | None = None
+        self._worker: threading.Thread | None = None
+        self._active = False
+        self._state_label = "unconfigured"  # for diagnostics; updated by the transitions
+
+        # Images get their own callback group so a slow service call never delays them.
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._request_group = MutuallyExclusiveCallbackGroup()
+        self._image_sub = None
+        self._prompts_sub = None
+        self._instances_pub = None
+        self._label_pub = None
+        self._detections_pub = None
+        self._overlay_pub = None
+        self._services: list[Any] = []
+
+        # Diagnostics run in every state, so a failed configure is visible on /diagnostics.
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = self.get_parameter("diagnostics.period_s").value
+        self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
+
+        self._autostart_timer = None
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart_cb)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate parameters, build the engine: SUCCESS -> inactive, FAILURE -> unconfigured."""
+        try:
+            config = read_config(self, self._rejected_parameters)
+        except ValueError as exc:
+            return self._configure_failed(f"invalid parameter: {exc}")
+        try:
+            engine = _build_engine(config)
+        except (ValueError, OSError, ImportError, RuntimeError) as exc:
+            return self._configure_failed(
+                f"cannot build the engine for model={config.model!r} "
+                f"backend={config.backend!r}: {exc}"
+            )
+        self._config = config
+        self._engine = engine
+        self._frames = FrameBuffer(
+            config.frame_buffer_size, int(config.frame_buffer_tolerance_ms * 1e6)
+        )
+        self._stats.reset()
+        self._state_label = "inactive"
+        self.get_logger().info(
+            f"configured: model={config.model} backend={_backend_name(engine, config)} "
+            f"input={'image/compressed' if config.input_compressed else 'image'}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Create publishers, services and the camera subscription; start inference."""
+        config = self._config
+        output_qos = QoSProfile(
+            depth=config.output_depth,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=ReliabilityPolicy.RELIABLE,
+        )
+        self._instances_pub = self.create_publisher(InstanceMaskArray, "~/instances", output_qos)
+        self._label_pub = self.create_publisher(Image, "~/label_image", output_qos)
+        self._detections_pub = self.create_publisher(
+            result_msgs.detections_type(), "~/detections", output_qos
+        )
+        self._overlay_pub = self.create_publisher(Image, "~/overlay", output_qos)
+
+        handlers = TargetServices(
+            self._engine,
+            self._engine_lock,
+            self._frames,
+            self._decode_frame,
+            labels_from_image,
+            config,
+            on_change=lambda text: self.get_logger().info(text),
+        )
+        group = self._request_group
+        self._services = [
+            self.create_service(
+                SetInitialMask,
+                "~/set_initial_mask",
+                _guarded(handlers.set_initial_mask, self),
+                callback_group=group,
+            ),
+            self.create_service(
+                AddObjects,
+                "~/add_objects",
+                _guarded(handlers.add_objects, self),
+                callback_group=group,
+            ),
+            self.create_service(
+                RemoveObjects,
+                "~/remove_objects",
+                _guarded(handlers.remove_objects, self),
+                callback_group=group,
+            ),
+            self.create_service(
+                Trigger, "~/reset", _guarded(handlers.reset, self), callback_group=group
+            ),
+        ]
+        if config.prompts_enabled:
+            self._prompts_sub = self.create_subscription(
+                DetectionArray,
+                "~/prompts",
+                lambda msg: self._prompts_cb(msg, handlers),
+                output_qos,
+                callback_group=group,
+            )
+
+        self._slot = LatestSlot()
+        self._worker = threading.Thread(
+            target=self._inference_loop, args=(self._slot,), name="vos_inference", daemon=True
+        )
+        self._worker.start()
+
+        input_qos = QoSProfile(
+            depth=config.input_depth,
+            history=HistoryPolicy.KEEP_LAST,
+            reliability=(
+                ReliabilityPolicy.BEST_EFFORT
+                if config.input_reliability == "best_effort"
+                else ReliabilityPolicy.RELIABLE
+            ),
+        )
+        if config.input_compressed:
+            self._image_sub = self.create_subscription(
+                CompressedImage,
+                "image/compressed",
+                self._image_cb,
+                input_qos,
+                callback_group=self._image_group,
+            )
+        else:
+            self._image_sub = self.create_subscription(
+                Image, "image", self._image_cb, input_qos, callback_group=self._image_group
+            )
+        self._active = True
+        self._state_label = "active"
+        self.get_logger().info(f"active: listening on {self._image_sub.topic_name}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop inference and release topics and services; targets are kept."""
+        self._release_io()
+        self._state_label = "inactive"
+        self.get_logger().info("inactive: released topics and services (targets kept)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the engine and the frame buffer: back to unconfigured."""
+        self._release_all()
+        self._state_label = "unconfigured"
+        self.get_logger().info("unconfigured: engine released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything, from whichever state: -> finalized."""
+        self._release_all()
+        self._state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything after an exception in a transition: SUCCESS -> unconfigured."""
+        self._release_all()
+        self._state_label = "unconfigured"
+        self._stats.error(f"lifecycle error while {state.label}; released all resources")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        self.get_logger().error(f"configure failed: {reason}")
+        self._stats.error(f"configure failed: {reason}")
+        return TransitionCallbackReturn.FAILURE
+
+    def _release_io(self) -> None:
+        self._active = False
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+            self._image_sub = None
+        if self._slot is not None:
+            self._slot.close()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        self._slot = None
+        if self._prompts_sub is not None:
+            self.destroy_subscription(self._prompts_sub)
+            self._prompts_sub = None
+        for service in self._services:
+            self.destroy_service(service)
+        self._services = []
+        for name in ("_instances_pub", "_label_pub", "_detections_pub", "_overlay_pub"):
+            publisher = getattr(self, name)
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+                setattr(self, name, None)
+
+    def _release_all(self) -> None:
+        self._release_io()
+        with self._engine_lock:
+            self._engine = None
+        self._frames = None
+        self._config = None
+
+    def _autostart_cb(self) -> None:
+        # One shot: configure and activate once, after the executor started spinning.
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        self._autostart_timer = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # -- parameters -------------------------------------------------------------------------------
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        """Reject run-time changes that are out of range; accepted ones apply at configure."""
+        for parameter in parameters:
+            if parameter.name in SPECS_BY_NAME:
+                reason = check_parameter_update(parameter.name, parameter.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    def _image_cb(self, msg) -> None:
+        """Store the message and hand it to the inference thread; never blocks."""
+        received = time.perf_counter()
+        self._stats.frame_received()
+        frames, slot = self._frames, self._slot
+        if frames is None or slot is None:
+            return
+        frames.put(stamp_to_ns(msg.header.stamp), msg)
+        if slot.put((msg, received)):
+            self._stats.frame_dropped()
+
+    def _decode_frame(self, msg) -> Any:
+        if isinstance(msg, CompressedImage):
+            return frame_from_compressed(msg)
+        return frame_from_image(msg)
+
+    def _inference_loop(self, slot: LatestSlot) -> None:
+        while True:
+            item = slot.take(timeout=0.5)
+            if slot.closed:
+                return  # deactivate
+            if item is None:
+                continue
+            msg, received = item
+            try:
+                self._process(msg, received)
+            except Exception as exc:  # the thread must survive any frame
+                self._stats.frame_failed(f"unexpected error: {exc}")
+                self.get_logger().error(
+                    f"unexpected error on a frame: {exc!r}",
+                    throttle_duration_sec=self._config.log_throttle_s,
+                )
+
+    def _process(self, msg, received: float) -> None:
+        config = self._config
+        try:
+            frame = self._decode_frame(msg)
+        except ValueError as exc:
+            self._reject_frame(f"bad image: {exc}")
+            return
+        with self._engine_lock:
+            engine = self._engine
+            if engine is None:
+                return
+            start = time.perf_counter()
+            engine_ms = None
+            try:
+                if engine.target_ids:
+                    result = engine.step(frame)
+                    engine_ms = (time.perf_counter() - start) * 1e3
+                else:  # nothing to track: publish empty outputs, skip the engine's work
+                    result = _empty_result(frame.shape[:2])
+            except ValueError as exc:  # engine errors are ValueError subclasses
+                self._reject_frame(f"engine rejected the frame: {exc}")
+                return
+
+        header = msg.header
+        self._instances_pub.publish(result_msgs.instance_mask_array(result, header))
+        self._label_pub.publish(
+            result_msgs.label_image_msg(result, header, config.output_label_encoding)
+        )
+        self._detections_pub.publish(result_msgs.detections_msg(result, header))
+        if self._overlay_pub.get_subscription_count() > 0:
+            overlay = result_msgs.overlay_image(frame, result, config.output_overlay_alpha)
+            self._overlay_pub.publish(result_msgs.image_msg(header, overlay, "rgb8"))
+        latency_ms = (time.perf_counter() - received) * 1e3
+        self._stats.frame_processed(latency_ms, engine_ms)
+
+    def _reject_frame(self, reason: str) -> None:
+        self._stats.frame_failed(reason)
+        self.get_logger().warning(
+            f"{reason} (frame skipped; targets kept)",
+            throttle_duration_sec=self._config.log_throttle_s,
+        )
+
+    def _prompts_cb(self, msg, handlers: TargetServices) -> None:
+        """Boxes published on ~/prompts become new targets, like ~/add_objects."""
+        boxes, labels = [], []
+        for det in msg.detections:
+            x0 = det.center_x - det.size_x / 2.0
+            y0 = det.center_y - det.size_y / 2.0
+            boxes.append((x0, y0, x0 + det.size_x, y0 + det.size_y))
+            labels.append(det.class_label)
+        if not boxes:
+            return
+        try:
+            new_ids = handlers.add_prompt_boxes(msg.header.stamp, boxes, labels)
+        except ValueError as exc:
+            self._stats.error(f"~/prompts: {exc}")
+            self.get_logger().warning(
+                f"~/prompts rejected: {exc}", throttle_duration_sec=self._config.log_throttle_s
+            )
+            return
+        self.get_logger().info(f"~/prompts: added ids {new_ids}")
+
+    # -- diagnostics ------------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        config = self._config
+        engine = self._engine
+        with self._engine_lock:
+            target_ids = sorted(engine.target_ids) if engine is not None else []
+        thresholds = DiagnosticThresholds(
+            latency_warn_ms=(config or NodeConfig.defaults()).diagnostics_latency_warn_ms,
+            stale_input_s=(config or NodeConfig.defaults()).diagnostics_stale_input_s,
+            error_hold_s=max(2.0, 2 * self._diagnostics_timer.timer_period_ns / NS_PER_S),
+        )
+        array = build_diagnostic_array(
+            self._stats.snapshot(),
+            name=f"{self.get_name()}: video object segmentation",
+            hardware_id=self.get_fully_qualified_name(),
+            backend=_backend_name(engine, config) if engine is not None else "",
+            model=config.model if config else self.get_parameter("model").value,
+            target_ids=target_ids,
+            lifecycle_state=self._state_label,
+            active=self._active,
+            thresholds=thresholds,
+            stamp=self.get_clock().now().to_msg(),
+        )
+        self._diagnostics_pub.publish(array)
+
+
+def _guarded(handler, node: VosNode):
+    """Wrap a service handler so an unexpected exception becomes an error response."""
+
+    def call(request, response):
+        try:
+            return handler(request, response)
+        except Exception as exc:  # a service call must never kill the node
+            node.get_logger().error(f"service handler failed: {exc!r}")
+            response.success = False
+            response.message = f"internal error: {exc}"
+            return response
+
+    return call
+
+
+def _build_engine(config: NodeConfig):
+    """Build and (optionally) warm up the engine described by ``config``."""
+    from vos_ros.engine import EngineConfig, Prompt, build_engine
+
+    engine = build_engine(
+        EngineConfig(
+            model=config.model,
+            backend=config.backend,
+            device=config.engine_device,
+            precision=config.engine_precision,
+            threads=config.engine_threads,
+            processing_short_side=config.engine_processing_short_side or None,
+            max_targets=config.engine_max_targets,
+            flow_preset=config.engine_flow_preset,
+        )
+    )
+    if config.warmup:
+        # Two frames with one square target run every stage once (flow, memory, decoding).
+        blank = np.zeros(_WARMUP_SHAPE, np.uint8)
+        labels = np.zeros(_WARMUP_SHAPE[:2], np.uint16)
+        height, width = labels.shape
+        labels[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 1
+        engine.step(blank, Prompt(labels, {1: "warmup"}))
+        engine.step(blank)
+        engine.reset()
+    return engine
+
+
+def _empty_result(shape: tuple[int, int]) -> FrameResult:
+    """The result for a frame while no target is tracked."""
+    return FrameResult(frame_index=-1, targets=[], label_image=np.zeros(shape, np.uint16))
+
+
+def _backend_name(engine: Any, config: NodeConfig | None) -> str:
+    """The backend the engine actually uses (engines may expose it), else the configured one."""
+    name = getattr(engine, "backend_name", None) or getattr(engine, "backend", None)
+    if isinstance(name, str) and name:
+        return name
+    return config.backend if config else ""
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``vos_node`` / ``vos-ros node``: spin the node until interrupted."""
+    rclpy.init(args=args)
+    node = VosNode()
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._release_all()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
