@@ -23,6 +23,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["vos_ros", "vos_ros.*"]),
+    package_data={"vos_ros.engine": ["tensorrt_onnx_ops.txt"]},
     install_requires=_requirements("requirements.txt"),
     extras_require={"train": ["torch>=2.2"], "dev": _requirements("requirements-dev.txt")},
     entry_points={

@@ -17,6 +17,12 @@ TORCH_INDEX_URL="${VOS_TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
 cd "$REPO"
 
 SECONDS=0
+if [[ -n "${ROS_DISTRO:-}" || -n "${AMENT_PREFIX_PATH:-}" ]]; then
+  # .venv holds the PyPI Kilted wheels; a sourced distro's Python and CMake paths would mix in
+  # another distro's packages. Within this script only, they are dropped.
+  echo "setup.sh: ignoring the sourced ROS environment (${ROS_DISTRO:-AMENT_PREFIX_PATH}) for .venv"
+  unset PYTHONPATH AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH LD_LIBRARY_PATH
+fi
 step() { printf '\n==> [%4ds] %s\n' "$SECONDS" "$*"; }
 die() { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
 
@@ -137,7 +143,7 @@ else
     rm -rf "$BUILD_DIR"  # configured for another venv
   fi
   # AMENT_PREFIX_PATH: ament and rosidl look packages up in the ament index of these prefixes.
-  export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+  export AMENT_PREFIX_PATH="$VENV"
   cmake -S "$REPO" -B "$BUILD_DIR" -G "Unix Makefiles" \
     -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$PY" -DPython3_FIND_VIRTUALENV=ONLY \

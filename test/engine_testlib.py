@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -34,7 +34,9 @@ class ColorEncoder(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.proj = nn.Conv2d(3, contract.KEY_DIM, 1)
         with torch.no_grad():
-            self.proj.weight.copy_(torch.randn(contract.KEY_DIM, 3, 1, 1, generator=gen) / bandwidth)
+            self.proj.weight.copy_(
+                torch.randn(contract.KEY_DIM, 3, 1, 1, generator=gen) / bandwidth
+            )
             self.proj.bias.copy_(torch.rand(contract.KEY_DIM, generator=gen) * 2 * np.pi)
 
     def forward(self, image: torch.Tensor):
@@ -163,6 +165,14 @@ def background(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([smooth * 0.9, smooth * 1.05, smooth * 0.85], axis=2)
 
 
+def _texture(seed: int, size: int) -> np.ndarray:
+    """Smooth blobs in [0.6, 1.2] (size, size): structure at every scale of the flow pyramid."""
+    import cv2
+
+    coarse = np.random.default_rng(seed).uniform(0.6, 1.2, (5, 5)).astype(np.float32)
+    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
 def render(
     sprites: list[Sprite], t: int, h: int, w: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +188,9 @@ def render(
         xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + s.size), min(h, y0 + s.size)
         if xa >= xb or ya >= yb:
             continue
-        frame[ya:yb, xa:xb] = s.color
+        # a texture that moves with the sprite, so optical flow has something to follow
+        patch = np.asarray(s.color, np.float32) * _texture(s.target_id, s.size)[..., None]
+        frame[ya:yb, xa:xb] = patch[ya - y0 : yb - y0, xa - x0 : xb - x0]
         labels[ya:yb, xa:xb] = s.target_id
     frame += rng.normal(0, 2.0, frame.shape).astype(np.float32)
     return np.clip(frame, 0, 255).astype(np.uint8), labels

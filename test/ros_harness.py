@@ -26,7 +26,7 @@ def require_ros() -> None:
     """Skip the calling test module unless rclpy and the generated interfaces import."""
     pytest.importorskip("rclpy")
     try:
-        import vos_ros.msg  # noqa: F401
+        import vos_ros.msg
         import vos_ros.srv  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"generated vos_ros interfaces are not built ({exc}); run scripts/setup.sh")
@@ -112,6 +112,9 @@ class RosClient:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
+        # Fast DDS reads the transport when the participant is created: this process must use
+        # the same LARGE_DATA transport as the node to discover it.
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(name, context=self.context)

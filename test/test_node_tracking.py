@@ -49,6 +49,21 @@ def _label_array(msg) -> np.ndarray:
     return msg_to_array(msg).astype(np.uint16)
 
 
+def _expected_ids(stamp: int, events, period_ns: int) -> set[int] | None:
+    """Ids the node must report on the frame ``stamp`` (None while a request is in flight).
+
+    ``events``: ``(newest output before the call, newest output at the response, ids after)``.
+    """
+    expected: set[int] | None = set()
+    for called, done, ids_after in events:
+        if stamp <= called:
+            return expected
+        if stamp <= done + period_ns:
+            return None
+        expected = ids_after
+    return expected
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
@@ -59,11 +74,11 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.timeout(300)
 def test_node_tracks_selected_targets_across_processes(tmp_path):
     from sensor_msgs.msg import Image, RegionOfInterest
-
     from vos_ros.msg import DetectionArray, InstanceMaskArray
+    from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
+
     from vos_ros.ros.image_msgs import array_to_msg
     from vos_ros.ros.result_msgs import detections_type
-    from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
 
     scene, gt_frames = _scene()
     first_stamp = min(gt_frames)
@@ -134,6 +149,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 stamp=ns_to_time(init_stamp),
                 replace=True,
             )
+            set_called = max(labels)
             response = ros.call(SetInitialMask, f"{NODE}/set_initial_mask", request)
             assert response.success, response.message
             assert list(response.tracked_ids) == [1, 2, 3]
@@ -154,6 +170,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 width=int(xs.max() - xs.min() + 1),
                 height=int(ys.max() - ys.min() + 1),
             )
+            add_called = max(labels)
             response = ros.call(
                 AddObjects,
                 f"{NODE}/add_objects",
@@ -173,7 +190,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 f"output of frame {REMOVE_AT_FRAME}",
                 fail_text(),
             )
-            remove_stamp = max(labels)
+            remove_called = max(labels)
             response = ros.call(
                 RemoveObjects, f"{NODE}/remove_objects", RemoveObjects.Request(ids=[REMOVED_ID, 99])
             )
@@ -207,7 +224,14 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
         assert detections[stamp].header.frame_id == "camera"
         assert (instances[stamp].image_width, instances[stamp].image_height) == (WIDTH, HEIGHT)
 
-    # -- ids and classes over time (a request lands between two frames: allow the in-flight one)
+    # -- ids and classes over time. A request lands between two frames; outputs received before
+    # the call show the old ids, outputs of frames after the response + one in-flight frame the new.
+    period_ns = round(1e9 / FPS)
+    events = [
+        (set_called, set_done, {1, 2, 3}),
+        (add_called, add_done, {1, 2, 3, 4}),
+        (remove_called, remove_done, {1, 3, 4}),
+    ]
     per_frame_ious: dict[int, list[float]] = {1: [], 2: [], 3: [], 4: []}
     for stamp in sorted(labels):
         ids = [inst.id for inst in instances[stamp].instances]
@@ -215,15 +239,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
         for inst in instances[stamp].instances:
             assert inst.class_label == scene.class_map[inst.id]
             assert inst.mask.header.stamp == instances[stamp].header.stamp
-        expected = None
-        if init_stamp < stamp < set_done or add_stamp < stamp <= add_done:
-            expected = None  # in flight
-        elif stamp > remove_done:
-            expected = {1, 3, 4}
-        elif add_done < stamp <= remove_stamp:
-            expected = {1, 2, 3, 4}
-        elif set_done <= stamp <= add_stamp:
-            expected = {1, 2, 3}
+        expected = _expected_ids(stamp, events, period_ns)
         if expected is not None:
             assert set(ids) == expected, f"frame {index(stamp)}: ids {ids}, expected {expected}"
         label = _label_array(labels[stamp])

@@ -83,14 +83,22 @@ def image_message(store: Any, array: np.ndarray, stamp_ns: int, encoding: str, f
     if arr.shape[2] != channels:
         raise BagError(f"{encoding} needs {channels} channel(s), the array has shape {array.shape}")
     height, width = arr.shape[:2]
-    Header = store.types["std_msgs/msg/Header"]
-    Time = store.types["builtin_interfaces/msg/Time"]
-    Image = store.types["sensor_msgs/msg/Image"]
-    header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
-                    frame_id=frame_id)
-    return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-                 step=width * channels * arr.dtype.itemsize,
-                 data=np.frombuffer(arr.tobytes(), dtype=np.uint8))
+    types = store.types
+    header = types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](
+            sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
+        ),
+        frame_id=frame_id,
+    )
+    return types["sensor_msgs/msg/Image"](
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels * arr.dtype.itemsize,
+        data=np.frombuffer(arr.tobytes(), dtype=np.uint8),
+    )
 
 
 def image_array(msg: Any, topic: str = "") -> np.ndarray:
@@ -185,11 +193,13 @@ def write_bag(
             if class_conn is not None and count == 0:
                 text = json.dumps({str(k): v for k, v in sorted(class_map.items())})
                 msg = store.types["std_msgs/msg/String"](data=text)
-                writer.write(class_conn, frame.stamp_ns,
-                             store.serialize_cdr(msg, "std_msgs/msg/String"))
+                writer.write(
+                    class_conn, frame.stamp_ns, store.serialize_cdr(msg, "std_msgs/msg/String")
+                )
             msg = image_message(store, frame.image, frame.stamp_ns, "rgb8", frame_id)
-            writer.write(image_conn, frame.stamp_ns,
-                         store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+            writer.write(
+                image_conn, frame.stamp_ns, store.serialize_cdr(msg, "sensor_msgs/msg/Image")
+            )
             if frame.label is not None:
                 if frame.label.shape != frame.image.shape[:2]:
                     raise BagError(
@@ -197,14 +207,17 @@ def write_bag(
                         f"image {frame.image.shape[:2]}"
                     )
                 msg = image_message(store, frame.label, frame.stamp_ns, gt_encoding, frame_id)
-                writer.write(gt_conn, frame.stamp_ns,
-                             store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+                writer.write(
+                    gt_conn, frame.stamp_ns, store.serialize_cdr(msg, "sensor_msgs/msg/Image")
+                )
             count += 1
     return count
 
 
 def write_messages(
-    path: Path | str, topics: Mapping[str, str], messages: Iterable[tuple[str, int, Any]],
+    path: Path | str,
+    topics: Mapping[str, str],
+    messages: Iterable[tuple[str, int, Any]],
     storage: str = "mcap",
 ) -> int:
     """Write arbitrary messages (e.g. node outputs) to a new bag.
@@ -343,7 +356,9 @@ def read_messages(
     except BagError:
         raise
     except Exception as exc:
-        raise BagError(f"bag {path} is truncated or damaged after {count} message(s): {exc}") from exc
+        raise BagError(
+            f"bag {path} is truncated or damaged after {count} message(s): {exc}"
+        ) from exc
     finally:
         reader.close()
 
@@ -407,7 +422,9 @@ def message_counts(path: Path | str) -> dict[str, int]:
 
 def is_bag(path: Path) -> bool:
     """A rosbag2 folder (metadata.yaml) or a bare .mcap/.db3 file."""
-    return (path / "metadata.yaml").is_file() or (path.is_file() and path.suffix in (".mcap", ".db3"))
+    return (path / "metadata.yaml").is_file() or (
+        path.is_file() and path.suffix in (".mcap", ".db3")
+    )
 
 
 def find_bags(path: Path | str) -> list[Path]:
@@ -451,8 +468,10 @@ class BagClip:
         if not self.name:
             self.name = self.path.stem if self.path.is_file() else self.path.name
         if self.gt_encoding not in LABEL_ENCODINGS:
-            raise BagError(f"ground-truth encoding must be one of {sorted(LABEL_ENCODINGS)}, "
-                           f"got {self.gt_encoding!r}")
+            raise BagError(
+                f"ground-truth encoding must be one of {sorted(LABEL_ENCODINGS)}, "
+                f"got {self.gt_encoding!r}"
+            )
         topics = bag_topics(self.path)
         for topic, what in ((self.image_topic, "image"), (self.gt_topic, "ground-truth")):
             if topic not in topics:
@@ -461,8 +480,10 @@ class BagClip:
                     + ", ".join(f"{t} [{ty}]" for t, ty in sorted(topics.items()))
                 )
             if topics[topic] != "sensor_msgs/msg/Image":
-                raise BagError(f"{self.path}: {what} topic {topic} is {topics[topic]}, "
-                               "expected sensor_msgs/msg/Image")
+                raise BagError(
+                    f"{self.path}: {what} topic {topic} is {topics[topic]}, "
+                    "expected sensor_msgs/msg/Image"
+                )
         self._has_class_topic = bool(self.class_topic) and self.class_topic in topics
         self._count = message_counts(self.path).get(self.image_topic, 0)
 
@@ -495,8 +516,14 @@ class BagClip:
             yield self._frame(index, stamp, image_msg, labels.pop(stamp, None), class_map)
             index += 1
 
-    def _frame(self, index: int, stamp: int, image_msg: Any, label_msg: Any,
-               class_map: Mapping[int, str] | None) -> ClipFrame:
+    def _frame(
+        self,
+        index: int,
+        stamp: int,
+        image_msg: Any,
+        label_msg: Any,
+        class_map: Mapping[int, str] | None,
+    ) -> ClipFrame:
         image = frame_rgb(image_msg, self.image_topic) if self.load_images else None
         gt = None
         if label_msg is not None:

@@ -87,7 +87,7 @@ class SyntheticScene:
         """Render every frame in order (deterministic: the same scene renders the same pixels)."""
         cfg = self.config
         rng = np.random.default_rng(cfg.seed + 7919)  # per-frame noise, independent of layout
-        period_ns = int(round(1e9 / cfg.fps))
+        period_ns = round(1e9 / cfg.fps)
         for t in range(cfg.frames):
             image, label = self._render(t, rng)
             yield SyntheticFrame(t, image, label, 1_000_000_000 + t * period_ns)
@@ -122,8 +122,12 @@ def _pose(obj: _Object, dt: int, width: int, height: int) -> tuple[np.ndarray, f
     """Centre, rotation (degrees) and scale of an object ``dt`` frames after it appeared."""
     amp, omega, phase = obj.wobble
     raw = obj.pos + obj.vel * dt
-    centre = np.array([_bounce(raw[0], -obj.margin, width + obj.margin),
-                       _bounce(raw[1], -obj.margin, height + obj.margin)])
+    centre = np.array(
+        [
+            _bounce(raw[0], -obj.margin, width + obj.margin),
+            _bounce(raw[1], -obj.margin, height + obj.margin),
+        ]
+    )
     centre[1] += amp * math.sin(omega * dt + phase)
     scale = max(0.5, 1.0 + obj.scale_rate * dt)
     return centre, obj.spin * dt, scale
@@ -155,7 +159,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, octaves: int = 4) ->
 
 def _background(rng: np.random.Generator, cfg: SceneConfig) -> np.ndarray:
     """Sky over textured ground with static clutter, wide enough for the whole pan."""
-    w = cfg.width + int(math.ceil(cfg.pan_pixels * cfg.frames)) + 2
+    w = cfg.width + math.ceil(cfg.pan_pixels * cfg.frames) + 2
     h = cfg.height
     horizon = int(h * rng.uniform(0.3, 0.45))
     img = np.zeros((h, w, 3), np.float32)
@@ -163,8 +167,11 @@ def _background(rng: np.random.Generator, cfg: SceneConfig) -> np.ndarray:
     ramp = np.linspace(0, 1, horizon, dtype=np.float32)[:, None, None]
     clouds = _smooth_noise(rng, horizon, w, 3)[:, :, None]
     img[:horizon] = (1 - ramp) * sky_top + ramp * sky_bottom + 35 * (clouds - 0.5)
-    ground_colours = [np.array([95, 120, 60.0]), np.array([120, 110, 95.0]),
-                      np.array([80, 80, 85.0])]
+    ground_colours = [
+        np.array([95, 120, 60.0]),
+        np.array([120, 110, 95.0]),
+        np.array([80, 80, 85.0]),
+    ]
     base = ground_colours[rng.integers(len(ground_colours))]
     noise = _smooth_noise(rng, h - horizon, w, 5)[:, :, None]
     fine = rng.normal(0, 6, (h - horizon, w, 1)).astype(np.float32)
@@ -185,12 +192,15 @@ def _background(rng: np.random.Generator, cfg: SceneConfig) -> np.ndarray:
         cx, cy = int(rng.uniform(0, w)), int(rng.uniform(horizon + 10, h))
         axes = (int(rng.uniform(4, 18)), int(rng.uniform(3, 10)))
         colour = tuple(float(c) for c in base * rng.uniform(0.5, 1.3))
-        cv2.ellipse(img, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1,
-                    cv2.LINE_AA)
+        cv2.ellipse(
+            img, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA
+        )
     return img
 
 
-def _sprite(rng: np.random.Generator, class_label: str, size: float) -> tuple[np.ndarray, np.ndarray]:
+def _sprite(
+    rng: np.random.Generator, class_label: str, size: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A textured, shaded object sprite: RGB float32 ``(h, w, 3)`` and alpha ``(h, w)``."""
     s = size
     if class_label == "person":
@@ -202,59 +212,113 @@ def _sprite(rng: np.random.Generator, class_label: str, size: float) -> tuple[np
     else:
         w = h = int(s)
     pad = 4
-    W, H = w + 2 * pad, h + 2 * pad
-    mask = np.zeros((H, W), np.uint8)
-    accent = np.zeros((H, W), np.uint8)  # second colour regions (wheels, head, stripes)
+    sw, sh = w + 2 * pad, h + 2 * pad
+    mask = np.zeros((sh, sw), np.uint8)
+    accent = np.zeros((sh, sw), np.uint8)  # second colour regions (wheels, head, stripes)
     if class_label == "person":
-        cx = W // 2
+        cx = sw // 2
         head_r = max(2, int(0.22 * s))
         cv2.circle(mask, (cx, pad + head_r), head_r, 1, -1, cv2.LINE_AA)
         cv2.circle(accent, (cx, pad + head_r), head_r, 1, -1)
-        cv2.ellipse(mask, (cx, pad + 2 * head_r + int(0.5 * s)), (int(0.4 * s), int(0.6 * s)),
-                    0, 0, 360, 1, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            mask,
+            (cx, pad + 2 * head_r + int(0.5 * s)),
+            (int(0.4 * s), int(0.6 * s)),
+            0,
+            0,
+            360,
+            1,
+            -1,
+            cv2.LINE_AA,
+        )
         leg_top = pad + 2 * head_r + int(0.9 * s)
         for dx in (-int(0.18 * s), int(0.18 * s)):
-            cv2.line(mask, (cx + dx, leg_top), (cx + 2 * dx, H - pad - 1), 1,
-                     max(2, int(0.18 * s)), cv2.LINE_AA)
-            cv2.line(accent, (cx + dx, leg_top + 2), (cx + 2 * dx, H - pad - 1), 1,
-                     max(2, int(0.18 * s)))
+            cv2.line(
+                mask,
+                (cx + dx, leg_top),
+                (cx + 2 * dx, sh - pad - 1),
+                1,
+                max(2, int(0.18 * s)),
+                cv2.LINE_AA,
+            )
+            cv2.line(
+                accent,
+                (cx + dx, leg_top + 2),
+                (cx + 2 * dx, sh - pad - 1),
+                1,
+                max(2, int(0.18 * s)),
+            )
     elif class_label == "car":
         body_top = pad + int(0.4 * h)
-        cv2.rectangle(mask, (pad, body_top), (W - pad - 1, H - pad - int(0.2 * h)), 1, -1)
-        cabin = np.array([[pad + int(0.25 * w), body_top], [pad + int(0.35 * w), pad],
-                          [pad + int(0.7 * w), pad], [pad + int(0.8 * w), body_top]], np.int32)
+        cv2.rectangle(mask, (pad, body_top), (sw - pad - 1, sh - pad - int(0.2 * h)), 1, -1)
+        cabin = np.array(
+            [
+                [pad + int(0.25 * w), body_top],
+                [pad + int(0.35 * w), pad],
+                [pad + int(0.7 * w), pad],
+                [pad + int(0.8 * w), body_top],
+            ],
+            np.int32,
+        )
         cv2.fillPoly(mask, [cabin], 1, cv2.LINE_AA)
         cv2.fillPoly(accent, [cabin + np.array([[3, 2], [3, 3], [-3, 3], [-3, 2]])], 1)
         r = max(3, int(0.2 * h))
         for wx in (pad + int(0.22 * w), pad + int(0.78 * w)):
-            cv2.circle(mask, (wx, H - pad - r), r, 1, -1, cv2.LINE_AA)
-            cv2.circle(accent, (wx, H - pad - r), r, 1, -1)
+            cv2.circle(mask, (wx, sh - pad - r), r, 1, -1, cv2.LINE_AA)
+            cv2.circle(accent, (wx, sh - pad - r), r, 1, -1)
     elif class_label == "animal":
-        cv2.ellipse(mask, (W // 2, pad + int(0.45 * h)), (int(0.38 * w), int(0.25 * h)), 0, 0,
-                    360, 1, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            mask,
+            (sw // 2, pad + int(0.45 * h)),
+            (int(0.38 * w), int(0.25 * h)),
+            0,
+            0,
+            360,
+            1,
+            -1,
+            cv2.LINE_AA,
+        )
         hr = max(3, int(0.18 * h))
         cv2.circle(mask, (pad + int(0.88 * w), pad + hr), hr, 1, -1, cv2.LINE_AA)
-        cv2.line(mask, (pad + int(0.8 * w), pad + int(0.3 * h)), (pad + int(0.75 * w),
-                 pad + int(0.45 * h)), 1, max(2, hr), cv2.LINE_AA)
+        cv2.line(
+            mask,
+            (pad + int(0.8 * w), pad + int(0.3 * h)),
+            (pad + int(0.75 * w), pad + int(0.45 * h)),
+            1,
+            max(2, hr),
+            cv2.LINE_AA,
+        )
         for lx in (0.2, 0.35, 0.65, 0.8):
-            cv2.line(mask, (pad + int(lx * w), pad + int(0.55 * h)), (pad + int(lx * w),
-                     H - pad - 1), 1, max(2, int(0.07 * w)), cv2.LINE_AA)
-        cv2.line(mask, (pad + int(0.13 * w), pad + int(0.4 * h)), (pad, pad + int(0.15 * h)), 1,
-                 2, cv2.LINE_AA)
+            cv2.line(
+                mask,
+                (pad + int(lx * w), pad + int(0.55 * h)),
+                (pad + int(lx * w), sh - pad - 1),
+                1,
+                max(2, int(0.07 * w)),
+                cv2.LINE_AA,
+            )
+        cv2.line(
+            mask,
+            (pad + int(0.13 * w), pad + int(0.4 * h)),
+            (pad, pad + int(0.15 * h)),
+            1,
+            2,
+            cv2.LINE_AA,
+        )
     else:  # ball with stripes
-        cv2.circle(mask, (W // 2, H // 2), w // 2, 1, -1, cv2.LINE_AA)
-        yy, xx = np.mgrid[0:H, 0:W]
+        cv2.circle(mask, (sw // 2, sh // 2), w // 2, 1, -1, cv2.LINE_AA)
+        yy, xx = np.mgrid[0:sh, 0:sw]
         accent[:] = (np.sin((xx + 0.6 * yy) * (6.0 / max(w, 1))) > 0.3).astype(np.uint8)
     colours = _PALETTE[class_label]
     base = np.array(colours[rng.integers(len(colours))], np.float32)
     second = base * 0.35 if class_label != "ball" else np.array([30, 30, 40], np.float32)
-    texture = _smooth_noise(rng, H, W, 3)[:, :, None]
-    grain = rng.normal(0, 7, (H, W, 1)).astype(np.float32)
+    texture = _smooth_noise(rng, sh, sw, 3)[:, :, None]
+    grain = rng.normal(0, 7, (sh, sw, 1)).astype(np.float32)
     rgb = np.where(accent[:, :, None] > 0, second, base) * (0.75 + 0.5 * texture) + grain
     # shading: lit from the top-left, darker towards the outline
     dist = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
     rim = np.clip(dist / max(2.0, 0.15 * s), 0, 1)[:, :, None]
-    light = np.linspace(1.15, 0.8, H, dtype=np.float32)[:, None, None]
+    light = np.linspace(1.15, 0.8, sh, dtype=np.float32)[:, None, None]
     rgb = rgb * (0.6 + 0.4 * rim) * light
     return np.clip(rgb, 0, 255).astype(np.float32), mask.astype(np.float32)
 
@@ -272,8 +336,8 @@ def generate(config: SceneConfig | None = None) -> SyntheticScene:
     if cfg.frames < 1 or cfg.objects < 0:
         raise ValueError("need at least one frame and a non-negative object count")
     rng = np.random.default_rng(cfg.seed)
-    W, H = cfg.width, cfg.height
-    unit = min(W, H) / 6.5
+    width, height = cfg.width, cfg.height
+    unit = min(width, height) / 6.5
     objects: list[_Object] = []
     class_map: dict[int, str] = {}
     for i in range(cfg.objects):
@@ -283,30 +347,47 @@ def generate(config: SceneConfig | None = None) -> SyntheticScene:
         size = unit * rng.uniform(0.9, 1.3)
         sprite, alpha = _sprite(rng, cls, size)
         start, margin, spin = 0, -max(alpha.shape) / 2.0, 0.0
-        speed = rng.uniform(0.012, 0.02) * W * 48 / max(cfg.frames, 12)
-        ground_y = rng.uniform(0.6, 0.8) * H
+        speed = rng.uniform(0.007, 0.009) * width  # pixels per frame: a few px, as at 15-30 fps
+        ground_y = rng.uniform(0.6, 0.8) * height
         if role == 0:  # walks right
-            pos, vel = np.array([0.2 * W, ground_y]), np.array([speed, 0.0])
+            pos, vel = np.array([0.3 * width, ground_y]), np.array([speed, 0.0])
         elif role == 1:  # drives left across object 1, in front of it
-            pos, vel = np.array([0.85 * W, ground_y + 0.05 * H]), np.array([-1.3 * speed, 0.0])
+            pos, vel = (
+                np.array([0.75 * width, ground_y + 0.05 * height]),
+                np.array([-1.3 * speed, 0.0]),
+            )
         elif role == 2:  # rolls out of the frame and back in
-            pos = np.array([0.7 * W, 0.5 * H])
-            vel = np.array([1.6 * speed, -0.3 * speed])
+            pos = np.array([0.85 * width, 0.5 * height])
+            vel = np.array([2.5 * speed, -0.3 * speed])
             margin = max(alpha.shape) * 1.2
             spin = -4.0
         elif role == 3:  # appears partway through
             start = max(1, cfg.frames // 3)
-            pos = np.array([rng.uniform(0.3, 0.6) * W, rng.uniform(0.55, 0.7) * H])
+            pos = np.array([rng.uniform(0.3, 0.6) * width, rng.uniform(0.55, 0.7) * height])
             vel = np.array([-0.8 * speed, 0.2 * speed])
         else:
-            pos = np.array([rng.uniform(0.2, 0.8) * W, rng.uniform(0.4, 0.85) * H])
+            pos = np.array([rng.uniform(0.2, 0.8) * width, rng.uniform(0.4, 0.85) * height])
             angle = rng.uniform(0, 2 * math.pi)
             vel = speed * np.array([math.cos(angle), 0.4 * math.sin(angle)])
             start = int(rng.integers(0, max(1, cfg.frames // 2)))
         wobble = (rng.uniform(0.5, 2.0), rng.uniform(0.2, 0.5), rng.uniform(0, 2 * math.pi))
         depth = {0: 1, 1: 3, 2: 2, 3: 4}.get(role, 5 + i)
-        objects.append(_Object(oid, cls, sprite, alpha, depth, start, pos, vel, wobble, spin,
-                               margin, float(rng.uniform(-0.003, 0.004))))
+        objects.append(
+            _Object(
+                oid,
+                cls,
+                sprite,
+                alpha,
+                depth,
+                start,
+                pos,
+                vel,
+                wobble,
+                spin,
+                margin,
+                float(rng.uniform(-0.003, 0.004)),
+            )
+        )
         class_map[oid] = cls
     starts = {o.object_id: o.start for o in objects}
     return SyntheticScene(cfg, class_map, starts, objects, _background(rng, cfg))
@@ -336,10 +417,12 @@ def synthetic_clip(config: SceneConfig | None = None, name: str = "synthetic") -
     return SyntheticClip(config or SceneConfig(), name)
 
 
-def write_davis_folder(root: Path | str, scene: SyntheticScene, sequence: str = "synthetic") -> Path:
+def write_davis_folder(
+    root: Path | str, scene: SyntheticScene, sequence: str = "synthetic"
+) -> Path:
     """Save a scene in DAVIS layout (JPEGImages/480p, Annotations/480p, classes.json).
 
-    Frames are stored as PNG (lossless) under the JPEGImages folder name, which DAVIS readers accept.
+    Frames are stored as lossless PNG under the JPEGImages folder name (DAVIS readers accept it).
     """
     from vos_ros.evaluation.davis_folder import write_label_png
 

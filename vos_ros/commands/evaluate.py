@@ -22,48 +22,95 @@ from vos_ros.evaluation.confusion import DEFAULT_IGNORE, ENCODINGS, PANOPTIC_DIV
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_argument_group("input (one of)")
     src.add_argument("--davis", type=Path, metavar="DIR", help="DAVIS-layout folder")
-    src.add_argument("--bag", type=Path, metavar="BAG",
-                     help="rosbag2 bag (MCAP or sqlite3), or a folder of bags (one per sequence)")
-    parser.add_argument("--predictions", type=Path, metavar="PRED_DIR",
-                        help="score these prediction PNGs (DAVIS layout) instead of running the "
-                        "engine (with --davis)")
+    src.add_argument(
+        "--bag",
+        type=Path,
+        metavar="BAG",
+        help="rosbag2 bag (MCAP or sqlite3), or a folder of bags (one per sequence)",
+    )
+    parser.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="PRED_DIR",
+        help="score these prediction PNGs (DAVIS layout) instead of running the "
+        "engine (with --davis)",
+    )
     parser.add_argument("--sequences", metavar="A,B", help="only these sequences (comma-separated)")
-    parser.add_argument("--classes", type=Path, metavar="FILE",
-                        help="class map: DAVIS classes.json ({seq: {id: class}}) with --davis; "
-                        "{id: class} JSON with --bag (else the bag's class topic)")
-    parser.add_argument("--resolution", choices=("480p", "Full-Resolution"),
-                        help="DAVIS resolution folder (default: the first present)")
-    parser.add_argument("--ignore-value", type=int, metavar="V",
-                        help="label value left out of scoring (default: none for instance ids, "
-                        f"{DEFAULT_IGNORE} for panoptic; DAVIS 255 counts as background, like the "
-                        "official evaluator)")
-    parser.add_argument("--max-frames", type=int, metavar="N",
-                        help="score at most N frames per sequence (quick checks)")
-    parser.add_argument("--json", type=Path, required=True, metavar="OUT.json",
-                        help="where to write the JSON report")
-    parser.add_argument("--report-dir", type=Path, metavar="DIR",
-                        help="also write plots (PNG) and report.html here")
-    parser.add_argument("--overlay-video", action="store_true",
-                        help="with --report-dir: also write an MP4 overlay per sequence")
+    parser.add_argument(
+        "--classes",
+        type=Path,
+        metavar="FILE",
+        help="class map: DAVIS classes.json ({seq: {id: class}}) with --davis; "
+        "{id: class} JSON with --bag (else the bag's class topic)",
+    )
+    parser.add_argument(
+        "--resolution",
+        choices=("480p", "Full-Resolution"),
+        help="DAVIS resolution folder (default: the first present)",
+    )
+    parser.add_argument(
+        "--ignore-value",
+        type=int,
+        metavar="V",
+        help="label value left out of scoring (default: none for instance ids, "
+        f"{DEFAULT_IGNORE} for panoptic; DAVIS 255 counts as background, like the "
+        "official evaluator)",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        metavar="N",
+        help="score at most N frames per sequence (quick checks)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        required=True,
+        metavar="OUT.json",
+        help="where to write the JSON report",
+    )
+    parser.add_argument(
+        "--report-dir", type=Path, metavar="DIR", help="also write plots (PNG) and report.html here"
+    )
+    parser.add_argument(
+        "--overlay-video",
+        action="store_true",
+        help="with --report-dir: also write an MP4 overlay per sequence",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     eng = parser.add_argument_group("engine (offline mode)")
-    eng.add_argument("--model", default="flow",
-                     help="'flow' (training-free fallback) or a model folder (default: flow)")
-    eng.add_argument("--backend", default="auto",
-                     choices=("auto", "onnxruntime", "torch", "tensorrt"))
-    eng.add_argument("--threads", type=int, default=0, help="CPU threads of the engine (0: default)")
+    eng.add_argument(
+        "--model",
+        default="flow",
+        help="'flow' (training-free fallback) or a model folder (default: flow)",
+    )
+    eng.add_argument(
+        "--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt")
+    )
+    eng.add_argument(
+        "--threads", type=int, default=0, help="CPU threads of the engine (0: default)"
+    )
 
     bag = parser.add_argument_group("bags")
-    bag.add_argument("--live", action="store_true",
-                     help="play the bag to a running node instead of running the engine in-process")
+    bag.add_argument(
+        "--live",
+        action="store_true",
+        help="play the bag to a running node instead of running the engine in-process",
+    )
     bag.add_argument("--image-topic", default="/camera/image_raw")
     bag.add_argument("--gt-topic", default="/camera/ground_truth")
-    bag.add_argument("--class-topic", default="/camera/ground_truth/classes",
-                     help="std_msgs/String topic with the class map as JSON ('' for none)")
-    bag.add_argument("--gt-encoding", choices=ENCODINGS, default="instance",
-                     help="instance: pixel = instance id (+ class map); panoptic: "
-                     "class*divisor + instance")
+    bag.add_argument(
+        "--class-topic",
+        default="/camera/ground_truth/classes",
+        help="std_msgs/String topic with the class map as JSON ('' for none)",
+    )
+    bag.add_argument(
+        "--gt-encoding",
+        choices=ENCODINGS,
+        default="instance",
+        help="instance: pixel = instance id (+ class map); panoptic: class*divisor + instance",
+    )
     bag.add_argument("--panoptic-divisor", type=int, default=PANOPTIC_DIVISOR)
 
 
@@ -98,4 +145,3 @@ def run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         return 130
     return 2 if outcome.errors else 0
-

@@ -179,9 +179,9 @@ class VosEngine:
         timings["preprocess"] = (t_pre - t_start) * 1e3
 
         # 2. flow: carry the previous masks to this frame.
-        sampling = self._warper.advance(gray) if self._use_flow else None
+        motion = self._warper.advance(gray) if self._use_flow else None
         tracked = [i for i in self._registry.ids if i not in prompt_masks]
-        previous = self._warp_previous(gray, sampling) if len(self._registry) else self._state
+        previous = self._warp_previous(gray, motion) if len(self._registry) else self._state
         t_flow = time.perf_counter()
         timings["flow"] = (t_flow - t_pre) * 1e3
 
@@ -323,14 +323,10 @@ class VosEngine:
             flow_short = self.config.flow_short_side or self.short_side
         scale = flow_short / min(ph, pw)
         self._flow_wh = (max(16, round(pw * scale)), max(16, round(ph * scale)))
-        self._warper = FlowWarper(self._flow_preset, self._flow_wh, self._mask_wh)
+        self._warper = FlowWarper(self.config.flow_preset, self._flow_wh, self._mask_wh)
         self._state = np.zeros(
             (len(self._registry), self._mask_wh[1], self._mask_wh[0]), np.float32
         )
-
-    @property
-    def _flow_preset(self) -> str:
-        return self.config.flow_preset
 
     def _parse_labels(self, label_image, classes, hw: tuple[int, int]) -> dict[int, np.ndarray]:
         """``{target id: bool (H, W) mask}`` from a label image, validated."""
@@ -365,19 +361,18 @@ class VosEngine:
         self._state = np.concatenate([self._state, small_mask[None]])
         self._visible = np.append(self._visible, True)
 
-    def _warp_previous(self, gray: np.ndarray, sampling) -> np.ndarray:
+    def _warp_previous(self, gray: np.ndarray, motion) -> np.ndarray:
         """Previous masks carried to this frame; pending targets use their own reference frame."""
         previous = self._state
-        if sampling is not None:
-            previous = FlowWarper.warp(previous, sampling)
+        if motion is not None:
+            previous = motion.apply(previous)
         if self._pending:
-            previous = previous if sampling is not None else previous.copy()
+            previous = previous if motion is not None else previous.copy()
             ids = self._registry.ids
             for target_id, (ref_gray, mask) in self._pending.items():
                 slot = ids.index(target_id)
                 if self._use_flow:
-                    ref_sampling = self._warper.flow_between(gray, ref_gray)
-                    previous[slot] = FlowWarper.warp(mask[None], ref_sampling)[0]
+                    previous[slot] = self._warper.motion(gray, ref_gray).apply(mask[None])[0]
                 else:
                     previous[slot] = mask
         return previous

@@ -1,8 +1,8 @@
 """Per-target memory of prototypes with a fixed budget, so cost and RAM stay flat.
 
 Each target keeps
-- *permanent* entries: the annotated frame(s), kept for good (at most ``permanent_size``; a new
-  annotation of the same target replaces the oldest one beyond that), and
+- *permanent* entries: the annotated frame(s), kept for good (at most ``permanent_size``; when
+  full, a newer annotation overwrites the latest one and the first stays), and
 - *recent* entries: a ring of ``ring_size`` slots, written every ``every`` frames.
 
 An entry is not a frame but the target's prototypes computed from that frame with
@@ -49,7 +49,8 @@ class TargetMemory:
             self._n_ring = 0
             self._ring_next = 0
         if self._n_perm == self.permanent_size:
-            # Keep the first annotation; the newest replaces the most recent older one.
+            # Full: the newest annotation overwrites the latest one, so the first annotation
+            # stays whenever permanent_size > 1.
             self._n_perm -= 1
         self._perm_fg[self._n_perm] = fg
         self._perm_bg[self._n_perm] = bg

@@ -70,9 +70,7 @@ def decode_instance_labels(
     if not np.issubdtype(label.dtype, np.integer):
         raise ValueError(f"label image must hold integers, got dtype {label.dtype}")
     inst = label.astype(np.int64)
-    ignore = (
-        inst == ignore_value if ignore_value is not None else np.zeros(label.shape, dtype=bool)
-    )
+    ignore = inst == ignore_value if ignore_value is not None else np.zeros(label.shape, dtype=bool)
     inst[ignore] = 0
     ids = [int(v) for v in np.unique(inst) if v > 0]
     class_map = class_map or {}

@@ -3,7 +3,7 @@
 Layout::
 
     ROOT/JPEGImages/<res>/<seq>/00000.jpg ...     RGB frames (res = 480p or Full-Resolution)
-    ROOT/Annotations/<res>/<seq>/00000.png ...    palette or grey PNG, pixel = object id, 0 = background
+    ROOT/Annotations/<res>/<seq>/00000.png ...    palette/grey PNG, pixel = object id (0: none)
     ROOT/classes.json                             optional: {"<seq>": {"<id>": "<class>"}}
 
 Annotations may exist for every frame or only some (frames without a PNG have no ground truth).
@@ -87,7 +87,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def load_class_map(path: Path) -> dict[str, dict[int, str]]:
-    """Read ``classes.json``: ``{"<seq>": {"<id>": "<class>"}}``; keys starting with ``_`` are notes."""
+    """Read ``classes.json``: ``{"<seq>": {"<id>": "<class>"}}``; ``_``-keys are comments."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:

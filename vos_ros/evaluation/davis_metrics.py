@@ -9,7 +9,8 @@ Facts reproduced from the official protocol (Perazzi et al. 2016, Pont-Tuset et 
   and precision/recall count the boundary pixels of one map that fall inside the other's dilation.
 - Per object and sequence: mean, recall (share of frames scoring > 0.5) and decay (mean of the first
   quarter of the frames minus the mean of the last quarter, with the official bin edges).
-- Semi-supervised protocol: the first frame (given as ground truth) and the last frame are not scored.
+- Semi-supervised protocol: the first frame (given as ground truth) and the last frame are not
+  scored.
 
 The official code stores the decay bin edges as ``uint8`` and so breaks on sequences longer than 255
 frames; here they are plain integers, which gives the same edges for every shorter sequence.
@@ -90,7 +91,7 @@ def boundary_tolerance(shape: tuple[int, int], bound_th: float = BOUND_TH) -> in
     """Dilation radius in pixels: ``bound_th`` itself if >= 1, else ceil(bound_th * diagonal)."""
     if bound_th >= 1:
         return int(bound_th)
-    return int(math.ceil(bound_th * math.hypot(shape[0], shape[1])))
+    return math.ceil(bound_th * math.hypot(shape[0], shape[1]))
 
 
 def disk(radius: int) -> np.ndarray:
@@ -162,7 +163,10 @@ class SeriesStats:
 
 
 def decay_bin_edges(n: int, n_bins: int = DECAY_BINS) -> list[int]:
-    """Official bin edges over ``n`` frames: bin i is ``values[e[i] : e[i+1] + 1]`` (bins share ends)."""
+    """Official bin edges over ``n`` frames: bin i is ``values[e[i] : e[i+1] + 1]``.
+
+    Neighbouring bins share their end frame, as in the official code.
+    """
     edges = np.round(np.linspace(1, n, n_bins + 1) + 1e-10) - 1
     return [int(e) for e in edges]
 

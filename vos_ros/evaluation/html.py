@@ -16,7 +16,7 @@ from typing import Any
 from vos_ros.evaluation.davis_metrics import GLOBAL_KEYS
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1200px}
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
 h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
@@ -77,24 +77,31 @@ def render_html(
         "<title>vos_ros evaluation</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>vos_ros evaluation report</h1>",
-        "<p class='meta'>" + " · ".join(
+        "<p class='meta'>"
+        + " · ".join(
             f"<b>{html.escape(k)}</b>: {_fmt(meta.get(k))}"
             for k in ("mode", "source", "model", "backend", "machine", "date", "command")
             if meta.get(k) is not None
-        ) + "</p>",
+        )
+        + "</p>",
     ]
     if meta.get("partial"):
         errors = meta.get("errors") or (["interrupted"] if meta.get("interrupted") else [])
-        parts.append("<p class='warn'><b>Partial report.</b> "
-                     + html.escape("; ".join(errors) or "not every sequence finished") + "</p>")
+        parts.append(
+            "<p class='warn'><b>Partial report.</b> "
+            + html.escape("; ".join(errors) or "not every sequence finished")
+            + "</p>"
+        )
     g = report["davis"]["global"]
     parts.append("<h2>DAVIS J&amp;F (official protocol)</h2>")
     parts.append(_table(list(GLOBAL_KEYS), [[g.get(k) for k in GLOBAL_KEYS]]))
 
     parts.append("<h2>Per-class IoU</h2>")
     pixels = report["class_pixels"]
-    rows = [[name, iou, pixels[name]["tp"], pixels[name]["fp"], pixels[name]["fn"]]
-            for name, iou in sorted(report["per_class_iou"].items())]
+    rows = [
+        [name, iou, pixels[name]["tp"], pixels[name]["fp"], pixels[name]["fn"]]
+        for name, iou in sorted(report["per_class_iou"].items())
+    ]
     rows.append(["(mean over classes)", report.get("mean_class_iou"), None, None, None])
     if "background" in pixels:
         b = pixels["background"]
@@ -104,39 +111,76 @@ def render_html(
 
     parts.append("<h2>Per sequence and object</h2>")
     inst = report.get("per_instance_iou", {})
-    seq_rows = [[name, r.get("class"), r["J&F-Mean"], r["J-Mean"], r["F-Mean"], r["J-Recall"],
-                 r["J-Decay"], (inst.get(name) or {}).get("iou"), r["frames"]]
-                for name, r in report["davis"]["per_sequence"].items()]
-    parts.append(_table(["object", "class", "J&F", "J", "F", "J-Recall", "J-Decay",
-                         "instance IoU", "frames"], seq_rows))
+    seq_rows = [
+        [
+            name,
+            r.get("class"),
+            r["J&F-Mean"],
+            r["J-Mean"],
+            r["F-Mean"],
+            r["J-Recall"],
+            r["J-Decay"],
+            (inst.get(name) or {}).get("iou"),
+            r["frames"],
+        ]
+        for name, r in report["davis"]["per_sequence"].items()
+    ]
+    parts.append(
+        _table(
+            ["object", "class", "J&F", "J", "F", "J-Recall", "J-Decay", "instance IoU", "frames"],
+            seq_rows,
+        )
+    )
     parts.append("<div class='plots'>" + _plot(plots, "per_frame_j", "per-frame J") + "</div>")
 
     timing = report["timing"]
     if timing.get("frames"):
         lat = timing["latency_ms"]
         parts.append("<h2>Timing</h2>")
-        parts.append(_table(["frames", "fps", "p50 ms", "p95 ms", "p99 ms", "max ms", "dropped"],
-                            [[timing["frames"], timing.get("fps"), lat.get("p50"), lat.get("p95"),
-                              lat.get("p99"), lat.get("max"), timing.get("dropped_frames")]]))
+        parts.append(
+            _table(
+                ["frames", "fps", "p50 ms", "p95 ms", "p99 ms", "max ms", "dropped"],
+                [
+                    [
+                        timing["frames"],
+                        timing.get("fps"),
+                        lat.get("p50"),
+                        lat.get("p95"),
+                        lat.get("p99"),
+                        lat.get("max"),
+                        timing.get("dropped_frames"),
+                    ]
+                ],
+            )
+        )
         stages = timing.get("stages_ms") or {}
         if stages:
             parts.append(_table(["stage", "mean ms"], [[k, v] for k, v in stages.items()]))
-        parts.append("<div class='plots'>" + _plot(plots, "latency", "latency histogram")
-                     + "</div>")
+        parts.append(
+            "<div class='plots'>" + _plot(plots, "latency", "latency histogram") + "</div>"
+        )
 
     parts.append("<h2>Sequences</h2>")
     for i, (sequence, info) in enumerate(report["sequences"].items()):
-        status = "" if info.get("complete") else (
-            f" <span class='bad'>({html.escape(info.get('error') or 'incomplete')})</span>")
+        status = (
+            ""
+            if info.get("complete")
+            else (f" <span class='bad'>({html.escape(info.get('error') or 'incomplete')})</span>")
+        )
         parts.append(f"<h3>{html.escape(sequence)}{status}</h3>")
-        parts.append("<div class='plots'>" + _plot(plots, f"trajectory:{sequence}",
-                                                   f"{sequence} trajectories") + "</div>")
+        parts.append(
+            "<div class='plots'>"
+            + _plot(plots, f"trajectory:{sequence}", f"{sequence} trajectories")
+            + "</div>"
+        )
         frames = thumbnails.get(sequence) or []
         if frames:
             uris = [(name, _img_uri(data, "image/jpeg")) for name, data in frames]
             step = max(1, len(uris) // 8)
-            strip = "".join(f'<img title="frame {html.escape(n)}" alt="frame {html.escape(n)}" '
-                            f'src="{u}">' for n, u in uris[::step])
+            strip = "".join(
+                f'<img title="frame {html.escape(n)}" alt="frame {html.escape(n)}" src="{u}">'
+                for n, u in uris[::step]
+            )
             parts.append(f"<div class='strip'>{strip}</div>")
             data = html.escape(json.dumps(uris), quote=True)
             parts.append(

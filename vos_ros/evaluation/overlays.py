@@ -80,8 +80,9 @@ class OverlayRecorder:
         over = overlay(frame.image, label)
         if self._chosen(frame.index, n):
             thumb = _resize_width(over, self.width)
-            ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, 75])
+            ok, jpg = cv2.imencode(
+                ".jpg", cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 75]
+            )
             if ok:
                 self.thumbnails.setdefault(sequence, []).append((frame.name, jpg.tobytes()))
         if self.video_dir is not None:
@@ -100,8 +101,9 @@ class OverlayRecorder:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{sequence}.mp4"
             h, w = frame_rgb.shape[:2]
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.video_fps,
-                                     (w, h))
+            writer = cv2.VideoWriter(
+                str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.video_fps, (w, h)
+            )
             if not writer.isOpened():
                 raise ValueError(f"cannot write video {path} (no MP4 encoder in this OpenCV)")
             self._writers[sequence] = writer

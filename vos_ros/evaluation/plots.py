@@ -15,7 +15,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt
 
 DPI = 80
 
@@ -43,16 +43,22 @@ def plot_class_iou(report: dict[str, Any], path: Path) -> Path | None:
     values = [v or 0.0 for _, v in items]
     colours = ["0.7" if n == "background" else "tab:blue" for n in names]
     bars = ax.barh(names, values, color=colours)
-    for bar, value in zip(bars, values):
-        ax.text(min(value + 0.01, 0.9), bar.get_y() + bar.get_height() / 2, f"{value:.3f}",
-                va="center", fontsize=9)
+    for bar, value in zip(bars, values, strict=True):
+        ax.text(
+            min(value + 0.01, 0.9),
+            bar.get_y() + bar.get_height() / 2,
+            f"{value:.3f}",
+            va="center",
+            fontsize=9,
+        )
     mean = report.get("mean_class_iou")
+    title = "Per-class IoU"
     if mean is not None:
-        ax.axvline(mean, color="tab:red", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.axvline(mean, color="tab:red", linestyle="--", linewidth=1)
+        title += f" (dashed: mean over object classes, {mean:.3f})"
     ax.set_xlim(0, 1)
     ax.set_xlabel("IoU = TP / (TP + FP + FN)")
-    ax.set_title("Per-class IoU")
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 
@@ -61,16 +67,17 @@ def plot_per_frame_j(report: dict[str, Any], path: Path) -> Path | None:
     per_frame = report["davis"]["per_frame"]
     if not per_frame:
         return None
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    for name, series in per_frame.items():
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    colours = plt.get_cmap("tab20").colors
+    for i, (name, series) in enumerate(per_frame.items()):
         j = [v if v is not None else float("nan") for v in series["J"]]
-        ax.plot(series["frames"], j, linewidth=1.2, label=name)
+        ax.plot(series["frames"], j, linewidth=1.2, label=name, color=colours[i % len(colours)])
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("frame")
     ax.set_ylabel("J (region IoU)")
     ax.set_title("Per-frame J of each object")
-    if len(per_frame) <= 16:
-        ax.legend(fontsize=7, ncol=2 if len(per_frame) > 6 else 1, loc="lower left")
+    if len(per_frame) <= 20:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
@@ -101,7 +108,7 @@ def plot_trajectories(report: dict[str, Any], sequence: str, path: Path) -> Path
     tracks = {k: v for k, v in report["trajectories"].items() if k.startswith(prefix)}
     if not tracks:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), sharex=True)
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, track) in enumerate(sorted(tracks.items())):
         colour = cycle[i % len(cycle)]
@@ -110,19 +117,28 @@ def plot_trajectories(report: dict[str, Any], sequence: str, path: Path) -> Path
             gt = [c[axis] if c else float("nan") for c in track["gt"]]
             pred = [c[axis] if c else float("nan") for c in track["pred"]]
             ax.plot(frames, gt, linestyle="--", color=colour, linewidth=1)
-            ax.plot(frames, pred, color=colour, linewidth=1.4, label=name[len(prefix):])
+            ax.plot(frames, pred, color=colour, linewidth=1.4, label=name[len(prefix) :])
     axes[0].set_ylabel("box centre x (px)")
     axes[1].set_ylabel("box centre y (px)")
     axes[1].invert_yaxis()  # image coordinates: y grows downwards
     for ax in axes:
         ax.set_xlabel("frame")
-    axes[0].legend(title="object (solid: prediction, dashed: GT)", fontsize=7, title_fontsize=7)
+    axes[1].legend(
+        title="object\n(solid: prediction,\ndashed: GT)",
+        fontsize=7,
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+    )
     fig.suptitle(f"{sequence}: trajectories", fontsize=10)
     return _save(fig, path)
 
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write every plot that has data; returns ``{name: path}`` (``trajectory:<seq>`` per sequence)."""
+    """Write every plot that has data; returns ``{name: path}``.
+
+    Trajectory plots are named ``trajectory:<sequence>``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path | None] = {

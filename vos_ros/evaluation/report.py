@@ -43,12 +43,12 @@ def machine_description() -> str:
     import os
 
     cpus = os.cpu_count() or 0
-    return f"{platform.machine()} {cpus}-core {platform.system()}, Python {platform.python_version()}"
+    return (
+        f"{platform.machine()} {cpus}-core {platform.system()}, Python {platform.python_version()}"
+    )
 
 
-def default_meta(
-    model: str | None, backend: str | None, mode: str, source: str
-) -> dict[str, Any]:
+def default_meta(model: str | None, backend: str | None, mode: str, source: str) -> dict[str, Any]:
     """The ``meta`` block: how and where the numbers were produced."""
     return {
         "command": " ".join(shlex.quote(a) for a in ["vos-ros", *sys.argv[1:]])
@@ -73,8 +73,9 @@ def build_report(
     objects = scorer.object_series()
     per_seq = per_sequence_rows(objects)
     classes = {
-        f"{s.info.name}_{key}": name for s in scorer.sequences for key, name in
-        s.info.object_classes.items()
+        f"{s.info.name}_{key}": name
+        for s in scorer.sequences
+        for key, name in s.info.object_classes.items()
     }
     for name, row in per_seq.items():
         row["class"] = classes.get(name)
@@ -161,14 +162,23 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table with right-aligned numbers."""
     cells = [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in
-                       enumerate(zip(headers, widths)))]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for row in cells:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                               enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -176,19 +186,29 @@ def format_summary(report: dict[str, Any]) -> str:
     """The terminal summary: global DAVIS row, per-class IoU, per-sequence rows and timing."""
     parts: list[str] = []
     g = report["davis"]["global"]
-    parts.append("DAVIS (official protocol)\n" + format_table(
-        list(GLOBAL_KEYS), [[g[k] for k in GLOBAL_KEYS]]))
+    parts.append(
+        "DAVIS (official protocol)\n"
+        + format_table(list(GLOBAL_KEYS), [[g[k] for k in GLOBAL_KEYS]])
+    )
     class_pixels = report["class_pixels"]
-    rows = [[name, iou, class_pixels[name]["tp"] + class_pixels[name]["fn"]]
-            for name, iou in sorted(report["per_class_iou"].items())]
+    rows = [
+        [name, iou, class_pixels[name]["tp"] + class_pixels[name]["fn"]]
+        for name, iou in sorted(report["per_class_iou"].items())
+    ]
     rows.append(["(mean)", report["mean_class_iou"], None])
     rows.append([BACKGROUND, report["background_iou"], None])
-    parts.append("Per-class IoU (one confusion matrix over all frames)\n"
-                 + format_table(["class", "IoU", "gt pixels"], rows))
-    seq_rows = [[name, r.get("class"), r["J&F-Mean"], r["J-Mean"], r["F-Mean"], r["J-Decay"],
-                 r["frames"]] for name, r in report["davis"]["per_sequence"].items()]
-    parts.append("Per sequence and object\n" + format_table(
-        ["object", "class", "J&F", "J", "F", "J-Decay", "frames"], seq_rows))
+    parts.append(
+        "Per-class IoU (one confusion matrix over all frames)\n"
+        + format_table(["class", "IoU", "gt pixels"], rows)
+    )
+    seq_rows = [
+        [name, r.get("class"), r["J&F-Mean"], r["J-Mean"], r["F-Mean"], r["J-Decay"], r["frames"]]
+        for name, r in report["davis"]["per_sequence"].items()
+    ]
+    parts.append(
+        "Per sequence and object\n"
+        + format_table(["object", "class", "J&F", "J", "F", "J-Decay", "frames"], seq_rows)
+    )
     t = report["timing"]
     if t["frames"]:
         lat = t["latency_ms"]

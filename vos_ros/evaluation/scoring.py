@@ -119,9 +119,7 @@ class SequenceScorer:
         for key, first in self._appeared.items():
             target = key if target_of is None else target_of.get(key)
             gt_mask = gt.instances == key
-            pred_mask = (
-                pred_label == target if target is not None else np.zeros_like(gt_mask)
-            )
+            pred_mask = pred_label == target if target is not None else np.zeros_like(gt_mask)
             traj = self.trajectories[key]
             traj.frames.append(frame_index)
             traj.gt.append(box_centre(gt_mask))
@@ -135,7 +133,7 @@ class SequenceScorer:
             self.instances[key].add(gt_mask, pred_mask, gt.ignore)
 
     def finish(self, complete: bool = True, error: str | None = None) -> None:
-        """Close the sequence. A finished sequence drops its last frame from J, F and instance IoU."""
+        """Close the sequence; a finished one drops its last frame from J, F and instance IoU."""
         self.info.complete = complete and error is None
         self.info.error = error
         if self.info.complete and self._last_frame is not None:
@@ -170,8 +168,13 @@ class Timing:
             pct = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)}
             latency = {"mean": float(lat.mean()), **pct, "max": float(lat.max())}
         else:
-            latency = {"mean": math.nan, "p50": math.nan, "p95": math.nan, "p99": math.nan,
-                       "max": math.nan}
+            latency = {
+                "mean": math.nan,
+                "p50": math.nan,
+                "p95": math.nan,
+                "p99": math.nan,
+                "max": math.nan,
+            }
         busy_s = float(lat.sum()) / 1000.0
         wall = self.wall_s if self.wall_s > 0 else busy_s
         return {

@@ -61,16 +61,31 @@ class EvaluationOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvaluationOptions:
         """Options from the parsed ``vos-ros evaluate`` command line."""
-        sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if getattr(
-            args, "sequences", None) else None
+        sequences = (
+            [s.strip() for s in args.sequences.split(",") if s.strip()]
+            if getattr(args, "sequences", None)
+            else None
+        )
         return cls(
-            json_path=args.json, davis=args.davis, bag=args.bag, predictions=args.predictions,
-            sequences=sequences, classes=args.classes, resolution=args.resolution,
-            ignore_value=args.ignore_value, max_frames=args.max_frames,
-            report_dir=args.report_dir, overlay_video=args.overlay_video,
-            progress=not args.no_progress, model=args.model, backend=args.backend,
-            threads=args.threads, image_topic=args.image_topic, gt_topic=args.gt_topic,
-            class_topic=args.class_topic or None, gt_encoding=args.gt_encoding,
+            json_path=args.json,
+            davis=args.davis,
+            bag=args.bag,
+            predictions=args.predictions,
+            sequences=sequences,
+            classes=args.classes,
+            resolution=args.resolution,
+            ignore_value=args.ignore_value,
+            max_frames=args.max_frames,
+            report_dir=args.report_dir,
+            overlay_video=args.overlay_video,
+            progress=not args.no_progress,
+            model=args.model,
+            backend=args.backend,
+            threads=args.threads,
+            image_topic=args.image_topic,
+            gt_topic=args.gt_topic,
+            class_topic=args.class_topic or None,
+            gt_encoding=args.gt_encoding,
             panoptic_divisor=args.panoptic_divisor,
         )
 
@@ -126,7 +141,9 @@ def _reusing_factory(model: str, backend: str, threads: int) -> EngineFactory:
     return factory
 
 
-def _clip_sources(opts: EvaluationOptions, need_images: bool) -> tuple[list[Callable[[], Clip]], list[str]]:
+def _clip_sources(
+    opts: EvaluationOptions, need_images: bool
+) -> tuple[list[Callable[[], Clip]], list[str]]:
     """Deferred clip openers (so one bad bag does not stop the others) and notes for the report."""
     notes: list[str] = []
     if opts.davis is not None:
@@ -142,13 +159,16 @@ def _clip_sources(opts: EvaluationOptions, need_images: bool) -> tuple[list[Call
             names = [n for n in names if n in predicted]
             if not names:
                 raise EvaluationInputError(
-                    f"no sequence of {opts.davis} has predictions in {opts.predictions}")
+                    f"no sequence of {opts.davis} has predictions in {opts.predictions}"
+                )
         return [lambda n=n: folder.clip(n, load_images=need_images) for n in names], notes
 
     from vos_ros.bag_io import BagClip, find_bags
     from vos_ros.evaluation.davis_folder import load_class_map
 
-    class_map = None
+    # --classes with bags: {id: class} for every bag, or DAVIS style {bag name: {id: class}}.
+    shared_map: dict[int, str] | None = None
+    per_bag: dict[str, dict[int, str]] = {}
     if opts.classes is not None:
         import json
 
@@ -156,11 +176,16 @@ def _clip_sources(opts: EvaluationOptions, need_images: bool) -> tuple[list[Call
             raw = json.loads(Path(opts.classes).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise EvaluationInputError(f"cannot read class map {opts.classes}: {exc}") from exc
-        if raw and all(isinstance(v, dict) for k, v in raw.items() if not k.startswith("_")):
-            maps = load_class_map(Path(opts.classes))  # DAVIS style: first sequence's map
-            class_map = next(iter(maps.values()), {})
+        entries = {k: v for k, v in raw.items() if not k.startswith("_")}
+        if entries and all(isinstance(v, dict) for v in entries.values()):
+            per_bag = load_class_map(Path(opts.classes))
         else:
-            class_map = {int(k): str(v) for k, v in raw.items() if not k.startswith("_")}
+            try:
+                shared_map = {int(k): str(v) for k, v in entries.items()}
+            except ValueError as exc:
+                raise EvaluationInputError(
+                    f"{opts.classes}: expected {{id: class}} or {{bag: {{id: class}}}}"
+                ) from exc
     bags = find_bags(opts.bag)
     if opts.sequences:
         bags = [b for b in bags if b.name in opts.sequences or b.stem in opts.sequences]
@@ -169,8 +194,15 @@ def _clip_sources(opts: EvaluationOptions, need_images: bool) -> tuple[list[Call
 
     def opener(path: Path) -> Callable[[], Clip]:
         return lambda: BagClip(
-            path, opts.image_topic, opts.gt_topic, opts.class_topic, opts.gt_encoding,
-            class_map, opts.ignore_value, opts.panoptic_divisor, need_images,
+            path,
+            opts.image_topic,
+            opts.gt_topic,
+            opts.class_topic,
+            opts.gt_encoding,
+            per_bag.get(path.name, per_bag.get(path.stem, shared_map)),
+            opts.ignore_value,
+            opts.panoptic_divisor,
+            need_images,
         )
 
     return [opener(b) for b in bags], notes
@@ -244,8 +276,9 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
 
     source = str(opts.davis if opts.davis is not None else opts.bag)
     mode = "predictions" if not engine_mode else "offline"
-    meta = default_meta(opts.model if engine_mode else None,
-                        opts.backend if engine_mode else None, mode, source)
+    meta = default_meta(
+        opts.model if engine_mode else None, opts.backend if engine_mode else None, mode, source
+    )
     if opts.predictions is not None:
         meta["predictions"] = str(opts.predictions)
     meta["notes"] = notes
@@ -260,8 +293,9 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
         html_path = write_html_report(
             report, plots, recorder.thumbnails if recorder else {}, opts.report_dir / "report.html"
         )
-    return EvaluationOutcome(report, report_path, html_path, format_summary(report), errors,
-                             interrupted)
+    return EvaluationOutcome(
+        report, report_path, html_path, format_summary(report), errors, interrupted
+    )
 
 
 class _NoBar:

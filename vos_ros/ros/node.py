@@ -126,7 +126,7 @@ class VosNode(LifecycleNode):
         self._label_pub = None
         self._detections_pub = None
         self._overlay_pub = None
-        self._services: list[Any] = []
+        self._target_srvs: list[Any] = []
 
         # Diagnostics run in every state, so a failed configure is visible on /diagnostics.
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -190,7 +190,7 @@ class VosNode(LifecycleNode):
             on_change=lambda text: self.get_logger().info(text),
         )
         group = self._request_group
-        self._services = [
+        self._target_srvs = [
             self.create_service(
                 SetInitialMask,
                 "~/set_initial_mask",
@@ -300,9 +300,9 @@ class VosNode(LifecycleNode):
         if self._prompts_sub is not None:
             self.destroy_subscription(self._prompts_sub)
             self._prompts_sub = None
-        for service in self._services:
+        for service in self._target_srvs:
             self.destroy_service(service)
-        self._services = []
+        self._target_srvs = []
         for name in ("_instances_pub", "_label_pub", "_detections_pub", "_overlay_pub"):
             publisher = getattr(self, name)
             if publisher is not None:

@@ -83,7 +83,7 @@ def profile_shapes(
     if short_side % contract.STRIDE:
         raise ValueError(f"short_side must be a multiple of {contract.STRIDE}, got {short_side}")
     s = short_side
-    long_max = _round32(s * LONG_SIDE_FACTOR)
+    long_max = -(-int(s * LONG_SIDE_FACTOR) // contract.STRIDE) * contract.STRIDE  # round up
     opt_w = _round32(s * 16 / 9)
     hw_min, hw_opt, hw_max = (s, s), (s, opt_w), (long_max, long_max)
     n_min, n_opt, n_max = 1, min(OPT_TARGETS, max_targets), max_targets

@@ -1,0 +1,139 @@
+"""Unit tests of the engine's parts: config, manifest, memory, aggregation, prior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from engine_testlib import write_model_dir
+
+from vos_ros.engine import ConfigError, EngineConfig
+from vos_ros.engine.aggregation import argmax_channels, mask_box, soft_aggregate
+from vos_ros.engine.engine import processing_size
+from vos_ros.engine.manifest import ModelFileError, load_manifest
+from vos_ros.engine.memory import MemoryBank
+from vos_ros.engine.prior import apply_box_prior, enlarged_box
+from vos_ros.model.contract import KEY_DIM, PROTOS_PER_FRAME
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("backend", "tflite", "backend must be one of"),
+        ("processing_short_side", 300, "multiple of 32"),
+        ("processing_short_side", 16, "at least 32"),
+        ("threads", -1, "threads must be at least 0"),
+        ("max_targets", 0, "max_targets must be at least 1"),
+        ("prior_scale", 0.5, "prior_scale must be in"),
+        ("use_flow", "yes", "use_flow must be true or false"),
+        ("memory_size", 2.5, "memory_size must be an integer"),
+        ("model", "", "model must be"),
+    ],
+)
+def test_config_errors_name_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        EngineConfig(**{field: value})
+
+
+def test_processing_size_keeps_aspect_and_stride():
+    assert processing_size((480, 854), 288) == (512, 288)
+    assert processing_size((854, 480), 288) == (288, 512)
+    assert processing_size((360, 640), 352) == (640, 352)
+
+
+def test_manifest_checks_checksums_sizes_and_signatures(tmp_path):
+    folder = write_model_dir(tmp_path / "tiny")
+    manifest = load_manifest(folder)
+    assert manifest.short_side == 160 and manifest.memory_every == 3 and manifest.c4 == 3
+    assert len(manifest.model_sha256) == 64
+
+    data = (folder / "decoder.onnx").read_bytes()
+    (folder / "decoder.onnx").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(ModelFileError, match=r"decoder\.onnx: sha256 mismatch"):
+        load_manifest(folder)
+    (folder / "decoder.onnx").write_bytes(data[:-10])
+    with pytest.raises(ModelFileError, match=r"decoder\.onnx: size is"):
+        load_manifest(folder)
+    (folder / "decoder.onnx").unlink()
+    with pytest.raises(ModelFileError, match=r"decoder\.onnx: listed in model.yaml but missing"):
+        load_manifest(folder)
+
+
+def test_manifest_rejects_off_contract_graphs_and_fields(tmp_path):
+    good = write_model_dir(tmp_path / "a")
+    other = write_model_dir(tmp_path / "b")
+    # swap the graphs: names no longer follow the contract
+    raw = yaml.safe_load((good / "model.yaml").read_text())
+    (good / "decoder.onnx").write_bytes((other / "encoder.onnx").read_bytes())
+    raw["files"]["decoder.onnx"] = raw["files"]["encoder.onnx"]
+    (good / "model.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ModelFileError, match=r"decoder\.onnx: inputs are \['image'\]"):
+        load_manifest(good)
+    raw = yaml.safe_load((other / "model.yaml").read_text())
+    raw["input"]["std"] = [0.2, 0.2]
+    (other / "model.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ModelFileError, match=r"input\.std must be 3 numbers"):
+        load_manifest(other)
+    (other / "model.yaml").write_text("- not: a mapping")
+    with pytest.raises(ModelFileError, match="must be a mapping"):
+        load_manifest(other)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_manifest(tmp_path / "nowhere")
+
+
+def _protos(value: float) -> tuple[np.ndarray, np.ndarray]:
+    fg = np.full((PROTOS_PER_FRAME, KEY_DIM), value, np.float32)
+    return fg, -fg
+
+
+def test_memory_budget_padding_and_cache():
+    bank = MemoryBank(permanent_size=2, ring_size=3, every=5)
+    bank.get(1).add_permanent(*_protos(1.0))
+    for v in (2.0, 3.0, 4.0, 5.0):
+        bank.get(1).add_recent(*_protos(v))
+    bank.get(2).add_permanent(*_protos(9.0))
+    fg, _ = bank.gather([1, 2])
+    assert fg.shape == (2, 4 * PROTOS_PER_FRAME, KEY_DIM) and fg.flags.c_contiguous
+    firsts = fg[0, ::PROTOS_PER_FRAME, 0].tolist()
+    assert firsts[0] == 1.0 and sorted(firsts[1:]) == [3.0, 4.0, 5.0]  # oldest recent dropped
+    assert (fg[1] == 9.0).all()  # padded with its own annotation
+    assert bank.gather([1, 2])[0] is fg  # cached until memory changes
+    bank.get(2).add_recent(*_protos(7.0))
+    assert bank.gather([1, 2])[0] is not fg
+    nbytes = bank.nbytes()
+    for v in range(50):
+        bank.get(1).add_recent(*_protos(float(v)))
+    assert bank.nbytes() == nbytes
+    bank.get(1).add_permanent(*_protos(8.0), replace=True)
+    assert bank.get(1).num_entries == 1
+
+
+def test_soft_aggregation_is_a_partition():
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(size=(3, 20, 30)).astype(np.float32)
+    agg = soft_aggregate(probs)
+    assert agg.shape == (4, 20, 30)
+    np.testing.assert_allclose(agg.sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(argmax_channels(agg), np.argmax(agg, axis=0))
+    # a confident target beats an unsure one on the same pixel; order of targets does not matter
+    two = np.stack([np.full((2, 2), 0.9), np.full((2, 2), 0.6)]).astype(np.float32)
+    assert (argmax_channels(soft_aggregate(two)) == 1).all()
+    assert (argmax_channels(soft_aggregate(two[::-1].copy())) == 2).all()
+    assert soft_aggregate(np.zeros((0, 4, 4), np.float32))[0].min() == 1.0
+
+
+def test_mask_box_and_prior():
+    mask = np.zeros((10, 20), bool)
+    mask[2:5, 3:9] = True
+    assert mask_box(mask) == (3, 2, 9, 5)
+    assert mask_box(np.zeros((4, 4), bool)) == (0, 0, 0, 0)
+    prev = np.zeros((1, 40, 40), np.float32)
+    prev[0, 10:20, 10:30] = 1.0
+    assert enlarged_box(prev[0], 1.25) == (7, 8, 33, 22)
+    probs = np.zeros((1, 40, 40), np.float32)
+    probs[0, 0:3, 0:3] = 0.6  # weak response far away: dropped
+    probs[0, 35:38, 35:38] = 0.95  # strong one: kept
+    probs[0, 12:18, 12:28] = 0.8  # inside the box: kept
+    apply_box_prior(probs, prev, np.array([True]), 1.25, 0.9)
+    assert probs[0, :3, :3].max() == 0 and probs[0, 36, 36] == np.float32(0.95)
+    assert probs[0, 15, 15] == np.float32(0.8)

@@ -1,0 +1,256 @@
+"""TensorRT engine cache, profiles and backend choice; runs on CPU without TensorRT.
+
+Tests that need TensorRT and a GPU run when both exist and are skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from engine_testlib import write_model_dir
+
+from vos_ros.cli import main as cli_main
+from vos_ros.engine import EngineConfig, build_engine
+from vos_ros.engine.backends.base import BackendError
+from vos_ros.engine.backends.select import MachineCapabilities, choose_backend, resolve_precision
+from vos_ros.engine.backends.tensorrt_backend import (
+    CacheKey,
+    EngineCache,
+    check_within,
+    load_or_build,
+    profile_shapes,
+    tensorrt_importable,
+)
+from vos_ros.model import contract
+
+PROFILE = profile_shapes(288, max_targets=8, max_memory_frames=6, opt_memory_frames=5, c4=32, c8=64)
+
+
+def _key(**changes) -> CacheKey:
+    fields = {
+        "model_sha256": "a" * 64,
+        "graph": "decoder",
+        "tensorrt_version": "10.3.0",
+        "gpu_name": "NVIDIA H100 80GB HBM3",
+        "compute_capability": "9.0",
+        "precision": "fp16",
+        "profile": PROFILE["decoder"],
+    }
+    fields.update(changes)
+    return CacheKey.create(**fields)
+
+
+def test_cache_key_changes_with_every_component():
+    base = _key()
+    other_profile = profile_shapes(320, 8, 6, 5, 32, 64)["decoder"]
+    variants = [
+        _key(model_sha256="b" * 64),
+        _key(graph="encoder"),
+        _key(tensorrt_version="10.4.0"),
+        _key(gpu_name="NVIDIA GeForce RTX 4090"),
+        _key(compute_capability="8.9"),
+        _key(precision="fp32"),
+        _key(profile=other_profile),
+    ]
+    digests = {base.digest()} | {v.digest() for v in variants}
+    assert len(digests) == 1 + len(variants)
+    assert _key().digest() == base.digest()  # deterministic
+    assert len({base.file_stem()} | {v.file_stem() for v in variants}) == 1 + len(variants)
+
+
+def test_profile_shapes_cover_the_engine_shapes():
+    enc, dec = PROFILE["encoder"], PROFILE["decoder"]
+    assert enc["image"] == ((1, 3, 288, 288), (1, 3, 288, 512), (1, 3, 736, 736))
+    ppf = contract.PROTOS_PER_FRAME
+    assert dec["proto_fg"] == ((1, ppf, 64), (2, 5 * ppf, 64), (8, 6 * ppf, 64))
+    assert dec["prev_mask"][1] == (2, 1, 72, 128)
+    assert dec["key"][1] == (1, contract.KEY_DIM, 36, 64) and dec["f4"][1] == (1, 32, 72, 128)
+    # landscape and portrait 854x480 streams fit; more targets than max_targets do not
+    check_within(enc, {"image": (1, 3, 288, 512)})
+    check_within(enc, {"image": (1, 3, 512, 288)})
+    check_within(dec, {"proto_fg": (3, 2 * ppf, 64), "prev_mask": (3, 1, 72, 128)})
+    with pytest.raises(BackendError, match="outside the engine's profile"):
+        check_within(dec, {"proto_fg": (9, ppf, 64)})
+    with pytest.raises(ValueError, match="multiple of 32"):
+        profile_shapes(300, 8, 6, 5, 32, 64)
+
+
+class FakeTensorRT:
+    """Stands in for builder + runtime: counts builds; 'deserializes' only bytes it built."""
+
+    def __init__(self) -> None:
+        self.builds = 0
+
+    def build(self) -> bytes:
+        self.builds += 1
+        return b"PLAN" + bytes(100)
+
+    def deserialize(self, data: bytes):
+        return {"engine": len(data)} if data.startswith(b"PLAN") else None
+
+
+def test_cache_hit_after_first_build(tmp_path):
+    cache, trt, key = EngineCache(tmp_path), FakeTensorRT(), _key()
+    engine, built = load_or_build(cache, key, trt.build, trt.deserialize)
+    assert built and trt.builds == 1 and engine == {"engine": 104}
+    engine, built = load_or_build(cache, key, trt.build, trt.deserialize)
+    assert not built and trt.builds == 1
+    meta = json.loads(cache.paths(key)[1].read_text())
+    assert meta["key"]["gpu_name"] == "NVIDIA H100 80GB HBM3" and meta["bytes"] == 104
+
+
+def test_stale_key_is_rebuilt(tmp_path):
+    cache, trt, key = EngineCache(tmp_path), FakeTensorRT(), _key()
+    load_or_build(cache, key, trt.build, trt.deserialize)
+    meta_path = cache.paths(key)[1]
+    meta = json.loads(meta_path.read_text())
+    meta["key"]["tensorrt_version"] = "9.9.9"  # e.g. a file copied from another machine
+    meta_path.write_text(json.dumps(meta))
+    _, built = load_or_build(cache, key, trt.build, trt.deserialize)
+    assert built and trt.builds == 2
+    assert json.loads(meta_path.read_text())["key"]["tensorrt_version"] == "10.3.0"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta_garbage", "meta_missing"])
+def test_corrupt_cache_is_detected_and_rebuilt(tmp_path, damage):
+    cache, trt, key = EngineCache(tmp_path), FakeTensorRT(), _key()
+    load_or_build(cache, key, trt.build, trt.deserialize)
+    engine_path, meta_path = cache.paths(key)
+    if damage == "truncate":
+        engine_path.write_bytes(engine_path.read_bytes()[:10])
+    elif damage == "flip":
+        engine_path.write_bytes(b"XLAN" + engine_path.read_bytes()[4:])
+    elif damage == "meta_garbage":
+        meta_path.write_text("{not json")
+    else:
+        meta_path.unlink()
+    engine, built = load_or_build(cache, key, trt.build, trt.deserialize)
+    assert built and trt.builds == 2 and engine == {"engine": 104}
+    assert cache.lookup(key) is not None  # the entry was replaced by a good one
+
+
+def test_deserialize_failure_is_rebuilt_not_raised(tmp_path):
+    cache, trt, key = EngineCache(tmp_path), FakeTensorRT(), _key()
+    # a well-formed entry whose plan TensorRT refuses (e.g. built by an incompatible driver)
+    cache.store(key, b"JUNK-PLAN")
+    engine, built = load_or_build(cache, key, trt.build, trt.deserialize)
+    assert built and engine == {"engine": 104}
+
+    def explode(data: bytes):
+        if data.startswith(b"JUNK"):
+            raise RuntimeError("Serialization assertion failed")
+        return trt.deserialize(data)
+
+    cache.store(key, b"JUNK-PLAN")
+    engine, built = load_or_build(cache, key, trt.build, explode)
+    assert built and engine == {"engine": 104}
+
+
+def test_build_that_cannot_deserialize_raises(tmp_path):
+    cache = EngineCache(tmp_path)
+    with pytest.raises(BackendError, match="could not deserialize"):
+        load_or_build(cache, _key(), lambda: b"JUNK", lambda data: None)
+    assert cache.lookup(_key()) is None  # nothing bad is cached
+
+
+def _caps(**kw) -> MachineCapabilities:
+    base = dict(
+        tensorrt=False, torch=True, torch_cuda=False, onnxruntime=True, onnxruntime_cuda=False
+    )
+    base.update(kw)
+    return MachineCapabilities(**base)
+
+
+@pytest.mark.parametrize(
+    ("caps", "expected"),
+    [
+        (_caps(tensorrt=True, torch_cuda=True), ("tensorrt", "cuda")),
+        (_caps(torch_cuda=True), ("torch", "cuda")),
+        (_caps(tensorrt=True), ("onnxruntime", "cpu")),  # TensorRT without a GPU is not usable
+        (_caps(), ("onnxruntime", "cpu")),
+        (_caps(onnxruntime=False), ("torch", "cpu")),
+    ],
+)
+def test_auto_picks_the_fastest_available(caps, expected):
+    assert choose_backend(EngineConfig(model="m"), caps) == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "caps", "message"),
+    [
+        (dict(backend="tensorrt"), _caps(), "tensorrt package is not importable"),
+        (dict(backend="tensorrt"), _caps(tensorrt=True), "CUDA GPU"),
+        (
+            dict(backend="tensorrt", device="cpu"),
+            _caps(tensorrt=True, torch_cuda=True),
+            "CUDA only",
+        ),
+        (dict(backend="torch", device="cuda"), _caps(), "torch.cuda is unavailable"),
+        (dict(backend="onnxruntime", device="cuda"), _caps(), "CUDAExecutionProvider"),
+        (dict(device="cuda"), _caps(), "no backend here can use a CUDA GPU"),
+        (dict(backend="onnxruntime"), _caps(onnxruntime=False), "not installed"),
+    ],
+)
+def test_explicit_choices_that_cannot_run_fail_loudly(config, caps, message):
+    with pytest.raises(BackendError, match=message):
+        choose_backend(EngineConfig(model="m", **config), caps)
+
+
+def test_precision_resolution():
+    assert resolve_precision("auto", "cuda") == "fp16"
+    assert resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(BackendError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", "cpu")
+
+
+@pytest.mark.skipif(tensorrt_importable(), reason="TensorRT is installed here")
+def test_tensorrt_backend_absent_fails_with_a_clear_error(tmp_path):
+    folder = write_model_dir(tmp_path / "tiny")
+    with pytest.raises(BackendError, match="tensorrt"):
+        build_engine(EngineConfig(model=str(folder), backend="tensorrt"))
+
+
+@pytest.mark.skipif(tensorrt_importable(), reason="TensorRT is installed here")
+def test_build_engine_command_without_tensorrt(tmp_path, capsys):
+    folder = write_model_dir(tmp_path / "tiny")
+    assert cli_main(["build-engine", "--model", str(folder), "--cache-dir", str(tmp_path)]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
+
+
+def _tensorrt_gpu_reason() -> str | None:
+    if not tensorrt_importable():
+        return "needs TensorRT (the tensorrt package is not importable)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    return None
+
+
+@pytest.mark.skipif(_tensorrt_gpu_reason() is not None, reason=str(_tensorrt_gpu_reason()))
+def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path):
+    import numpy as np
+
+    from vos_ros.engine.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from vos_ros.engine.backends.tensorrt_backend import TensorRTBackend
+    from vos_ros.engine.manifest import load_manifest
+
+    folder = write_model_dir(tmp_path / "tiny", short_side=160)
+    manifest = load_manifest(folder)
+    profiles = profile_shapes(160, 4, 5, 4, c4=3, c8=3)
+    first = TensorRTBackend(manifest, "fp32", profiles, str(tmp_path / "cache"))
+    assert first.built == {"encoder": True, "decoder": True}
+    second = TensorRTBackend(manifest, "fp32", profiles, str(tmp_path / "cache"))
+    assert second.built == {"encoder": False, "decoder": False}
+    ort_backend = OnnxRuntimeBackend(manifest.encoder_path, manifest.decoder_path)
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 3, 160, 288)).astype(np.float32)
+    fg = rng.normal(size=(2, 10, 64)).astype(np.float32)
+    fg /= np.linalg.norm(fg, axis=-1, keepdims=True)
+    prev = rng.uniform(size=(2, 1, 40, 72)).astype(np.float32)
+    outs = []
+    for backend in (second, ort_backend):
+        key, f4, f8 = backend.run_encoder(image)
+        outs.append(backend.run_decoder(key, f4, f8, fg, fg[::-1].copy(), prev))
+    assert np.abs(outs[0] - outs[1]).max() < 1e-2

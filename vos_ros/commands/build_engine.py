@@ -1,0 +1,73 @@
+"""``vos-ros build-engine``: prebuild (and cache) the TensorRT engines of a model.
+
+The node then starts in seconds instead of building for minutes on its first frame. On a
+machine without TensorRT or a CUDA GPU the command stops with a clear message (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder (models/<name>)")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
+    parser.add_argument(
+        "--cache-dir", default=None, help="engine + timing cache folder (default ~/.cache/vos_ros)"
+    )
+    parser.add_argument(
+        "--short-side", type=int, default=None, help="processing short side (default: manifest)"
+    )
+    parser.add_argument("--max-targets", type=int, default=16, help="largest N in the profile")
+    parser.add_argument(
+        "--memory-size", type=int, default=None, help="ring size (default: manifest)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from vos_ros.engine import EngineConfig, EngineError
+    from vos_ros.engine.backends.select import MachineCapabilities
+
+    caps = MachineCapabilities.probe()
+    if not caps.tensorrt:
+        print(
+            "build-engine: TensorRT is not installed here (python -c 'import tensorrt' fails); "
+            "install TensorRT 10 on the target machine and run this command there",
+            file=sys.stderr,
+        )
+        return 2
+    if not caps.torch_cuda:
+        print(
+            "build-engine: no CUDA GPU visible (torch.cuda.is_available() is False)",
+            file=sys.stderr,
+        )
+        return 2
+    from vos_ros.engine.backends.select import create_backend
+    from vos_ros.engine.manifest import load_manifest
+
+    try:
+        config = EngineConfig(
+            model=args.model,
+            backend="tensorrt",
+            device="cuda",
+            precision=args.precision,
+            cache_dir=args.cache_dir,
+            processing_short_side=args.short_side,
+            max_targets=args.max_targets,
+            memory_size=args.memory_size,
+        )
+        manifest = load_manifest(config.model)
+        short_side = config.processing_short_side or manifest.short_side
+        backend = create_backend(config, manifest, short_side=short_side, caps=caps)
+    except EngineError as exc:
+        print(f"build-engine: {exc}", file=sys.stderr)
+        return 1
+    for graph, built in backend.built.items():
+        state = "built" if built else "up to date (cached)"
+        print(f"{graph}: {state} in {backend.cache.folder}")
+    print(
+        f"TensorRT {backend.tensorrt_version}, {backend.gpu_name} "
+        f"(sm {backend.compute_capability}), {backend.precision}"
+    )
+    return 0
