@@ -119,10 +119,14 @@ def _random_blob(
     return blob
 
 
-def perturb_prev_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+def perturb_prev_mask(
+    rng: np.random.Generator, mask: np.ndarray, strength: float = 1.0
+) -> np.ndarray:
     """An imperfect, soft version of ``mask`` like the previous mask the engine feeds at run time.
 
     :param mask: ``[H, W]`` uint8/bool/float (binary). Returns float32 ``[H, W]`` in [0, 1].
+    :param strength: scales every error (shift, scale, dilation, missing parts, extra blobs);
+        small values mimic a good previous prediction, 1 a poor one.
     """
     h, w = mask.shape
     m = (mask > 0.5).astype(np.uint8)
@@ -133,30 +137,62 @@ def perturb_prev_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     # Misalignment: flow warping is never exact (shift, small scale and rotation).
     if rng.random() < 0.7:
         c = np.array([xs.mean(), ys.mean()])
-        shift = rng.normal(0, 0.06, 2) * size
-        mat = _affine(
-            float(np.exp(rng.normal(0, 0.06))), float(rng.normal(0, 4)), 0.0, False, c, c + shift
-        )
+        shift = rng.normal(0, 0.06 * strength, 2) * size
+        zoom = float(np.exp(rng.normal(0, 0.06 * strength)))
+        mat = _affine(zoom, float(rng.normal(0, 4 * strength)), 0.0, False, c, c + shift)
         m = cv2.warpAffine(m, mat, (w, h), flags=cv2.INTER_NEAREST)
     # Too big or too small.
-    radius = int(abs(rng.normal(0, 0.04)) * size) + 1
+    radius = int(abs(rng.normal(0, 0.04 * strength)) * size) + 1
     if rng.random() < 0.5:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         m = cv2.dilate(m, kernel) if rng.random() < 0.5 else cv2.erode(m, kernel)
     # Missing parts and spurious blobs (drift onto the background, partial occlusion).
-    for _ in range(int(rng.integers(0, 3))):
+    n_holes = int(rng.integers(0, 3)) if rng.random() < strength else 0
+    for _ in range(n_holes):
         ys, xs = np.nonzero(m)
         if len(ys) == 0:
             break
         i = int(rng.integers(len(ys)))
         m = m * (1 - _random_blob(rng, (h, w), (xs[i], ys[i]), size * rng.uniform(0.1, 0.35)))
-    for _ in range(int(rng.integers(0, 2))):
+    n_blobs = int(rng.integers(0, 2)) if rng.random() < strength else 0
+    for _ in range(n_blobs):
         ys, xs = np.nonzero(mask > 0.5)
         i = int(rng.integers(len(ys)))
         offset = rng.normal(0, 0.6, 2) * size
-        m = np.maximum(
-            m, _random_blob(rng, (h, w), (xs[i] + offset[0], ys[i] + offset[1]), size * 0.15)
-        )
+        center = (xs[i] + offset[0], ys[i] + offset[1])
+        m = np.maximum(m, _random_blob(rng, (h, w), center, size * 0.15))
     soft = m.astype(np.float32)
     sigma = float(rng.uniform(0.5, 3.0))
     return np.clip(cv2.GaussianBlur(soft, (0, 0), sigma), 0.0, 1.0)
+
+
+def backward_flow_sampling(
+    rgb: np.ndarray, reference_rgb: np.ndarray, map_hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sampling maps ``(map_x, map_y)`` at ``map_hw`` that pull ``reference_rgb``'s content onto
+    ``rgb``'s frame, as the engine does: DIS (ultrafast) backward flow at half resolution.
+
+    :param rgb: uint8 ``[H, W, 3]`` current frame; ``reference_rgb`` the previous one.
+    """
+    h, w = rgb.shape[:2]
+    half = (w // 2, h // 2)
+
+    def gray(img: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(
+            cv2.resize(img, half, interpolation=cv2.INTER_LINEAR), cv2.COLOR_RGB2GRAY
+        )
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    flow = dis.calc(gray(rgb), gray(reference_rgb), None)
+    mh, mw = map_hw
+    flow = cv2.resize(flow, (mw, mh), interpolation=cv2.INTER_LINEAR)
+    grid_x, grid_y = np.meshgrid(np.arange(mw, dtype=np.float32), np.arange(mh, dtype=np.float32))
+    return grid_x + flow[..., 0] * (mw / half[0]), grid_y + flow[..., 1] * (mh / half[1])
+
+
+def warp_with_sampling(prob: np.ndarray, sampling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Pull a float32 ``[h, w]`` map along :func:`backward_flow_sampling` maps (outside = 0)."""
+    map_x, map_y = sampling
+    return cv2.remap(
+        prob.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
