@@ -39,7 +39,7 @@ def random_clip_geometry(
     masks: np.ndarray,
     out_hw: tuple[int, int],
     scale_range: tuple[float, float] = (0.55, 1.1),
-    drift: float = 0.03,
+    drift: float = 0.015,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp a clip to ``out_hw`` with one random affine plus a per-frame drift.
 

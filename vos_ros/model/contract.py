@@ -38,6 +38,8 @@ the two give the same numbers.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 STRIDE = 32
@@ -50,8 +52,10 @@ ENCODER_OUTPUTS = ("key", "f4", "f8")
 DECODER_INPUTS = ("key", "f4", "f8", "proto_fg", "proto_bg", "prev_mask")
 DECODER_OUTPUTS = ("logits",)
 
-FG_GRID = 2  # foreground prototypes: masked means over a FG_GRID x FG_GRID grid of the box + 1 global
-BG_GRID = 3  # background prototypes: masked means over a BG_GRID x BG_GRID grid of the frame + 1 global
+# fg prototypes: 1 global masked mean + means over a FG_GRID x FG_GRID grid of the mask's box
+FG_GRID = 2
+# bg prototypes: 1 global masked mean + the heaviest cells of a BG_GRID x BG_GRID frame grid
+BG_GRID = 3
 PROTOS_PER_FRAME = FG_GRID * FG_GRID + 1  # fg and bg are padded to the same count
 _EPS = 1e-6
 
@@ -70,7 +74,7 @@ def _normalize(v: np.ndarray) -> np.ndarray:
 
 def _grid_edges(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
     edges = np.linspace(lo, hi, n + 1).round().astype(int)
-    return [(int(a), int(max(b, a + 1))) for a, b in zip(edges[:-1], edges[1:])]
+    return [(int(a), int(max(b, a + 1))) for a, b in itertools.pairwise(edges)]
 
 
 def frame_prototypes(key: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

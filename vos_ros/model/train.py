@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vos_ros.model.augment import perturb_prev_mask
+from vos_ros.model.augment import backward_flow_sampling, perturb_prev_mask, warp_with_sampling
 from vos_ros.model.data import Sequence, load_training_set
 from vos_ros.model.network import DEFAULT_ARCH, ProtoNet, build_network
 from vos_ros.model.synth_pairs import make_training_clip
@@ -51,7 +51,7 @@ class TrainConfig:
     crop_w: int = 256
     store_h: int = 288  # frames are cached at this size, then scaled and cropped
     store_w: int = 512
-    max_gap: int = 4  # frames between clip frames: 1..max_gap
+    max_gap: int = 3  # frames between clip frames: 1..max_gap
     paste_prob: float = 0.4  # share of clips with a second, pasted target
     own_pred_prob: float = 0.5  # frames >= 2: previous mask = own prediction with this probability
     lr: float = 2e-3
@@ -95,7 +95,9 @@ class Batch:
 
     frames: uint8 ``[B, L, H, W, 3]``; gt: float ``[T, L, H, W]`` for the T targets of all clips;
     clip_of: ``[T]`` clip index of each target; weight: ``[T, L, H, W]`` loss weights;
-    gt_prev: ``[T, L, H/4, W/4]`` perturbed previous masks (index 0 unused).
+    gt_prev: ``[T, L, H/4, W/4]`` perturbed previous masks (index 0 unused);
+    flow_grid: ``[B, L, H/4, W/4, 2]`` ``grid_sample`` grids (align_corners=True) that pull frame
+    t-1 onto frame t with the engine's kind of optical flow (index 0 unused).
     """
 
     frames: torch.Tensor
@@ -103,31 +105,45 @@ class Batch:
     clip_of: torch.Tensor
     weight: torch.Tensor
     gt_prev: torch.Tensor
+    flow_grid: torch.Tensor
     use_own: np.ndarray  # bool [L]: frame uses the network's own previous prediction
 
 
 def make_batch(cfg: TrainConfig, sequences: list[Sequence], step: int) -> Batch:
     rng = np.random.default_rng([cfg.seed, step])
-    frames, gts, clip_of, weights, prevs = [], [], [], [], []
+    frames, gts, clip_of, weights, prevs, grids = [], [], [], [], [], []
+    h4, w4 = cfg.crop_h // 4, cfg.crop_w // 4
     for b in range(cfg.batch):
         clip, targets = make_training_clip(
             rng, sequences, cfg.clip_len, cfg.max_gap, (cfg.crop_h, cfg.crop_w), cfg.paste_prob
         )
         frames.append(clip)
+        samplings = [None] + [
+            backward_flow_sampling(clip[t], clip[t - 1], (h4, w4)) for t in range(1, cfg.clip_len)
+        ]
+        grid = np.zeros((cfg.clip_len, h4, w4, 2), np.float32)
+        for t in range(1, cfg.clip_len):
+            grid[t, ..., 0] = samplings[t][0] * (2.0 / (w4 - 1)) - 1.0
+            grid[t, ..., 1] = samplings[t][1] * (2.0 / (h4 - 1)) - 1.0
+        grids.append(grid)
         for target in targets:
             clip_of.append(b)
             gts.append(target)
             weights.append(np.stack([boundary_weight(m) for m in target]))
-            prev = [np.zeros((cfg.crop_h // 4, cfg.crop_w // 4), np.float32)]
+            prev = [np.zeros((h4, w4), np.float32)]
             for t in range(1, cfg.clip_len):
                 r = rng.random()
                 if r < 0.05:  # target lost: only the memory can find it again
-                    soft = np.zeros(target[t].shape, np.float32)
-                elif r < 0.5:  # the previous frame's mask, not warped (as with flow off)
-                    soft = perturb_prev_mask(rng, target[t - 1])
-                else:  # roughly aligned with this frame (as after flow warping)
-                    soft = perturb_prev_mask(rng, target[t])
-                prev.append(_downsample(soft, 4))
+                    soft = np.zeros((h4, w4), np.float32)
+                elif r < 0.2:  # the previous frame's mask, badly off and not warped
+                    soft = _downsample(perturb_prev_mask(rng, target[t - 1]), 4)
+                elif r < 0.7:  # what the engine feeds: a fair prediction, warped by flow
+                    strength = float(rng.uniform(0.1, 0.7))
+                    fair = _downsample(perturb_prev_mask(rng, target[t - 1], strength), 4)
+                    soft = warp_with_sampling(fair, samplings[t])
+                else:  # aligned with this frame but with large errors
+                    soft = _downsample(perturb_prev_mask(rng, target[t]), 4)
+                prev.append(soft)
             prevs.append(np.stack(prev))
     use_own = np.array([t >= 2 and rng.random() < cfg.own_pred_prob for t in range(cfg.clip_len)])
     return Batch(
@@ -136,6 +152,7 @@ def make_batch(cfg: TrainConfig, sequences: list[Sequence], step: int) -> Batch:
         clip_of=torch.tensor(clip_of),
         weight=torch.from_numpy(np.stack(weights)),
         gt_prev=torch.from_numpy(np.stack(prevs)),
+        flow_grid=torch.from_numpy(np.stack(grids)),
         use_own=use_own,
     )
 
@@ -167,7 +184,11 @@ def clip_forward(net: ProtoNet, batch: Batch, device: torch.device) -> list[torc
     for t in range(1, length):
         idx = frame_index(t)
         if batch.use_own[t] and prev_logits is not None:
-            prev = torch.sigmoid(prev_logits).detach()
+            # The engine warps its last prediction to the new frame with optical flow.
+            grid = batch.flow_grid[:, t].to(device)[batch.clip_of.to(device)]
+            prev = F.grid_sample(
+                torch.sigmoid(prev_logits).detach(), grid, align_corners=True, padding_mode="zeros"
+            )
         else:
             prev = batch.gt_prev[:, t : t + 1].to(device)
         logits = net.decoder(
