@@ -59,6 +59,7 @@ def main() -> int:
         header.stamp.sec, header.stamp.nanosec = sec, nanosec
         messages.append(array_to_msg(frame.image, "rgb8", header))
 
+    print(f"rendered {len(messages)} frames of {args.width}x{args.height}", flush=True)
     rclpy.init()
     node = rclpy.create_node("clip_player")
     publisher = node.create_publisher(Image, args.topic, qos_profile_sensor_data)

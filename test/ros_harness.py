@@ -69,6 +69,8 @@ class ManagedProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGUSR1)  # the node dumps its threads' stacks
+                time.sleep(1.0)
                 self.process.kill()
                 self.process.wait(5)
         self._log.close()
@@ -88,15 +90,15 @@ def node_process(
     tmp_path: Path,
     env: dict[str, str],
     launch_overrides: dict[str, str] | None = None,
-    parameters: dict[str, str] | None = None,
+    parameters: dict[str, object] | None = None,
     name: str = "node",
 ) -> ManagedProcess:
-    """Start ``vos_node`` exactly as the launch file would (plus extra ``-p`` parameters)."""
+    """Start ``vos_node`` exactly as the launch file would, plus extra (typed) parameters."""
     from vos_ros.ros.launch_config import node_command
 
-    command = node_command(launch_overrides, python=sys.executable)
-    for key, value in (parameters or {}).items():
-        command += ["-p", f"{key}:={value}"]
+    command = node_command(
+        launch_overrides, tmp_path / f"{name}_params", parameters, python=sys.executable
+    )
     return ManagedProcess(command, env, tmp_path / f"{name}.log")
 
 

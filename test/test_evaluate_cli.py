@@ -193,8 +193,8 @@ def test_cli_bad_inputs_end_with_a_clear_message(davis_dir: Path, tmp_path, caps
         main(["evaluate", "--davis", str(davis_dir), "--sequences", "zzz", "--json", "x.json"]) == 2
     )
     assert "unknown sequence(s) zzz" in capsys.readouterr().err
-    assert main(["evaluate", "--bag", str(tmp_path), "--live", "--json", "x.json"]) == 2
-    assert "--live" in capsys.readouterr().err
+    assert main(["evaluate", "--davis", str(davis_dir), "--live", "--json", "x.json"]) == 2
+    assert "--live plays bags" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

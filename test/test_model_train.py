@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from vos_ros.model.augment import perturb_prev_mask, random_clip_geometry
+from vos_ros.model.augment import (
+    backward_flow_sampling,
+    perturb_prev_mask,
+    random_clip_geometry,
+    warp_with_sampling,
+)
 from vos_ros.model.data import load_training_set
 from vos_ros.model.synth_pairs import make_training_clip
 from vos_ros.model.train import TrainConfig, load_checkpoint, train
@@ -113,3 +118,27 @@ def test_training_runs_logs_and_resumes_exactly(tiny_data, tmp_path):
 def test_resume_required_without_checkpoint_fails(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="no checkpoint"):
         train(_config(tiny_data, tmp_path / "none", steps=1), resume="require", progress=False)
+
+
+def test_flow_warp_follows_motion_and_matches_grid_sample():
+    """Masks warped with the training flow land on the moved object; the torch grid used for
+    the network's own predictions pulls the same pixels as cv2.remap."""
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    texture = cv2.GaussianBlur(texture, (0, 0), 2)
+    prev_rgb, cur_rgb = texture.copy(), np.roll(texture, 8, axis=1)  # everything moves 8 px right
+    mask = np.zeros((24, 40), np.float32)
+    mask[8:16, 10:20] = 1.0
+    sampling = backward_flow_sampling(cur_rgb, prev_rgb, (24, 40))
+    warped = warp_with_sampling(mask, sampling)
+    moved = np.roll(mask, 2, axis=1)  # 8 px at 1/4 resolution
+    assert ((warped > 0.5) & (moved > 0.5)).sum() / ((warped > 0.5) | (moved > 0.5)).sum() > 0.7
+
+    grid = np.stack([sampling[0] * 2 / 39 - 1, sampling[1] * 2 / 23 - 1], axis=-1)
+    pulled = torch.nn.functional.grid_sample(
+        torch.from_numpy(mask)[None, None],
+        torch.from_numpy(grid.astype(np.float32))[None],
+        align_corners=True,
+        padding_mode="zeros",
+    )[0, 0].numpy()
+    np.testing.assert_allclose(pulled, warped, atol=1e-3)

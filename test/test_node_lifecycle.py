@@ -24,7 +24,7 @@ def test_transitions_in_and_out_of_order(tmp_path):
     from std_srvs.srv import Trigger
 
     env = isolated_env()
-    node = node_process(tmp_path, env, parameters={"autostart": "false"})
+    node = node_process(tmp_path, env, parameters={"autostart": False})
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
 
@@ -80,7 +80,7 @@ def test_transitions_in_and_out_of_order(tmp_path):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("parameter", "value"),
-    [("frame_buffer.size", "0"), ("backend", "cuda9"), ("input.depth", "1.5")],
+    [("frame_buffer.size", 0), ("backend", "cuda9"), ("input.depth", 1.5)],
 )
 def test_invalid_parameter_fails_configure_naming_it(tmp_path, parameter, value):
     from diagnostic_msgs.msg import DiagnosticArray
@@ -113,12 +113,13 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
     from lifecycle_msgs.msg import Transition
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, RegionOfInterest
+
+    from vos_ros.msg import Detection, DetectionArray, InstanceMaskArray
+    from vos_ros.ros.image_msgs import array_to_msg
     from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
 
-    from vos_ros.ros.image_msgs import array_to_msg
-
     env = isolated_env()
-    node = node_process(tmp_path, env, parameters={"log_throttle_s": "1.0"})
+    node = node_process(tmp_path, env, parameters={"log_throttle_s": 1.0})
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
             ros.spin_until(
@@ -173,6 +174,10 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
             for sec, msg in enumerate([bad_encoding, Image(), truncated, other_size], start=2):
                 publish(msg, sec)
                 ros.spin_for(0.2)
+
+            count = len(outputs)
+            publish(good, 10)  # the newest frame (stamp 0 in requests) is a good one again
+            ros.spin_until(lambda: len(outputs) > count, 20.0, "output after bad input", node.log())
 
             # bad requests
             calls = [
@@ -238,12 +243,38 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
                 assert expected_text in response.message, (name, response.message)
                 assert list(response.tracked_ids) == [1], (name, response.message)
 
-            # still running, still tracking, still producing outputs for good frames
+            # still running, still tracking, still producing outputs
             count = len(outputs)
             publish(good, 20)
             ros.spin_until(lambda: len(outputs) > count, 20.0, "output after bad input", node.log())
             assert ros.lifecycle_state(NODE) == "active"
             assert node.alive()
+
+            # a detector's boxes on ~/prompts become a target; ~/overlay flows once subscribed
+            instances: list[InstanceMaskArray] = []
+            overlays: list[Image] = []
+            ros.node.create_subscription(
+                InstanceMaskArray, f"{NODE}/instances", instances.append, 10
+            )
+            ros.node.create_subscription(Image, f"{NODE}/overlay", overlays.append, 10)
+            prompts = ros.node.create_publisher(DetectionArray, f"{NODE}/prompts", 10)
+            ros.spin_until(lambda: prompts.get_subscription_count() > 0, 20.0, "prompts subscriber")
+            detection = Detection(class_label="cup", center_x=100.0, center_y=70.0)
+            detection.size_x, detection.size_y = 30.0, 20.0
+            prompt = DetectionArray(detections=[detection])
+            prompt.header.stamp = ns_to_time(20 * 1_000_000_000)
+            prompts.publish(prompt)
+
+            def tracked_cup() -> bool:
+                publish(good, 21 + len(overlays))
+                ros.spin_for(0.1)
+                return any(
+                    {(i.id, i.class_label) for i in m.instances} == {(1, "box"), (2, "cup")}
+                    for m in instances
+                ) and bool(overlays)
+
+            ros.spin_until(tracked_cup, 20.0, "prompted target and overlay", node.log())
+            assert overlays[-1].encoding == "rgb8" and overlays[-1].header.frame_id == "camera"
             assert ros.change_state(NODE, Transition.TRANSITION_DEACTIVATE)
     finally:
         exit_code = node.stop()

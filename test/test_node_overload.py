@@ -27,9 +27,9 @@ SECONDS = 8
 def test_latency_stays_bounded_and_drops_are_reported(tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, RegionOfInterest
-    from vos_ros.srv import AddObjects
 
     from vos_ros.ros.diagnostics import values_of
+    from vos_ros.srv import AddObjects
 
     env = isolated_env()
     # The "medium" optical-flow preset makes the engine slower than the 60 Hz input on this

@@ -74,11 +74,11 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.timeout(300)
 def test_node_tracks_selected_targets_across_processes(tmp_path):
     from sensor_msgs.msg import Image, RegionOfInterest
-    from vos_ros.msg import DetectionArray, InstanceMaskArray
-    from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
 
+    from vos_ros.msg import DetectionArray, InstanceMaskArray
     from vos_ros.ros.image_msgs import array_to_msg
     from vos_ros.ros.result_msgs import detections_type
+    from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
 
     scene, gt_frames = _scene()
     first_stamp = min(gt_frames)
@@ -138,7 +138,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 return round((stamp - first_stamp) * FPS / 1e9)
 
             # 1. initial mask: ground truth of ids 1-3 on the first frame the node has output
-            ros.spin_until(lambda: bool(labels), 60.0, "first ~/label_image", fail_text())
+            ros.spin_until(lambda: bool(labels), 120.0, "first ~/label_image", fail_text())
             init_stamp = min(labels)
             gt0 = gt_frames[init_stamp].label.copy()
             gt0[gt0 > 3] = 0

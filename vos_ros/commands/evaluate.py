@@ -2,9 +2,12 @@
 
     vos-ros evaluate --davis DIR [--sequences a,b] [--classes FILE] --json OUT.json
     vos-ros evaluate --davis DIR --predictions PRED_DIR --json OUT.json
-    vos-ros evaluate --bag BAG [--live] [--image-topic T] [--gt-topic T] --json OUT.json
+    vos-ros evaluate --bag BAG [--image-topic T] [--gt-topic T] --json OUT.json
+    vos-ros evaluate --bag BAG --live [--rate 0.5] [--node-cmd CMD | --namespace NS] --json OUT.json
 
-Without ``--predictions`` the engine runs offline, in-process (``--model``, ``--backend``).
+Without ``--predictions`` the engine runs offline, in-process (``--model``, ``--backend``). With
+``--live`` the bag is played over ROS topics to the node in its own process (started here, or an
+already-running one with ``--namespace``), and the node's ``~/instances`` are scored.
 ``--report-dir`` adds PNG plots and a self-contained HTML report. Ctrl-C stops the run and still
 writes the report of what was scored; malformed input ends with a clear message and, when frames
 were scored before it, a partial report. Exit status: 0 done, 2 input error, 130 interrupted.
@@ -79,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    eng = parser.add_argument_group("engine (offline mode)")
+    eng = parser.add_argument_group("engine (offline mode; live mode: the node started here)")
     eng.add_argument(
         "--model",
         default="flow",
@@ -96,7 +99,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag.add_argument(
         "--live",
         action="store_true",
-        help="play the bag to a running node instead of running the engine in-process",
+        help="play the bag over ROS topics to the node in its own process (with /clock and "
+        "use_sim_time) and score its ~/instances, instead of running the engine in-process",
+    )
+    live = parser.add_argument_group("live mode (--live)")
+    live.add_argument(
+        "--rate",
+        type=float,
+        default=1.0,
+        help="playback speed as a multiple of the recorded frame rate (default 1.0)",
+    )
+    live.add_argument(
+        "--node-cmd",
+        metavar="CMD",
+        help="command line that starts the node (default: as launch/vos.launch.py does, with "
+        "--model, --backend, image:=<image topic>, use_sim_time:=true)",
+    )
+    live.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="namespace of the node; without --node-cmd: evaluate the node already running "
+        "as NS/vos_node (on ROS_DOMAIN_ID, subscribed to the image topic) instead of starting one",
+    )
+    live.add_argument(
+        "--node-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds the node may take to come up (default 60)",
     )
     bag.add_argument("--image-topic", default="/camera/image_raw")
     bag.add_argument("--gt-topic", default="/camera/ground_truth")
@@ -123,12 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if args.predictions is not None and args.davis is None:
         print("error: --predictions needs --davis (the ground truth)", file=sys.stderr)
         return 2
-    if args.live:
-        print(
-            "error: --live plays the bag to a running vos_ros node and records its outputs; "
-            "this build evaluates bags offline only (drop --live to run the engine in-process)",
-            file=sys.stderr,
-        )
+    if args.live and args.bag is None:
+        print("error: --live plays bags (make one with `vos-ros make-bag`)", file=sys.stderr)
         return 2
     try:
         outcome = evaluate(EvaluationOptions.from_args(args))

@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache-dir", default=defaults.cache_dir, help="where the resized training set is cached"
     )
     parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop and save after this much wall time (resume later with the same command)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (for log files)"
     )
 

@@ -182,6 +182,33 @@ def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_class_table(report: dict[str, Any]) -> str:
+    """The per-class IoU table (object classes, their mean, background) with its title."""
+    class_pixels = report["class_pixels"]
+    rows = [
+        [name, iou, class_pixels[name]["tp"] + class_pixels[name]["fn"]]
+        for name, iou in sorted(report["per_class_iou"].items())
+    ]
+    rows.append(["(mean)", report["mean_class_iou"], None])
+    rows.append([BACKGROUND, report["background_iou"], None])
+    return "Per-class IoU (one confusion matrix over all frames)\n" + format_table(
+        ["class", "IoU", "gt pixels"], rows
+    )
+
+
+def format_timing(report: dict[str, Any]) -> str:
+    """One line: frames, fps, latency percentiles, dropped frames ("" when nothing was timed)."""
+    t = report["timing"]
+    if not t["frames"] and not t["dropped_frames"]:
+        return ""
+    lat = t["latency_ms"]
+    return (
+        f"Timing: {t['frames']} frames, {_fmt(t['fps'], 1)} fps, latency ms "
+        f"p50 {_fmt(lat['p50'], 1)} / p95 {_fmt(lat['p95'], 1)} / p99 {_fmt(lat['p99'], 1)}, "
+        f"dropped {t['dropped_frames']}"
+    )
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """The terminal summary: global DAVIS row, per-class IoU, per-sequence rows and timing."""
     parts: list[str] = []
@@ -190,17 +217,7 @@ def format_summary(report: dict[str, Any]) -> str:
         "DAVIS (official protocol)\n"
         + format_table(list(GLOBAL_KEYS), [[g[k] for k in GLOBAL_KEYS]])
     )
-    class_pixels = report["class_pixels"]
-    rows = [
-        [name, iou, class_pixels[name]["tp"] + class_pixels[name]["fn"]]
-        for name, iou in sorted(report["per_class_iou"].items())
-    ]
-    rows.append(["(mean)", report["mean_class_iou"], None])
-    rows.append([BACKGROUND, report["background_iou"], None])
-    parts.append(
-        "Per-class IoU (one confusion matrix over all frames)\n"
-        + format_table(["class", "IoU", "gt pixels"], rows)
-    )
+    parts.append(format_class_table(report))
     seq_rows = [
         [name, r.get("class"), r["J&F-Mean"], r["J-Mean"], r["F-Mean"], r["J-Decay"], r["frames"]]
         for name, r in report["davis"]["per_sequence"].items()
@@ -209,14 +226,9 @@ def format_summary(report: dict[str, Any]) -> str:
         "Per sequence and object\n"
         + format_table(["object", "class", "J&F", "J", "F", "J-Decay", "frames"], seq_rows)
     )
-    t = report["timing"]
-    if t["frames"]:
-        lat = t["latency_ms"]
-        parts.append(
-            f"Timing: {t['frames']} frames, {_fmt(t['fps'], 1)} fps, latency ms "
-            f"p50 {_fmt(lat['p50'], 1)} / p95 {_fmt(lat['p95'], 1)} / p99 {_fmt(lat['p99'], 1)}, "
-            f"dropped {t['dropped_frames']}"
-        )
+    timing = format_timing(report)
+    if timing:
+        parts.append(timing)
     meta = report["meta"]
     if meta.get("partial"):
         why = "; ".join(meta.get("errors") or []) or "interrupted"

@@ -72,7 +72,9 @@ def run_engine_on_clip(
             if frame.gt is not None:
                 new = [k for k in frame.gt.instance_classes if k not in target_of]
                 if new:
-                    prompt = _prompt_for(frame.gt, new, target_of, target_classes, prompt_cls)
+                    prompt = prompt_for_new_objects(
+                        frame.gt, new, target_of, target_classes, prompt_cls
+                    )
             start = time.perf_counter()
             result = engine.step(frame.image, prompt)
             elapsed_ms = (time.perf_counter() - start) * 1000.0
@@ -90,14 +92,21 @@ def run_engine_on_clip(
     seq.finish(complete=True)
 
 
-def _prompt_for(
+def prompt_for_new_objects(
     gt: DecodedLabels,
     new_keys: list[int],
     target_of: dict[int, int],
     target_classes: dict[int, str],
     prompt_cls: PromptType,
 ) -> Any:
-    """Assign target ids to objects first seen on this frame; their ground truth is the prompt."""
+    """Assign target ids to objects first seen on this frame; their ground truth is the prompt.
+
+    Target ids are 1, 2, ... in order of appearance (``target_of`` and ``target_classes`` are
+    updated). Offline the prompt goes to ``engine.step``; live mode sends the same label image to
+    the node's ``~/set_initial_mask``.
+
+    :returns: ``prompt_cls(label_image=uint16 (H, W), classes={id: class}, replace=False)``.
+    """
     label = np.zeros(gt.instances.shape, dtype=np.uint16)
     classes: dict[int, str] = {}
     for key in sorted(new_keys):

@@ -12,12 +12,15 @@ after Ctrl-C or a malformed clip (then it is marked partial and lists the errors
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vos_ros.evaluation.clips import Clip, ClipFrame
+from vos_ros.evaluation.live import LiveError, run_node_on_clip
 from vos_ros.evaluation.runner import (
     Engine,
     EngineFactory,
@@ -55,6 +58,13 @@ class EvaluationOptions:
     class_topic: str | None = "/camera/ground_truth/classes"
     gt_encoding: str = "instance"
     panoptic_divisor: int = 1000
+    live: bool = False  # play the bag to a node over ROS instead of running the engine here
+    rate: float = 1.0  # live: multiple of the recorded frame rate
+    node_cmd: list[str] | None = None  # live: command that starts the node (default: as launched)
+    namespace: str = ""  # live: namespace of the node
+    use_running_node: bool = False  # live: evaluate a node that already runs (start none)
+    node_timeout: float = 60.0  # live: seconds the node may take to come up
+    node_log: Path | None = None  # live: the started node's output (default: next to the JSON)
     engine_factory: EngineFactory | None = None  # default: build_engine(model, backend)
     prompt_type: Callable[..., Any] | None = None  # default: vos_ros.engine.Prompt
 
@@ -87,6 +97,12 @@ class EvaluationOptions:
             class_topic=args.class_topic or None,
             gt_encoding=args.gt_encoding,
             panoptic_divisor=args.panoptic_divisor,
+            live=args.live,
+            rate=args.rate,
+            node_cmd=shlex.split(args.node_cmd) if args.node_cmd else None,
+            namespace=args.namespace or "",
+            use_running_node=args.namespace is not None and not args.node_cmd,
+            node_timeout=args.node_timeout,
         )
 
 
@@ -211,12 +227,14 @@ def _clip_sources(
 def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
     """Run the evaluation ``opts`` describes, write the JSON (and plots/HTML), return the outcome.
 
-    :raises EvaluationInputError: when nothing at all could be scored (bad folder, no topic, ...).
+    :raises EvaluationInputError: when nothing at all could be scored (bad folder, no topic, the
+        node of a live run did not come up, ...).
     """
     from vos_ros.evaluation.overlays import OverlayRecorder
     from vos_ros.evaluation.report import build_report, default_meta, format_summary, write_json
 
     engine_mode = opts.predictions is None
+    _check_live_options(opts)
     need_images = engine_mode or opts.report_dir is not None
     try:
         openers, notes = _clip_sources(opts, need_images)
@@ -242,45 +260,63 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
     bar = _progress_bar(opts.progress)
 
     def on_frame(sequence: str, frame: ClipFrame, label: Any) -> None:
-        bar.update(1)
+        if not opts.live:  # live runs advance the bar as frames are published
+            bar.update(1)
         if recorder is not None:
             recorder.on_frame(sequence, frame, label)
 
-    try:
-        for open_clip in openers:
-            try:
-                clip = open_clip()
-                if opts.max_frames is not None:
-                    clip = _LimitedClip(clip, opts.max_frames)
-                bar.set_description(clip.name)
-                bar.total = (bar.total or 0) + len(clip)
-                bar.refresh()
-                if recorder is not None:
-                    recorder.expect(clip.name, len(clip))
-                if predictions is not None:
-                    score_predictions_on_clip(clip, predictions, scorer, on_frame)
-                else:
-                    run_engine_on_clip(clip, factory, scorer, opts.prompt_type, on_frame)
-            except ValueError as exc:
-                errors.append(str(exc))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        if recorder is not None:
-            recorder.close()
+    def limited(open_clip: Callable[[], Clip]) -> Callable[[], Clip]:
+        if opts.max_frames is None:
+            return open_clip
+        return lambda: _LimitedClip(open_clip(), opts.max_frames)  # type: ignore[arg-type]
+
+    live_meta: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        player = _start_player(opts, stack, live_meta) if opts.live else None
+        try:
+            for open_clip in openers:
+                try:
+                    open_clip = limited(open_clip)
+                    clip = open_clip()
+                    bar.set_description(clip.name)
+                    bar.total = (bar.total or 0) + len(clip)
+                    bar.refresh()
+                    if recorder is not None:
+                        recorder.expect(clip.name, len(clip))
+                    if player is not None:
+                        run_node_on_clip(open_clip, player, scorer, bar.update, on_frame)
+                    elif predictions is not None:
+                        score_predictions_on_clip(clip, predictions, scorer, on_frame)
+                    else:
+                        run_engine_on_clip(clip, factory, scorer, opts.prompt_type, on_frame)
+                except ValueError as exc:
+                    errors.append(str(exc))
+                    if isinstance(exc, LiveError):
+                        break  # the node's state is unknown now: do not feed it more bags
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+            if recorder is not None:
+                recorder.close()
 
     if scorer.frames_scored == 0:
         why = "; ".join(errors) if errors else ("interrupted" if interrupted else "no frames")
         raise EvaluationInputError(f"nothing was scored: {why}")
 
     source = str(opts.davis if opts.davis is not None else opts.bag)
-    mode = "predictions" if not engine_mode else "offline"
+    mode = "predictions" if not engine_mode else ("live" if opts.live else "offline")
+    external = opts.live and (opts.use_running_node or opts.node_cmd is not None)
     meta = default_meta(
-        opts.model if engine_mode else None, opts.backend if engine_mode else None, mode, source
+        opts.model if engine_mode and not external else None,
+        opts.backend if engine_mode and not external else None,
+        mode,
+        source,
     )
     if opts.predictions is not None:
         meta["predictions"] = str(opts.predictions)
+    if opts.live:
+        meta["live"] = live_meta
     meta["notes"] = notes
     report = build_report(scorer, meta, errors, interrupted)
     report_path = write_json(report, opts.json_path)
@@ -296,6 +332,61 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
     return EvaluationOutcome(
         report, report_path, html_path, format_summary(report), errors, interrupted
     )
+
+
+def _check_live_options(opts: EvaluationOptions) -> None:
+    if not opts.live:
+        return
+    if opts.bag is None:
+        raise EvaluationInputError(
+            "live mode plays bags: write the DAVIS folder as bags first "
+            "(vos-ros make-bag --davis DIR --out BAGS), then use --bag BAGS --live"
+        )
+    if opts.predictions is not None:
+        raise EvaluationInputError("--predictions and --live exclude each other")
+    if not opts.rate > 0:
+        raise EvaluationInputError(f"--rate must be positive, got {opts.rate}")
+
+
+def _start_player(
+    opts: EvaluationOptions, stack: contextlib.ExitStack, live_meta: dict[str, Any]
+) -> Any:
+    """Start (or connect to) the node; fills ``live_meta`` for the report's ``meta.live``."""
+    from vos_ros.evaluation.live import LivePlayer, LiveSettings
+
+    log_path = opts.node_log or opts.json_path.with_name(opts.json_path.stem + ".node.log")
+    settings = LiveSettings(
+        rate=opts.rate,
+        namespace=opts.namespace,
+        start_node=not opts.use_running_node,
+        node_command=opts.node_cmd,
+        model=opts.model,
+        backend=opts.backend,
+        threads=opts.threads,
+        image_topic=opts.image_topic,
+        log_path=log_path,
+        startup_timeout_s=opts.node_timeout,
+    )
+    try:
+        player = stack.enter_context(LivePlayer(settings))
+    except ImportError as exc:
+        raise EvaluationInputError(
+            f"live mode needs rclpy and the generated vos_ros interfaces ({exc}); "
+            "run scripts/setup.sh"
+        ) from exc
+    except LiveError as exc:
+        raise EvaluationInputError(str(exc)) from exc
+    live_meta.update(
+        {
+            "rate": opts.rate,
+            "node": settings.node_path,
+            "node_command": player.node.command if player.node is not None else None,
+            "node_log": str(log_path) if player.node is not None else None,
+            "ros_domain_id": player.domain_id,
+            "startup_s": round(player.startup_s, 3),
+        }
+    )
+    return player
 
 
 class _NoBar:

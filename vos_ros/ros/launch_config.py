@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,10 +109,19 @@ def node_parameters(values: dict[str, str]) -> dict[str, object]:
 
 
 def node_command(
-    overrides: dict[str, str] | None = None, python: str = sys.executable
+    overrides: dict[str, str] | None = None,
+    parameters_dir: Path | str | None = None,
+    extra_parameters: dict[str, object] | None = None,
+    python: str = sys.executable,
 ) -> list[str]:
     """The node command line equivalent to ``ros2 launch vos_ros vos.launch.py`` with
-    ``overrides`` (launch argument name -> value, as strings)."""
+    ``overrides`` (launch argument name -> value, as strings).
+
+    As in the launch file, the parameters set from launch arguments (and ``extra_parameters``)
+    must win over the parameter file; ROS gives a parameter file precedence over ``-p``, so they
+    go into a second parameter file written to ``parameters_dir`` (default: a temporary folder),
+    exactly as ``launch_ros`` does with a parameter dictionary.
+    """
     values = {**LAUNCH_DEFAULTS, **(overrides or {})}
     unknown = sorted(set(values) - set(LAUNCH_DEFAULTS))
     if unknown:
@@ -121,17 +131,34 @@ def node_command(
             raise ValueError(
                 f"launch argument {arg.name}={values[arg.name]!r} is not one of {arg.choices}"
             )
+    import yaml
+
+    parameters = {**node_parameters(values), **(extra_parameters or {})}
+    folder = Path(parameters_dir) if parameters_dir else Path(tempfile.mkdtemp(prefix="vos_ros_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    launch_file = folder / "launch_parameters.yaml"
+    launch_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nest(parameters)}}))
+
     command = [python, "-m", "vos_ros.ros.node", "--ros-args", "-r", f"__node:={NODE_NAME}"]
     if values["namespace"]:
         command += ["-r", f"__ns:={_absolute(values['namespace'])}"]
-    command += ["--params-file", values["config"]]
-    for name, value in node_parameters(values).items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        command += ["-p", f"{name}:={text}"]
+    command += ["--params-file", values["config"], "--params-file", str(launch_file)]
     for source, target in remappings(values["image"]):
         command += ["-r", f"{source}:={target}"]
     command += ["--log-level", values["log_level"]]
     return command
+
+
+def _nest(flat: dict[str, object]) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (the layout of ROS parameter files)."""
+    nested: dict = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        section = nested
+        for parent in parents:
+            section = section.setdefault(parent, {})
+        section[leaf] = value
+    return nested
 
 
 def process_env(base: dict[str, str] | None = None) -> dict[str, str]:

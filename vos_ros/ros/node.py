@@ -20,6 +20,8 @@ engine took it is dropped and counted, so latency never builds up behind a slow 
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 import threading
 import time
@@ -30,6 +32,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
@@ -131,11 +134,18 @@ class VosNode(LifecycleNode):
         # Diagnostics run in every state, so a failed configure is visible on /diagnostics.
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = self.get_parameter("diagnostics.period_s").value
-        self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
+        # Wall-clock timers: with use_sim_time a paused bag stops ROS time, and neither the
+        # diagnostics nor the start-up may wait for it.
+        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diagnostics_timer = self.create_timer(
+            period, self._publish_diagnostics, clock=self._steady_clock
+        )
 
         self._autostart_timer = None
         if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.0, self._autostart_cb)
+            self._autostart_timer = self.create_timer(
+                0.0, self._autostart_cb, clock=self._steady_clock
+            )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -517,6 +527,8 @@ def _backend_name(engine: Any, config: NodeConfig | None) -> str:
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``vos_node`` / ``vos-ros node``: spin the node until interrupted."""
+    # `kill -USR1 <pid>` prints every thread's stack: the way to see where a node hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node = VosNode()
     executor = MultiThreadedExecutor(num_threads=3)

@@ -1,0 +1,194 @@
+"""Service handlers and output conversion, in one process with the real flow engine."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from ros_harness import require_ros
+
+require_ros()
+
+from sensor_msgs.msg import RegionOfInterest  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from vos_ros.engine import EngineConfig, build_engine  # noqa: E402
+from vos_ros.frame_buffer import FrameBuffer  # noqa: E402
+from vos_ros.ros import result_msgs  # noqa: E402
+from vos_ros.ros.image_msgs import array_to_msg, msg_to_array  # noqa: E402
+from vos_ros.ros.input_frames import frame_from_image, labels_from_image  # noqa: E402
+from vos_ros.ros.params import NodeConfig  # noqa: E402
+from vos_ros.ros.services import TargetServices  # noqa: E402
+from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask  # noqa: E402
+
+H, W = 96, 128
+STAMP = 5_000_000_000
+
+
+@pytest.fixture
+def setup():
+    engine = build_engine(EngineConfig(model="flow"))
+    frames: FrameBuffer = FrameBuffer(4)
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    message = array_to_msg(frame, "rgb8")
+    message.header.stamp.sec = STAMP // 1_000_000_000
+    frames.put(STAMP, message)
+    handlers = TargetServices(
+        engine,
+        threading.Lock(),
+        frames,
+        frame_from_image,
+        labels_from_image,
+        NodeConfig.from_values({"engine.max_targets": 3}),
+    )
+    return engine, handlers, frame
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros((H, W), np.uint8)
+    labels[10:40, 10:50] = 1
+    labels[50:90, 70:120] = 7
+    return labels
+
+
+def test_set_initial_mask_add_remove_reset(setup):
+    engine, handlers, frame = setup
+    request = SetInitialMask.Request(
+        label_image=array_to_msg(_labels(), "mono8"), ids=[1, 7], class_labels=["cup", "dog"]
+    )
+    request.stamp.sec = 5
+    response = handlers.set_initial_mask(request, SetInitialMask.Response())
+    assert response.success, response.message
+    assert list(response.tracked_ids) == [1, 7]
+
+    add = AddObjects.Request(
+        boxes=[RegionOfInterest(x_offset=60, y_offset=5, width=30, height=30)],
+        class_labels=["ball"],
+    )
+    response = handlers.add_objects(add, AddObjects.Response())
+    assert response.success, response.message
+    assert list(response.new_ids) == [8]  # never reuses an id
+    assert list(response.tracked_ids) == [1, 7, 8]
+
+    response = handlers.add_objects(add, AddObjects.Response())  # a fourth target: over the limit
+    assert not response.success and "max_targets" in response.message
+    assert list(response.tracked_ids) == [1, 7, 8]
+
+    result = engine.step(frame)
+    assert {t.target_id: t.class_label for t in result.targets} == {1: "cup", 7: "dog", 8: "ball"}
+
+    response = handlers.remove_objects(RemoveObjects.Request(ids=[7, 42]), RemoveObjects.Response())
+    assert response.success and list(response.removed_ids) == [7]
+    assert "42" in response.message and list(response.tracked_ids) == [1, 8]
+
+    response = handlers.reset(Trigger.Request(), Trigger.Response())
+    assert response.success and engine.target_ids == []
+
+
+def test_replace_and_errors_leave_targets_alone(setup):
+    engine, handlers, _ = setup
+    labels = array_to_msg(_labels(), "mono8")
+    ok = handlers.set_initial_mask(
+        SetInitialMask.Request(label_image=labels, ids=[1], class_labels=["cup"]),
+        SetInitialMask.Response(),
+    )
+    assert ok.success, ok.message
+    assert list(ok.tracked_ids) == [1, 7]  # 7 has pixels but no class entry: class ""
+    bad_requests = {
+        "already tracked": SetInitialMask.Request(label_image=labels),
+        "pair up": SetInitialMask.Request(label_image=labels, ids=[1, 7], class_labels=["a"]),
+        "no pixels": SetInitialMask.Request(label_image=labels, ids=[3], class_labels=["a"]),
+        "is not buffered": SetInitialMask.Request(
+            label_image=labels, replace=True, stamp=Header().stamp.__class__(sec=9)
+        ),
+        "64x48": SetInitialMask.Request(
+            label_image=array_to_msg(np.zeros((48, 64), np.uint8), "mono8"), replace=True
+        ),
+    }
+    for expected, request in bad_requests.items():
+        response = handlers.set_initial_mask(request, SetInitialMask.Response())
+        assert not response.success and expected in response.message, response.message
+        assert list(response.tracked_ids) == [1, 7]
+    replaced = handlers.set_initial_mask(
+        SetInitialMask.Request(label_image=labels, replace=True), SetInitialMask.Response()
+    )
+    assert replaced.success and list(replaced.tracked_ids) == [1, 7]
+    assert engine.target_ids == [1, 7]
+
+
+def test_result_messages_carry_masks_boxes_and_header(setup):
+    engine, handlers, frame = setup
+    handlers.set_initial_mask(
+        SetInitialMask.Request(label_image=array_to_msg(_labels(), "mono8"), ids=[1, 7],
+                               class_labels=["cup", "dog"]),
+        SetInitialMask.Response(),
+    )  # fmt: skip
+    result = engine.step(frame)
+    header = Header(frame_id="cam")
+    header.stamp.sec = 5
+    instances = result_msgs.instance_mask_array(result, header)
+    assert [i.id for i in instances.instances] == [1, 7]
+    for inst in instances.instances:
+        crop = msg_to_array(inst.mask)
+        full = np.zeros((H, W), bool)
+        box = inst.box
+        full[box.y_offset : box.y_offset + box.height, box.x_offset : box.x_offset + box.width] = (
+            crop > 0
+        )
+        assert np.array_equal(full, result.label_image == inst.id)
+        assert inst.mask.header == header
+    label = result_msgs.label_image_msg(result, header)
+    assert label.encoding == "mono8" and np.array_equal(msg_to_array(label), result.label_image)
+    assert result_msgs.label_image_msg(result, header, "mono16").encoding == "mono16"
+    detections = result_msgs.detections_msg(result, header)
+    assert detections.header == header and len(detections.detections) == 2
+    overlay = result_msgs.overlay_image(frame, result)
+    assert overlay.shape == frame.shape and not np.array_equal(overlay, frame)
+
+
+def test_diagnostic_levels_follow_the_stats():
+    from vos_ros.ros.diagnostics import (
+        DiagnosticThresholds,
+        NodeStats,
+        build_diagnostic_array,
+        status_level,
+        values_of,
+    )
+
+    now = [100.0]
+    stats = NodeStats(clock=lambda: now[0])
+    limits = DiagnosticThresholds(latency_warn_ms=50.0, stale_input_s=2.0, error_hold_s=2.0)
+    assert status_level(stats.snapshot(), False, limits)[0] == 1  # inactive
+    assert "waiting" in status_level(stats.snapshot(), True, limits)[1]
+    for _ in range(3):
+        stats.frame_received()
+        now[0] += 0.1
+    stats.frame_dropped()
+    stats.frame_processed(latency_ms=20.0, engine_ms=15.0)
+    stats.frame_processed(latency_ms=25.0, engine_ms=None)  # no targets: engine skipped
+    assert status_level(stats.snapshot(), True, limits)[0] == 0
+    stats.frame_processed(latency_ms=400.0, engine_ms=300.0)
+    assert "latency" in status_level(stats.snapshot(), True, limits)[1]
+    stats.frame_failed("bad image: unsupported encoding")
+    level, message = status_level(stats.snapshot(), True, limits)
+    assert level == 2 and "unsupported encoding" in message
+    now[0] += 5.0
+    assert "no image" in status_level(stats.snapshot(), True, limits)[1]
+    array = build_diagnostic_array(
+        stats.snapshot(),
+        name="vos_node",
+        hardware_id="/vos_node",
+        backend="flow",
+        model="flow",
+        target_ids=[1, 4],
+        lifecycle_state="active",
+        active=True,
+        thresholds=limits,
+        stamp=Header().stamp,
+    )
+    values = values_of(array.status[0])
+    assert values["frames_dropped"] == "1" and values["frames_failed"] == "1"
+    assert values["engine_mean_ms"] == "157.5" and values["target_ids"] == "1 4"

@@ -1,0 +1,320 @@
+"""Node benchmark across processes: publisher -> node -> subscriber, against a pass-through node.
+
+One run, three measurements on the same clip:
+
+1. *engine alone*: the engine in this process (:func:`engine_bench.run_case`, with the node's
+   message work) for every target count;
+2. *pass-through*: :mod:`vos_ros.benchmark.passthrough_node` in its own process, fed by
+   :mod:`vos_ros.benchmark.frame_player` at ``rate`` Hz; this process subscribes to its
+   ``~/instances`` and measures stamp-to-arrival latency (the ROS transport + image conversion);
+3. *node*: ``vos_node`` (started as the launch file does) in its own process, same player; targets
+   are set with ``~/set_initial_mask`` (replace) on a frame the node has seen, then latency and
+   output rate are measured per target count. The node's ``/diagnostics`` give its own engine time
+   and dropped frames.
+
+What the node adds over the engine: when the engine keeps up with the input (engine fps above the
+rate), latency is compared (``node latency / engine time - 1``); when it does not, a frame may wait
+for the previous one to finish, so the per-frame cost is compared instead (``engine fps / node
+output fps - 1``). Both numbers are always recorded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vos_ros.benchmark.clips import BenchClip, make_clip
+from vos_ros.benchmark.engine_bench import (
+    CaseSpec,
+    build_bench_engine,
+    message_codec,
+    run_case,
+)
+from vos_ros.benchmark.ros_procs import (
+    NS_PER_S,
+    BenchClient,
+    Child,
+    TopicLog,
+    isolated_env,
+    label_image_msg,
+    ns_to_time,
+    passthrough_command,
+    player_command,
+    vos_node_command,
+    wait_for,
+)
+from vos_ros.benchmark.stats import fmt_spread, load_average, summarize
+
+NODE_START_TIMEOUT_S = 180.0  # model load + warm-up on a loaded 2-core machine
+SATURATION_MARGIN = 1.1  # the engine "keeps up" when its fps exceeds the rate by this factor
+
+
+def measure_window(log: TopicLog, seconds: float, instances: int | None = None) -> dict[str, Any]:
+    """Wait ``seconds`` and summarise the arrivals in that window (only messages with
+    ``instances`` entries when given)."""
+    start = time.time_ns()
+    time.sleep(seconds)
+    end = time.time_ns()
+    arrivals = [a for a in log.between(start, end) if instances is None or a.instances == instances]
+    stamps = [a.stamp_ns for a in arrivals]
+    return {
+        "messages": len(arrivals),
+        "output_hz": len(arrivals) / seconds,
+        "latency_ms": summarize([a.latency_ms for a in arrivals]),
+        "out_of_order": sum(1 for a, b in zip(stamps, stamps[1:], strict=False) if b <= a),
+    }
+
+
+def set_targets(client: BenchClient, log: TopicLog, clip: BenchClip, node: str) -> str:
+    """Replace the node's targets with the clip's labels on the newest frame it has output."""
+    from vos_ros.srv import SetInitialMask
+
+    latest = log.latest()
+    if latest is None or latest.index < 0:
+        raise RuntimeError(f"no output from {node} yet to pick a frame for the targets")
+    ids = sorted(clip.classes)
+    request = SetInitialMask.Request(
+        label_image=label_image_msg(clip.labels[latest.index]),
+        ids=ids,
+        class_labels=[clip.classes[i] for i in ids],
+        stamp=ns_to_time(latest.stamp_ns),
+        replace=True,
+    )
+    response = client.call(SetInitialMask, f"/{node}/set_initial_mask", request)
+    if not response.success:
+        raise RuntimeError(f"set_initial_mask failed: {response.message}")
+    return response.message
+
+
+def run_node_bench(
+    backend: str,
+    model: str,
+    size: tuple[int, int],
+    targets: list[int],
+    rate: float,
+    seconds: float,
+    warmup_seconds: float,
+    threads: int = 0,
+    log_dir: Path | None = None,
+    progress: Callable[[str], None] = print,
+    clip_length: int = 40,
+) -> dict[str, Any]:
+    """Run the three measurements; returns a JSON-ready record (``error`` set on failure)."""
+    width, height = size
+    clip = make_clip(width, height, max(targets), clip_length)
+    result: dict[str, Any] = {
+        "backend": backend,
+        "size": f"{width}x{height}",
+        "rate_hz": rate,
+        "seconds": seconds,
+        "warmup_seconds": warmup_seconds,
+        "targets": targets,
+    }
+
+    # 1. engine alone, same clip, same thread setting
+    engine = build_bench_engine(backend, model, threads)
+    codec = message_codec()
+    engine_alone = {}
+    for count in targets:
+        spec = CaseSpec(backend, width, height, count, frames=max(30, int(rate * 2)), warmup=5)
+        engine_alone[count] = run_case(spec, engine, clip.with_targets(count), codec)
+        progress(
+            f"engine alone, {count} target(s): {fmt_spread(engine_alone[count]['end_to_end_ms'])} ms"
+        )
+    del engine
+    result["engine_alone"] = {str(k): v for k, v in engine_alone.items()}
+
+    folder = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="vos_bench_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    clip_path = folder / "clip.npz"
+    clip.save(clip_path)
+    env = isolated_env()
+    client = BenchClient(env)
+    children: list[Child] = []
+    try:
+        client.watch_diagnostics()
+        pt_log = client.watch_instances("/passthrough_node/instances")
+        node_log = client.watch_instances("/vos_node/instances")
+        player = Child("player", player_command(clip_path, rate), env, folder)
+        children.append(player)
+
+        # 2. pass-through
+        passthrough = Child("passthrough", passthrough_command(), env, folder)
+        children.append(passthrough)
+        wait_for(lambda: pt_log.count() > 0, 60.0, "pass-through output", children)
+        time.sleep(warmup_seconds)
+        result["passthrough"] = measure_window(pt_log, seconds)
+        result["passthrough"]["load_average"] = load_average()
+        progress(
+            f"pass-through: {fmt_spread(result['passthrough']['latency_ms'])} ms, "
+            f"{result['passthrough']['output_hz']:.1f} Hz"
+        )
+        passthrough.stop()
+        children.remove(passthrough)
+
+        # 3. the node
+        node = Child(
+            "vos_node", vos_node_command(backend, model, threads, folder / "params"), env, folder
+        )
+        children.append(node)
+        wait_for(lambda: node_log.count() > 0, NODE_START_TIMEOUT_S, "vos_node output", children)
+        node_cases = {}
+        for count in targets:
+            message = set_targets(client, node_log, clip.with_targets(count), "vos_node")
+            time.sleep(warmup_seconds)
+            diag_before = client.diagnostics_of("vos_node")
+            window = measure_window(node_log, seconds, instances=count)
+            diag_after = client.diagnostics_of("vos_node")
+            window["set_initial_mask"] = message
+            window["diagnostics"] = _diag_delta(diag_before, diag_after)
+            window["load_average"] = load_average()
+            node_cases[str(count)] = window
+            progress(
+                f"node, {count} target(s): {fmt_spread(window['latency_ms'])} ms, "
+                f"{window['output_hz']:.1f} Hz, dropped {window['diagnostics'].get('dropped')}"
+            )
+        result["node"] = node_cases
+    except (RuntimeError, TimeoutError) as exc:
+        result["error"] = str(exc)
+        progress(f"node benchmark failed: {exc}")
+    finally:
+        for child in reversed(children):
+            child.stop()
+        client.close()
+    result["comparison"] = _compare(result, rate)
+    result["checks"] = node_target_checks(result)
+    result["log_dir"] = str(folder)
+    return result
+
+
+def _diag_delta(before: dict[str, str], after: dict[str, str]) -> dict[str, Any]:
+    """Counters over the window and the node's own timings at its end."""
+
+    def number(values: dict[str, str], key: str) -> float:
+        try:
+            return float(values.get(key, "nan"))
+        except ValueError:
+            return float("nan")
+
+    out: dict[str, Any] = {}
+    for key, name in (
+        ("frames_received", "received"),
+        ("frames_processed", "processed"),
+        ("frames_dropped", "dropped"),
+        ("frames_failed", "failed"),
+    ):
+        if key in after and key in before:
+            out[name] = int(number(after, key) - number(before, key))
+    for key in (
+        "engine_mean_ms",
+        "engine_p95_ms",
+        "latency_mean_ms",
+        "latency_p95_ms",
+        "output_hz",
+    ):
+        if key in after:
+            out[key] = number(after, key)
+    return out
+
+
+def _compare(result: dict[str, Any], rate: float) -> dict[str, Any]:
+    """Node vs engine alone, and pass-through vs engine alone, per target count."""
+    out: dict[str, Any] = {}
+    passthrough = result.get("passthrough")
+    for count, node in (result.get("node") or {}).items():
+        alone = result["engine_alone"][count]
+        engine_ms = alone["end_to_end_ms"]["median"]
+        engine_fps = 1e3 / engine_ms if engine_ms else 0.0
+        keeps_up = engine_fps > rate * SATURATION_MARGIN
+        latency_overhead = node["latency_ms"]["median"] / engine_ms - 1.0 if engine_ms else None
+        throughput_overhead = (
+            engine_fps / node["output_hz"] - 1.0 if node["output_hz"] > 0 else None
+        )
+        entry = {
+            "engine_alone_ms": engine_ms,
+            "engine_alone_fps": engine_fps,
+            "engine_keeps_up_with_rate": keeps_up,
+            "node_output_hz": node["output_hz"],
+            "node_latency_median_ms": node["latency_ms"]["median"],
+            "latency_overhead": latency_overhead,
+            "throughput_overhead": throughput_overhead,
+            "node_adds": latency_overhead if keeps_up else throughput_overhead,
+            "node_adds_basis": "latency" if keeps_up else "per-frame cost (saturated)",
+        }
+        if passthrough and passthrough["latency_ms"]["n"]:
+            entry["passthrough_over_engine"] = passthrough["latency_ms"]["median"] / engine_ms
+        out[count] = entry
+    return out
+
+
+def node_target_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
+    checks = []
+    rate = result["rate_hz"]
+    goals = {"1": 15.0, "3": 8.0}
+    for count, entry in (result.get("comparison") or {}).items():
+        if count in goals:
+            hz, goal = entry["node_output_hz"], goals[count]
+            capped = " (capped by the input rate)" if hz >= 0.95 * rate else ""
+            checks.append(
+                {
+                    "target": f"through the node, {result['size']}, {count} target(s) ≥ {goal:g} fps",
+                    "measured": f"{hz:.1f} fps output at {rate:g} Hz input{capped}",
+                    "value": hz,
+                    "met": hz >= goal,
+                }
+            )
+        adds = entry["node_adds"]
+        if adds is not None:
+            checks.append(
+                {
+                    "target": f"node adds ≤ 20% over the engine alone ({count} target(s))",
+                    "measured": f"{adds * 100:+.0f}% by {entry['node_adds_basis']} (latency "
+                    f"{entry['node_latency_median_ms']:.1f} ms vs engine {entry['engine_alone_ms']:.1f} ms; "
+                    f"{entry['node_output_hz']:.1f} Hz vs {entry['engine_alone_fps']:.1f} fps)",
+                    "value": adds,
+                    "met": adds <= 0.20,
+                }
+            )
+    return checks
+
+
+def node_block(result: dict[str, Any]) -> str:
+    """Markdown: one row for the pass-through and one per target count, then the targets."""
+    from vos_ros.benchmark.report import targets_list
+
+    lines = [
+        f"Input {result['size']} rgb8 at {result['rate_hz']:g} Hz; {result['seconds']:g} s "
+        f"measured after {result['warmup_seconds']:g} s warm-up per phase; latency = subscriber "
+        "arrival - header stamp (publish time), ms median [p5–p95].",
+        "",
+        "| phase | targets | output Hz | latency ms | engine alone ms | node engine mean ms "
+        "(diagnostics) | dropped in window | node adds | pass-through / engine | load 1 min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    passthrough = result.get("passthrough")
+    if passthrough:
+        load = passthrough.get("load_average") or ["?"]
+        lines.append(
+            f"| pass-through | – | {passthrough['output_hz']:.1f} | "
+            f"{fmt_spread(passthrough['latency_ms'])} | – | – | – | – | – | {load[0]} |"
+        )
+    for count, node in (result.get("node") or {}).items():
+        comp = result["comparison"][count]
+        diag = node.get("diagnostics", {})
+        ratio = comp.get("passthrough_over_engine")
+        load = node.get("load_average") or ["?"]
+        lines.append(
+            f"| vos_node | {count} | {node['output_hz']:.1f} | {fmt_spread(node['latency_ms'])} | "
+            f"{comp['engine_alone_ms']:.1f} | {diag.get('engine_mean_ms', float('nan')):.1f} | "
+            f"{diag.get('dropped', '?')} | {comp['node_adds'] * 100:+.0f}% ({comp['node_adds_basis']}) | "
+            f"{'–' if ratio is None else f'{ratio * 100:.0f}%'} | {load[0]} |"
+        )
+    if result.get("error"):
+        lines += ["", f"Run failed: {result['error'].splitlines()[0]}"]
+    checks = result.get("checks") or []
+    if checks:
+        lines += ["", "Targets:", "", targets_list(checks)]
+    return "\n".join(lines)

@@ -1,0 +1,304 @@
+"""Processes and an in-process client for the node benchmarks (needs rclpy + vos_ros.msg/srv).
+
+Every run gets its own random ``ROS_DOMAIN_ID`` so that other ROS programs on the machine cannot
+cross-talk, and ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` (shared memory for large images between
+processes, as the launch file sets). Children are stopped with SIGINT, then killed.
+
+Frames carry their clip index in ``header.frame_id`` (``bench/<index>``, see
+:mod:`vos_ros.benchmark.frame_player`); the node copies the header to its outputs, so the client
+knows which ground-truth frame an output belongs to and can name its stamp in service requests.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+FRAME_ID_PREFIX = "bench/"
+IMAGE_TOPIC = "/bench/image_raw"
+
+# Node parameters for each benchmark backend name (see engine_bench.BACKEND_SPECS).
+NODE_BACKEND_PARAMETERS: dict[str, dict[str, object]] = {
+    "flow": {},
+    "onnxruntime": {"engine.device": "cpu"},
+    "onnxruntime-cuda": {"engine.device": "cuda"},
+    "torch": {"engine.device": "cpu"},
+    "torch-cuda": {"engine.device": "cuda", "engine.precision": "fp16"},
+    "tensorrt": {"engine.device": "cuda", "engine.precision": "fp16"},
+}
+
+
+def isolated_env() -> dict[str, str]:
+    """This environment with a random ROS domain and the LARGE_DATA Fast DDS transport."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(random.randint(10, 200))
+    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    return env
+
+
+class Child:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if not self._log.closed:
+            self._log.close()
+        return self.process.returncode
+
+
+def player_command(clip_path: Path, rate: float, topic: str = IMAGE_TOPIC) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vos_ros.benchmark.frame_player",
+        "--clip",
+        str(clip_path),
+        "--rate",
+        str(rate),
+        "--topic",
+        topic,
+    ]
+
+
+def passthrough_command(topic: str = IMAGE_TOPIC) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vos_ros.benchmark.passthrough_node",
+        "--ros-args",
+        "-r",
+        f"image:={topic}",
+    ]
+
+
+def vos_node_command(
+    backend: str, model: str, threads: int, params_dir: Path, topic: str = IMAGE_TOPIC
+) -> list[str]:
+    """The node's command line as the launch file builds it, for benchmark backend ``backend``."""
+    from vos_ros.ros.launch_config import node_command
+
+    overrides = {"image": topic, "model": model if backend != "flow" else "flow"}
+    if backend != "flow":
+        overrides["backend"] = backend.split("-")[0]
+    extra = {"engine.threads": threads, **NODE_BACKEND_PARAMETERS[backend]}
+    return node_command(overrides, params_dir, extra, python=sys.executable)
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of process ``pid`` in KiB (``VmRSS`` of /proc/<pid>/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Arrival:
+    """One ``~/instances`` message as the client saw it."""
+
+    arrival_ns: int  # wall clock at the callback
+    stamp_ns: int  # header stamp = the player's wall clock at publish
+    index: int  # clip frame index from frame_id, -1 when absent
+    instances: int  # number of InstanceMask entries
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.arrival_ns - self.stamp_ns) / 1e6
+
+
+@dataclass
+class TopicLog:
+    """Thread-safe list of arrivals on one topic."""
+
+    arrivals: list[Arrival] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, arrival: Arrival) -> None:
+        with self.lock:
+            self.arrivals.append(arrival)
+
+    def between(self, start_ns: int, end_ns: int) -> list[Arrival]:
+        with self.lock:
+            return [a for a in self.arrivals if start_ns <= a.arrival_ns < end_ns]
+
+    def latest(self) -> Arrival | None:
+        with self.lock:
+            return self.arrivals[-1] if self.arrivals else None
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.arrivals)
+
+
+class BenchClient:
+    """An rclpy context + node spinning in a background thread, on the benchmark's domain."""
+
+    def __init__(self, env: dict[str, str], name: str = "bench_client") -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        # Fast DDS reads the transport when the participant is created.
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = env["FASTDDS_BUILTIN_TRANSPORTS"]
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.logs: dict[str, TopicLog] = {}
+        self.diagnostics: dict[str, dict[str, str]] = {}  # status name prefix -> values
+        self._diag_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name="bench_spin", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def watch_instances(self, topic: str) -> TopicLog:
+        """Record every ``InstanceMaskArray`` on ``topic`` (reliable, as the node publishes)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from vos_ros.msg import InstanceMaskArray
+
+        log = TopicLog()
+        self.logs[topic] = log
+
+        def callback(msg) -> None:
+            arrival = time.time_ns()
+            frame_id = msg.header.frame_id
+            index = (
+                int(frame_id[len(FRAME_ID_PREFIX) :])
+                if frame_id.startswith(FRAME_ID_PREFIX)
+                else -1
+            )
+            stamp = int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
+            log.add(Arrival(arrival, stamp, index, len(msg.instances)))
+
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(InstanceMaskArray, topic, callback, qos)
+        return log
+
+    def watch_diagnostics(self) -> None:
+        """Keep the latest ``/diagnostics`` values of every status, keyed by status name."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        def callback(msg) -> None:
+            with self._diag_lock:
+                for status in msg.status:
+                    values = {kv.key: kv.value for kv in status.values}
+                    values["_received_ns"] = str(time.time_ns())
+                    self.diagnostics[status.name] = values
+
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", callback, 10)
+
+    def diagnostics_of(self, name_prefix: str) -> dict[str, str]:
+        with self._diag_lock:
+            for name, values in self.diagnostics.items():
+                if name.startswith(name_prefix):
+                    return dict(values)
+        return {}
+
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """Call service ``name`` (waiting for it to appear); raises TimeoutError."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} did not appear within {timeout:.0f} s")
+            future = client.call_async(request)
+            done = threading.Event()
+            future.add_done_callback(lambda _f: done.set())
+            if not done.wait(timeout):
+                raise TimeoutError(f"no response from {name} within {timeout:.0f} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        self._thread.join(5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, children: list[Child] = ()
+) -> None:
+    """Poll ``predicate`` until true; raise RuntimeError naming ``what`` (with child logs)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(
+                    f"{child.name} exited (code {child.process.returncode}) while waiting for "
+                    f"{what}:\n{child.log_tail()}"
+                )
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {c.name}:\n{c.log_tail()}" for c in children)
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
+        time.sleep(0.1)
+
+
+def label_image_msg(labels: np.ndarray) -> Any:
+    """A mono8 / mono16 ``sensor_msgs/Image`` of a label image."""
+    from std_msgs.msg import Header
+
+    from vos_ros.ros.result_msgs import image_msg
+
+    if int(labels.max(initial=0)) <= 255:
+        return image_msg(Header(), labels.astype(np.uint8), "mono8")
+    return image_msg(Header(), labels.astype(np.uint16), "mono16")
+
+
+def ns_to_time(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)

@@ -1,0 +1,281 @@
+"""``vos-ros bench [engine|node|soak]``: benchmarks of the engine and the node.
+
+Modes (the first argument, default ``engine``)::
+
+    # engine in-process: per-stage timings, throughput and latency per backend, size, targets
+    vos-ros bench [--backends flow,onnxruntime,torch] [--sizes 854x480,1280x720] \\
+        [--targets 1,3,10] [--frames 60] [--json OUT.json] [--append-md docs/benchmarks.md]
+
+    # node across processes (publisher -> node -> subscriber), with a pass-through node as the
+    # ROS-only baseline in the same run
+    vos-ros bench node [--backends onnxruntime] [--sizes 854x480] [--targets 1,3] \\
+        [--rate 30] [--seconds 15] [--json OUT.json] [--append-md docs/benchmarks.md]
+
+    # soak: minutes at camera rate with targets added and removed by service; JSON + PNG plot
+    vos-ros bench soak [--minutes 10] [--rate 30] [--change-every 5] --json OUT.json \\
+        [--plot OUT.png] [--append-md docs/benchmarks.md]
+
+Nothing here asserts a time: the commands print and record medians and spreads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+MODES = ("engine", "node", "soak")
+DEFAULT_MODEL = "models/protonet-s"
+
+
+def _size_list(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for item in text.split(","):
+        try:
+            width, height = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"sizes must look like 854x480,1280x720; got {item!r}"
+            ) from None
+        if width < 32 or height < 32:
+            raise argparse.ArgumentTypeError(f"size {item} is too small (at least 32x32)")
+        sizes.append((width, height))
+    return sizes
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,3,10; got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be at least 1; got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    from vos_ros.benchmark.engine_bench import BACKEND_SPECS
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in BACKEND_SPECS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_SPECS)}"
+        )
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n", 2)[2]
+    parser.add_argument(
+        "mode", nargs="?", choices=MODES, default="engine", help="what to benchmark (engine)"
+    )
+    common = parser.add_argument_group("all modes")
+    common.add_argument(
+        "--model",
+        default=None,
+        help=f"model folder (default: {DEFAULT_MODEL} of this checkout); 'flow' = no network",
+    )
+    common.add_argument(
+        "--backends",
+        type=_name_list,
+        default=None,
+        help="comma list of flow, onnxruntime, onnxruntime-cuda, torch, torch-cuda, tensorrt "
+        "(engine default: every one available here; node/soak default: onnxruntime, first used)",
+    )
+    common.add_argument("--sizes", type=_size_list, default=None, help="WxH list (854x480,...)")
+    common.add_argument("--targets", type=_int_list, default=None, help="target counts (1,3,10)")
+    common.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = library default")
+    common.add_argument("--json", type=Path, default=None, help="write the records here")
+    common.add_argument(
+        "--append-md", type=Path, default=None, help="append a Markdown table to this file"
+    )
+    common.add_argument(
+        "--machine", default=None, help="machine label for the records (default: detected)"
+    )
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--frames", type=int, default=60, help="measured frames per case (60)")
+    engine.add_argument("--warmup", type=int, default=5, help="unmeasured frames per case (5)")
+    engine.add_argument(
+        "--clip-length", type=int, default=40, help="synthetic clip length, played back and forth"
+    )
+    ros = parser.add_argument_group("node and soak")
+    ros.add_argument("--rate", type=float, default=30.0, help="publishing rate in Hz (30)")
+    ros.add_argument(
+        "--seconds", type=float, default=15.0, help="node: measured seconds per phase (15)"
+    )
+    ros.add_argument(
+        "--warmup-seconds", type=float, default=4.0, help="node: unmeasured seconds per phase (4)"
+    )
+    ros.add_argument("--minutes", type=float, default=10.0, help="soak: duration (10)")
+    ros.add_argument(
+        "--change-every", type=float, default=5.0, help="soak: seconds between target changes (5)"
+    )
+    ros.add_argument("--plot", type=Path, default=None, help="soak: PNG plot path")
+    ros.add_argument(
+        "--log-dir", type=Path, default=None, help="node/soak: keep the child processes' logs here"
+    )
+
+
+def _default_model() -> str:
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / DEFAULT_MODEL / "model.yaml").is_file():
+            return str(base / DEFAULT_MODEL)
+    return "flow"
+
+
+def _command_line() -> str:
+    return "vos-ros " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "vos-ros bench"
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("frames", "warmup", "clip_length"):
+        if getattr(args, name) < (1 if name != "warmup" else 0):
+            print(f"error: --{name.replace('_', '-')} is too small", file=sys.stderr)
+            return 2
+    if args.rate <= 0 or args.seconds <= 0 or args.minutes <= 0:
+        print("error: --rate, --seconds and --minutes must be positive", file=sys.stderr)
+        return 2
+    model = args.model or _default_model()
+    if args.mode == "engine":
+        return _run_engine(args, model)
+    if args.mode == "node":
+        return _run_node(args, model)
+    return _run_soak(args, model)
+
+
+def _meta(args: argparse.Namespace, title: str, model: str, **extra) -> dict:
+    from vos_ros.benchmark.engine_bench import model_info
+    from vos_ros.benchmark.stats import load_average, machine_info, today
+
+    return {
+        "title": title,
+        "command": _command_line(),
+        "date": today(),
+        "machine": machine_info(args.machine),
+        "model": model_info(model),
+        "threads": args.threads,
+        "load_average": {"before": load_average()},
+        **extra,
+    }
+
+
+def _finish(args: argparse.Namespace, meta: dict, payload: dict, section: str, block: str) -> None:
+    from vos_ros.benchmark.report import insert_into_section, run_header
+    from vos_ros.benchmark.stats import load_average
+
+    meta["load_average"]["after"] = load_average()
+    document = {**meta, **payload}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2, default=_json_default))
+        print(f"wrote {args.json}")
+    markdown = run_header(meta) + "\n\n" + block
+    print(markdown)
+    if args.append_md:
+        insert_into_section(args.append_md, section, markdown)
+        print(f"appended to {args.append_md} (section {section})")
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _run_engine(args: argparse.Namespace, model: str) -> int:
+    from vos_ros.benchmark.engine_bench import (
+        available_backends,
+        engine_target_checks,
+        run_engine_bench,
+    )
+    from vos_ros.benchmark.report import engine_table, targets_list
+
+    backends = args.backends or available_backends()
+    if model == "flow":
+        backends = ["flow"]
+    sizes = args.sizes or [(854, 480), (1280, 720)]
+    targets = args.targets or [1, 3, 10]
+    meta = _meta(
+        args,
+        "Engine (in-process)",
+        model,
+        notes=[
+            f"{args.frames} measured frames per case after {args.warmup} warm-up frames; "
+            "times in ms, median [p5–p95]; fps = 1000 / median end-to-end",
+            "end-to-end = engine.step + message decode/build/serialise (node work without DDS)",
+        ],
+    )
+    records = run_engine_bench(
+        backends,
+        sizes,
+        targets,
+        frames=args.frames,
+        warmup=args.warmup,
+        model=model,
+        threads=args.threads,
+        clip_length=args.clip_length,
+        progress=print,
+    )
+    checks = engine_target_checks(records)
+    block = engine_table(records)
+    if checks:
+        block += "\n\nTargets (ONNX Runtime, 854x480):\n\n" + targets_list(checks)
+    _finish(args, meta, {"cases": records, "targets": checks}, "Engine", block)
+    return 0 if all("error" not in r for r in records) else 1
+
+
+def _run_node(args: argparse.Namespace, model: str) -> int:
+    from vos_ros.benchmark.node_bench import node_block, run_node_bench
+
+    backend = (args.backends or ["onnxruntime"])[0]
+    if model == "flow":
+        backend = "flow"
+    width, height = (args.sizes or [(854, 480)])[0]
+    meta = _meta(args, f"Node across processes ({backend})", model)
+    result = run_node_bench(
+        backend=backend,
+        model=model,
+        size=(width, height),
+        targets=args.targets or [1, 3],
+        rate=args.rate,
+        seconds=args.seconds,
+        warmup_seconds=args.warmup_seconds,
+        threads=args.threads,
+        log_dir=args.log_dir,
+        progress=print,
+    )
+    _finish(args, meta, result, "Node", node_block(result))
+    return 0 if not result.get("error") else 1
+
+
+def _run_soak(args: argparse.Namespace, model: str) -> int:
+    from vos_ros.benchmark.soak import run_soak, soak_block
+
+    backend = (args.backends or ["onnxruntime"])[0]
+    if model == "flow":
+        backend = "flow"
+    width, height = (args.sizes or [(854, 480)])[0]
+    meta = _meta(args, f"Soak ({backend}, {args.minutes:g} min)", model)
+    plot = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    result = run_soak(
+        backend=backend,
+        model=model,
+        size=(width, height),
+        minutes=args.minutes,
+        rate=args.rate,
+        change_every=args.change_every,
+        threads=args.threads,
+        plot_path=plot,
+        log_dir=args.log_dir,
+        progress=print,
+    )
+    _finish(args, meta, result, "Soak", soak_block(result))
+    return 0 if not result.get("error") else 1
