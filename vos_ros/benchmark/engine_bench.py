@@ -291,7 +291,8 @@ def _case_line(record: dict[str, Any]) -> str:
     return (
         f"{record['backend']:>12} {record['size']:>9} {record['targets']:>2} targets: "
         f"{e2e['median']:.1f} ms [{e2e['p5']:.1f}-{e2e['p95']:.1f}] "
-        f"{record['fps_from_median']:.1f} fps, non-network {record['non_network_ms']['median']:.1f} ms"
+        f"{record['fps_from_median']:.1f} fps, "
+        f"non-network {record['non_network_ms']['median']:.1f} ms"
     )
 
 
@@ -371,7 +372,8 @@ def engine_target_checks(
         what = "incl. messages" if one["messages_included"] else "engine only, no rclpy here"
         checks.append(
             {
-                "target": f"everything except the network ≤ 3 ms/frame ({backend} {size}, 1 target)",
+                "target": f"everything except the network ≤ 3 ms/frame ({backend} {size}, "
+                "1 target)",
                 "measured": f"{non_net:.2f} ms median ({what})",
                 "value": non_net,
                 "met": non_net <= 3.0,
@@ -401,7 +403,8 @@ def engine_target_checks(
                     f"target(s), {backend} {size})",
                     "measured": f"{drift * 100:+.1f}% (later vs earlier half of full-memory "
                     f"frames); fill step {mem['full_at_step']}, before → after full "
-                    f"{mem['before_full_ms']['median']:.1f} → {mem['after_full_ms']['median']:.1f} ms",
+                    f"{mem['before_full_ms']['median']:.1f} → "
+                    f"{mem['after_full_ms']['median']:.1f} ms",
                     "value": drift,
                     "met": drift <= 0.10,
                 }

@@ -20,6 +20,7 @@ output fps - 1``). Both numbers are always recorded.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +35,6 @@ from vos_ros.benchmark.engine_bench import (
     run_case,
 )
 from vos_ros.benchmark.ros_procs import (
-    NS_PER_S,
     BenchClient,
     Child,
     TopicLog,
@@ -64,7 +64,7 @@ def measure_window(log: TopicLog, seconds: float, instances: int | None = None) 
         "messages": len(arrivals),
         "output_hz": len(arrivals) / seconds,
         "latency_ms": summarize([a.latency_ms for a in arrivals]),
-        "out_of_order": sum(1 for a, b in zip(stamps, stamps[1:], strict=False) if b <= a),
+        "out_of_order": sum(1 for a, b in itertools.pairwise(stamps) if b <= a),
     }
 
 
@@ -121,9 +121,8 @@ def run_node_bench(
     for count in targets:
         spec = CaseSpec(backend, width, height, count, frames=max(30, int(rate * 2)), warmup=5)
         engine_alone[count] = run_case(spec, engine, clip.with_targets(count), codec)
-        progress(
-            f"engine alone, {count} target(s): {fmt_spread(engine_alone[count]['end_to_end_ms'])} ms"
-        )
+        e2e = engine_alone[count]["end_to_end_ms"]
+        progress(f"engine alone, {count} target(s): {fmt_spread(e2e)} ms")
     del engine
     result["engine_alone"] = {str(k): v for k, v in engine_alone.items()}
 
@@ -260,7 +259,8 @@ def node_target_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
             capped = " (capped by the input rate)" if hz >= 0.95 * rate else ""
             checks.append(
                 {
-                    "target": f"through the node, {result['size']}, {count} target(s) ≥ {goal:g} fps",
+                    "target": f"through the node, {result['size']}, {count} target(s) "
+                    f"≥ {goal:g} fps",
                     "measured": f"{hz:.1f} fps output at {rate:g} Hz input{capped}",
                     "value": hz,
                     "met": hz >= goal,
@@ -272,7 +272,8 @@ def node_target_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
                 {
                     "target": f"node adds ≤ 20% over the engine alone ({count} target(s))",
                     "measured": f"{adds * 100:+.0f}% by {entry['node_adds_basis']} (latency "
-                    f"{entry['node_latency_median_ms']:.1f} ms vs engine {entry['engine_alone_ms']:.1f} ms; "
+                    f"{entry['node_latency_median_ms']:.1f} ms vs engine "
+                    f"{entry['engine_alone_ms']:.1f} ms; "
                     f"{entry['node_output_hz']:.1f} Hz vs {entry['engine_alone_fps']:.1f} fps)",
                     "value": adds,
                     "met": adds <= 0.20,
@@ -309,7 +310,8 @@ def node_block(result: dict[str, Any]) -> str:
         lines.append(
             f"| vos_node | {count} | {node['output_hz']:.1f} | {fmt_spread(node['latency_ms'])} | "
             f"{comp['engine_alone_ms']:.1f} | {diag.get('engine_mean_ms', float('nan')):.1f} | "
-            f"{diag.get('dropped', '?')} | {comp['node_adds'] * 100:+.0f}% ({comp['node_adds_basis']}) | "
+            f"{diag.get('dropped', '?')} | "
+            f"{comp['node_adds'] * 100:+.0f}% ({comp['node_adds_basis']}) | "
             f"{'–' if ratio is None else f'{ratio * 100:.0f}%'} | {load[0]} |"
         )
     if result.get("error"):

@@ -48,7 +48,8 @@ def run_header(meta: dict[str, Any]) -> str:
     if model.get("name"):
         model_text = (
             f"{model['path']} ({model['name']} {model.get('version', '')}, checkpoint step "
-            f"{model.get('checkpoint_step')}, encoder sha256 {str(model.get('encoder_sha256'))[:12]})"
+            f"{model.get('checkpoint_step')}, encoder sha256 "
+            f"{str(model.get('encoder_sha256'))[:12]})"
         )
     lines = [
         f"### {meta['title']} — {meta['date']}",
@@ -86,7 +87,7 @@ def engine_table(records: list[dict[str, Any]]) -> str:
             continue
         st = r["stages_ms"]
 
-        def med(name: str) -> str:
+        def med(name: str, st: dict = st) -> str:
             return f"{st[name]['median']:.2f}" if name in st else "–"
 
         msg_out = (
@@ -118,9 +119,6 @@ def targets_list(checks: list[dict[str, Any]]) -> str:
     """``- [x] target: measured (limit)`` lines."""
     lines = []
     for check in checks:
-        if check.get("met") is None:
-            mark = "n/a"
-        else:
-            mark = "met" if check["met"] else "NOT met"
+        mark = "n/a" if check.get("met") is None else ("met" if check["met"] else "NOT met")
         lines.append(f"- {check['target']}: {check['measured']} — **{mark}**")
     return "\n".join(lines)

@@ -82,10 +82,7 @@ def choose_model(requested: str, backend: str) -> tuple[str, str]:
         return requested, f"model: {requested} ({kind})"
     folder = next((p for p in model_candidates() if p.is_dir()), None)
     if folder is None:
-        return "flow", (
-            f"model: flow (optical-flow fallback; no models/{DEFAULT_MODEL_NAME} found, "
-            "see docs on training one)"
-        )
+        return "flow", f"model: flow (optical-flow fallback; models/{DEFAULT_MODEL_NAME} not found)"
     try:
         from vos_ros.engine import EngineConfig, build_engine
 
@@ -169,6 +166,14 @@ def run(args: argparse.Namespace) -> int:
     timing = format_timing(report)
     if timing:
         print(timing)
+    dropped = report["timing"]["dropped_frames"]
+    if dropped:
+        total = dropped + report["timing"]["frames"]
+        print(
+            f"{dropped} of {total} frames came while the node was busy with an earlier one and "
+            "were dropped (real-time behaviour); they count as empty predictions. "
+            "--rate 0.5 plays at half speed."
+        )
     print(f"\nJSON report: {outcome.report_path}")
     if outcome.html_path is not None:
         print(f"HTML report: {outcome.html_path}  (open it in a browser)")

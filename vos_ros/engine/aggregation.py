@@ -42,10 +42,14 @@ def soft_aggregate(probs: np.ndarray) -> np.ndarray:
 
 
 def argmax_channels(chw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Index of the largest channel per pixel, ``[C, h, w]`` -> ``[h, w]`` uint8.
+    """Index of the largest channel per pixel, ``[C, h, w]`` float32 -> ``[h, w]`` uint8
+    (``C`` ≤ 256; ties go to the lower channel, as with ``np.argmax``).
 
     A loop of elementwise maxima: for the few channels used here it is several times faster than
-    ``np.argmax(axis=0)``, which walks the channel axis with a large stride.
+    ``np.argmax(axis=0)``, which walks the channel axis with a large stride. The loop runs on
+    OpenCV's vectorised compare/max: channel ``i`` is larger than every index written so far, so
+    "set ``i`` where channel ``i`` wins" is ``out = max(out, i & (chw[i] > best))``; that is 4-5x
+    faster at 854x480 than numpy's boolean-mask assignment.
     """
     c = chw.shape[0]
     if out is None:
@@ -58,10 +62,12 @@ def argmax_channels(chw: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
         np.greater(chw[1], chw[0], out=out, casting="unsafe")
         return out
     best = chw[0].copy()
+    wins = np.empty(chw.shape[1:], np.uint8)
     for i in range(1, c):
-        better = chw[i] > best
-        out[better] = i
-        np.maximum(best, chw[i], out=best)
+        cv2.compare(chw[i], best, cv2.CMP_GT, dst=wins)  # 255 where channel i wins, else 0
+        cv2.bitwise_and(wins, i, dst=wins)
+        cv2.max(out, wins, dst=out)
+        cv2.max(best, chw[i], dst=best)
     return out
 
 

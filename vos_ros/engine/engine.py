@@ -391,10 +391,11 @@ class VosEngine:
                 index[index == slot + 1] = 0
                 index[mask] = slot + 1
                 full[slot + 1] = mask
-        # index -> target id; targets that are not visible are shown as background.
-        lut = np.zeros(n + 1, np.uint16)
-        lut[1:][visible] = np.asarray(ids, np.uint16)[visible]
-        label_image = lut[index] if n else np.zeros((h, w), np.uint16)
+        # index -> target id; targets that are not visible are shown as background. cv2.LUT on
+        # the uint8 index is ~5x faster than numpy fancy indexing (max_targets ≤ 255).
+        lut = np.zeros(256, np.uint16)
+        lut[1 : n + 1][visible] = np.asarray(ids, np.uint16)[visible]
+        label_image = cv2.LUT(index, lut) if n else np.zeros((h, w), np.uint16)
         targets = []
         for slot, target_id in enumerate(ids):
             if visible[slot]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,7 @@ class LivePlayer:
         self._ros: Any = None  # RosEndpoints
         self._outputs: dict[int, NodeOutput] = {}
         self._last_output: float = 0.0
+        self._parameters_dir: tempfile.TemporaryDirectory | None = None
 
     # -- set-up and tear-down -------------------------------------------------------------------
 
@@ -119,8 +121,10 @@ class LivePlayer:
     def _start_node(self) -> NodeProcess:
         settings = self.settings
         log_path = settings.log_path or Path("vos_node.log")
+        # The launch-argument parameter file of the default command lives as long as the run.
+        self._parameters_dir = tempfile.TemporaryDirectory(prefix="vos_ros_live_")
         command = settings.node_command or default_node_command(
-            settings, log_path.parent / (log_path.stem + "_params")
+            settings, Path(self._parameters_dir.name)
         )
         env = dict(os.environ)
         env["ROS_DOMAIN_ID"] = str(self.domain_id)
@@ -171,6 +175,9 @@ class LivePlayer:
         if self._ros is not None:
             self._ros.close()
             self._ros = None
+        if self._parameters_dir is not None:
+            self._parameters_dir.cleanup()
+            self._parameters_dir = None
 
     # -- playing --------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class RosEndpoints:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from rclpy.signals import SignalHandlerOptions
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image
         from std_srvs.srv import Trigger
@@ -39,7 +40,13 @@ class RosEndpoints:
 
         self._settings = settings
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
+        # No rclpy signal handlers: Ctrl-C must raise KeyboardInterrupt here, so that the
+        # evaluator stops playing and still writes the report of what was scored.
+        rclpy.init(
+            context=self.context,
+            domain_id=domain_id,
+            signal_handler_options=SignalHandlerOptions.NO,
+        )
         self.node = rclpy.create_node(f"vos_ros_evaluator_{os.getpid()}", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

@@ -105,6 +105,14 @@ def score_playback(
     failure: BaseException | None,
     on_frame: Callable[[str, ClipFrame, np.ndarray], None] | None,
 ) -> None:
+    """Score the played frames of ``clip`` (opened again) against the recorded outputs.
+
+    :param playback: the frames that were published (in order) and the outputs by stamp.
+    :param failure: why playing stopped early (None: the whole clip was played); the sequence
+        is then marked incomplete with that reason.
+    :param on_frame: called with (sequence, frame, scored label image), e.g. for overlays.
+    :raises LiveError: the clip reads differently the second time, or an output does not fit.
+    """
     seq = scorer.sequence(clip.name, len(clip))
     target_of: dict[int, int] = {}
     target_classes: dict[int, str] = {}

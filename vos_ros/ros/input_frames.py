@@ -21,21 +21,43 @@ _TO_RGB = {
 }
 FRAME_ENCODINGS = tuple(_TO_RGB)
 LABEL_ENCODINGS = ("mono8", "mono16", "8UC1", "16UC1")
+# The engine cannot start a stream on frames with a side below 8 pixels; refusing them here keeps
+# a service request on such a frame from failing half-way (after replace=true removed targets).
+MIN_FRAME_SIDE = 8
 
 
-def frame_from_image(msg) -> np.ndarray:
+def check_frame_size(width: int, height: int, max_pixels: int | None = None) -> None:
+    """Refuse frames that are empty, thinner than :data:`MIN_FRAME_SIDE` or above ``max_pixels``.
+
+    :raises ValueError: naming the size and the limit.
+    """
+    if width == 0 or height == 0:
+        raise ValueError(f"empty image ({width}x{height})")
+    if min(width, height) < MIN_FRAME_SIDE:
+        raise ValueError(
+            f"image is {width}x{height}; both sides must be at least {MIN_FRAME_SIDE} pixels"
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        raise ValueError(
+            f"image is {width}x{height} ({width * height} pixels), above "
+            f"input.max_pixels = {max_pixels}"
+        )
+
+
+def frame_from_image(msg, max_pixels: int | None = None) -> np.ndarray:
     """``sensor_msgs/Image`` -> RGB ``uint8`` ``(H, W, 3)`` (C-contiguous).
 
-    :raises ValueError: for an encoding other than :data:`FRAME_ENCODINGS`, an empty image or data
-        that does not match height, step and encoding.
+    The size is checked (:func:`check_frame_size`) before any pixel is touched.
+
+    :raises ValueError: for an encoding other than :data:`FRAME_ENCODINGS`, an empty, too small or
+        too large image, or data that does not match height, step and encoding.
     """
     if msg.encoding not in _TO_RGB:
         raise ValueError(
             f"unsupported image encoding {msg.encoding!r}; expected one of "
             f"{', '.join(FRAME_ENCODINGS)}"
         )
-    if msg.height == 0 or msg.width == 0:
-        raise ValueError(f"empty image ({msg.width}x{msg.height})")
+    check_frame_size(int(msg.width), int(msg.height), max_pixels)
     array = msg_to_array(msg)
     code = _TO_RGB[msg.encoding]
     if code is None:
@@ -43,10 +65,14 @@ def frame_from_image(msg) -> np.ndarray:
     return cv2.cvtColor(array, code)
 
 
-def frame_from_compressed(msg) -> np.ndarray:
+def frame_from_compressed(msg, max_pixels: int | None = None) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) -> RGB ``uint8`` ``(H, W, 3)``.
 
-    :raises ValueError: when the data is empty or OpenCV cannot decode it.
+    The size is only known after decoding; OpenCV's own limit (``CV_IO_MAX_IMAGE_PIXELS``, 2^30 by
+    default) bounds the work before :func:`check_frame_size` runs.
+
+    :raises ValueError: when the data is empty, OpenCV cannot decode it, or the decoded image is
+        too small or too large.
     """
     data = np.frombuffer(bytes(msg.data), np.uint8)
     if data.size == 0:
@@ -56,6 +82,7 @@ def frame_from_compressed(msg) -> np.ndarray:
         raise ValueError(
             f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)"
         )
+    check_frame_size(bgr.shape[1], bgr.shape[0], max_pixels)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

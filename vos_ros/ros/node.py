@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ from vos_ros.ros.params import (
     read_config,
 )
 from vos_ros.ros.services import TargetServices, stamp_to_ns
+from vos_ros.ros.stream_size import ResolutionAdapter
 from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
 from vos_ros.types import FrameResult
 
@@ -103,10 +105,23 @@ class LatestSlot:
 
 
 class VosNode(LifecycleNode):
-    """Lifecycle node: camera in; instance masks, label image, detections and overlay out."""
+    """Lifecycle node: camera in; instance masks, label image, detections and overlay out.
 
-    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+    :param engine_factory: ``NodeConfig -> engine``, called at configure (default: build and warm
+        up the engine the parameters describe). Only Python code that constructs the node can
+        set it (tests and the fault-injection benchmark wrap the engine); no parameter or
+        message reaches it.
+    """
+
+    def __init__(
+        self,
+        node_name: str = NODE_NAME,
+        *,
+        engine_factory: Callable[[NodeConfig], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(node_name, **kwargs)
+        self._engine_factory = engine_factory or build_node_engine
         self._rejected_parameters = declare_parameters(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -156,14 +171,15 @@ class VosNode(LifecycleNode):
         except ValueError as exc:
             return self._configure_failed(f"invalid parameter: {exc}")
         try:
-            engine = _build_engine(config)
+            engine = self._engine_factory(config)
         except (ValueError, OSError, ImportError, RuntimeError) as exc:
             return self._configure_failed(
                 f"cannot build the engine for model={config.model!r} "
                 f"backend={config.backend!r}: {exc}"
             )
         self._config = config
-        self._engine = engine
+        # The adapter keeps targets when the camera changes resolution (see stream_size.py).
+        self._engine = ResolutionAdapter(engine, on_change=self._on_resolution_change)
         self._frames = FrameBuffer(
             config.frame_buffer_size, int(config.frame_buffer_tolerance_ms * 1e6)
         )
@@ -359,9 +375,13 @@ class VosNode(LifecycleNode):
             self._stats.frame_dropped()
 
     def _decode_frame(self, msg) -> Any:
+        max_pixels = self._config.input_max_pixels if self._config else None
         if isinstance(msg, CompressedImage):
-            return frame_from_compressed(msg)
-        return frame_from_image(msg)
+            return frame_from_compressed(msg, max_pixels)
+        return frame_from_image(msg, max_pixels)
+
+    def _on_resolution_change(self, text: str) -> None:
+        self.get_logger().warning(text)
 
     def _inference_loop(self, slot: LatestSlot) -> None:
         while True:
@@ -484,7 +504,7 @@ def _guarded(handler, node: VosNode):
     return call
 
 
-def _build_engine(config: NodeConfig):
+def build_node_engine(config: NodeConfig):
     """Build and (optionally) warm up the engine described by ``config``."""
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
@@ -525,12 +545,17 @@ def _backend_name(engine: Any, config: NodeConfig | None) -> str:
     return config.backend if config else ""
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of ``vos_node`` / ``vos-ros node``: spin the node until interrupted."""
+def main(
+    args: list[str] | None = None, engine_factory: Callable[[NodeConfig], Any] | None = None
+) -> int:
+    """Entry point of ``vos_node`` / ``vos-ros node``: spin the node until interrupted.
+
+    ``engine_factory``: see :class:`VosNode` (the console scripts never pass one).
+    """
     # `kill -USR1 <pid>` prints every thread's stack: the way to see where a node hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
-    node = VosNode()
+    node = VosNode(engine_factory=engine_factory)
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:

@@ -12,6 +12,7 @@ turned into a configure FAILURE whose message names the parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -92,6 +93,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "model folder (models/<name>, with model.yaml and ONNX graphs).",
     ),
     ParamSpec(
+        "model_root",
+        "",
+        "When set, 'model' must be 'flow' or a folder inside this directory (symbolic links "
+        "and '..' are resolved first); any other path fails configure. Empty = no restriction.",
+        read_only=True,
+    ),
+    ParamSpec(
         "backend",
         "auto",
         "Inference runtime for model folders; 'auto' picks the fastest one installed.",
@@ -158,6 +166,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "QoS history depth of the image subscription; the node only ever works on the newest "
         "frame, so 1 is enough.",
         int_range=(1, 100),
+    ),
+    ParamSpec(
+        "input.max_pixels",
+        33_554_432,
+        "Images with more pixels (width x height) than this are refused before they are "
+        "decoded (a throttled warning names the size); 33554432 = 32 megapixels.",
+        int_range=(64, 1 << 31),
     ),
     ParamSpec(
         "output.depth",
@@ -247,6 +262,7 @@ class NodeConfig:
 
     autostart: bool
     model: str
+    model_root: str
     backend: str
     engine_device: str
     engine_precision: str
@@ -258,6 +274,7 @@ class NodeConfig:
     input_compressed: bool
     input_reliability: str
     input_depth: int
+    input_max_pixels: int
     output_depth: int
     output_label_encoding: str
     output_overlay_alpha: float
@@ -289,6 +306,9 @@ class NodeConfig:
             if isinstance(spec.default, float):
                 value = float(value)
             kwargs[spec.field_name] = value
+        reason = model_path_problem(kwargs["model"], kwargs["model_root"])
+        if reason:
+            raise ValueError(reason)
         return cls(**kwargs)
 
     @classmethod
@@ -299,6 +319,24 @@ class NodeConfig:
 # Keep NodeConfig and PARAMETERS in step: fail at import, not at run time.
 if [f.name for f in fields(NodeConfig)] != [spec.field_name for spec in PARAMETERS]:
     raise RuntimeError("NodeConfig fields and PARAMETERS are out of step")
+
+
+def model_path_problem(model: str, model_root: str) -> str | None:
+    """Why ``model`` is not allowed under ``model_root`` (None: allowed).
+
+    Both paths are resolved (``~``, ``..`` and symbolic links) before the comparison, so neither
+    ``model_root/../elsewhere`` nor a link inside the root that points outside it gets through.
+    """
+    if not model_root or model == "flow":
+        return None
+    root = Path(model_root).expanduser().resolve()
+    target = Path(model).expanduser().resolve()
+    if not target.is_relative_to(root):
+        return (
+            f"parameter 'model' = {model!r} resolves to {target}, which is outside "
+            f"model_root {root}"
+        )
+    return None
 
 
 def descriptor_for(spec: ParamSpec):  # -> rcl_interfaces.msg.ParameterDescriptor

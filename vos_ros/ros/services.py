@@ -85,8 +85,16 @@ class TargetServices:
                 self._check_capacity(kept + len(classes))
                 if request.replace and current:
                     self._engine.remove_targets(current)
-                if classes:
-                    self._engine.add_targets(frame, labels, classes)
+                try:
+                    if classes:
+                        self._engine.add_targets(frame, labels, classes)
+                except Exception as exc:  # the request was checked; this is the engine failing
+                    if request.replace and current:
+                        raise RequestError(
+                            f"engine failed to add the new targets ({exc}); the previous "
+                            f"targets {current} were already removed"
+                        ) from None
+                    raise
                 tracked = sorted(self._engine.target_ids)
         except ValueError as exc:  # RequestError, FrameNotBufferedError, engine errors
             return _fail(response, exc, self._tracked())

@@ -58,6 +58,12 @@ class OnnxRuntimeBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
+        # No busy-waiting of the worker threads between runs: on a small, shared CPU they spin
+        # on the cores the rest of the frame (resizing, flow, messages) needs. Measured on the
+        # 2-core development machine under load: 3 targets at 854x480 went from 119 to 39 ms per
+        # frame (docs/benchmarks.md, "Profiling").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:
