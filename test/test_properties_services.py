@@ -74,7 +74,7 @@ def _frame_msg(stamp_s: int, kind: str) -> Image:
 
 def make_node() -> NodeUnderTest:
     """Targets 1 ("cup") and 2 ("dog") tracked on a 64x48 stream, four frames buffered."""
-    engine = ResolutionAdapter(build_engine(EngineConfig(model="flow")))
+    engine = ResolutionAdapter(build_engine(EngineConfig(model="flow", processing_short_side=64)))
     frames: FrameBuffer = FrameBuffer(8)
     for stamp_s in (3, 4, 1, 2):  # put order: stamp 2 is the newest
         frames.put(stamp_s * NS, _frame_msg(stamp_s, FRAME_STAMPS[stamp_s]))
@@ -102,11 +102,19 @@ def _frame_size(stamp_s: int) -> tuple[int, int] | None:
 ID_POOL = [0, 1, 2, 3, 4, 5, 6, 7, 255, 256, 65535, 70_000, 2**32 - 1]
 
 
+def _mostly(draw, likely, otherwise):
+    """``likely`` four times out of five, else a draw from ``otherwise`` (a strategy)."""
+    return likely if draw(st.integers(0, 4)) else draw(otherwise)
+
+
 @st.composite
-def label_images(draw):
-    """(msg, uint16 array or None when the message is malformed)."""
-    encoding = draw(st.sampled_from([*LABEL_ENCODINGS, "rgb8", "32FC1", "bgr8", "mono16 "]))
-    shape = draw(st.sampled_from([(H, W), (SMALL_H, SMALL_W), (H, W - 1), (1, 1), (H + 2, W)]))
+def label_images(draw, shape: tuple[int, int]):
+    """(msg, uint16 array, or None when the message is malformed or of another encoding)."""
+    encoding = _mostly(
+        draw,
+        draw(st.sampled_from(LABEL_ENCODINGS)),
+        st.sampled_from(["rgb8", "32FC1", "bgr8", "mono16 ", "MONO8"]),
+    )
     wide = encoding in ("mono16", "16UC1")
     values = [v for v in [0, 1, 2, 3, 4, 5, 6, 7, 255, 256, 65535] if wide or v <= 255]
     labels = np.zeros(shape, np.uint16)
@@ -117,15 +125,12 @@ def label_images(draw):
         x1 = draw(st.integers(x0 + 1, shape[1]))
         labels[y0:y1, x0:x1] = value
     if encoding in ("rgb8", "bgr8"):
-        msg = Image(**array_to_image_fields(np.zeros((*shape, 3), np.uint8), encoding))
-        return msg, None
+        return Image(**array_to_image_fields(np.zeros((*shape, 3), np.uint8), encoding)), None
     if encoding == "32FC1":
         return Image(**array_to_image_fields(labels.astype(np.float32), encoding)), None
-    dtype_encoding = {"8UC1": "mono8", "16UC1": "mono16"}.get(encoding, encoding)
-    if encoding == "mono16 ":
-        dtype_encoding = "mono16"
+    as_16_bit = wide or encoding == "mono16 "
     fields = array_to_image_fields(
-        labels.astype(np.uint16 if "16" in dtype_encoding else np.uint8), dtype_encoding
+        labels.astype(np.uint16 if as_16_bit else np.uint8), "mono16" if as_16_bit else "mono8"
     )
     fields["encoding"] = encoding
     msg = Image(**fields)
@@ -137,11 +142,22 @@ def label_images(draw):
 
 @st.composite
 def mask_requests(draw):
-    msg, labels = draw(label_images())
-    ids = draw(st.lists(st.sampled_from(ID_POOL), max_size=4))
-    n_labels = draw(st.sampled_from([len(ids), len(ids), max(0, len(ids) - 1), len(ids) + 1]))
+    """Mostly well-formed requests (so that acceptance is tested too), each part sometimes off."""
+    stamp_s = _mostly(draw, draw(st.sampled_from([0, 1, 2, 3])), st.sampled_from([4, 9]))
+    shape = _mostly(
+        draw,
+        _frame_size(stamp_s) or (H, W),
+        st.sampled_from([(H, W), (SMALL_H, SMALL_W), (H, W - 1), (1, 1), (H + 2, W)]),
+    )
+    msg, labels = draw(label_images(shape))
+    present = sorted(set(np.unique(labels).tolist()) - {0}) if labels is not None else []
+    ids = _mostly(
+        draw,
+        draw(st.lists(st.sampled_from(present), max_size=3)) if present else [],
+        st.lists(st.sampled_from(ID_POOL), max_size=4),
+    )
+    n_labels = _mostly(draw, len(ids), st.sampled_from([max(0, len(ids) - 1), len(ids) + 1]))
     class_labels = draw(st.lists(st.text(max_size=6), min_size=n_labels, max_size=n_labels))
-    stamp_s = draw(st.sampled_from(STAMPS))
     replace = draw(st.booleans())
     request = SetInitialMask.Request(
         label_image=msg,
@@ -164,9 +180,11 @@ def expected_after_mask(request, labels, before: list[int]) -> list[int] | None:
     present = set(np.unique(labels).tolist()) - {0}
     if not set(ids) <= present:
         return None
+    if not present:  # an empty mask never drops the targets, not even with replace
+        return None
     if request.replace:
         return sorted(present) if len(present) <= MAX_TARGETS else None
-    if not present or present & set(before) or len(before) + len(present) > MAX_TARGETS:
+    if present & set(before) or len(before) + len(present) > MAX_TARGETS:
         return None
     return sorted(set(before) | present)
 
@@ -196,23 +214,29 @@ def test_set_initial_mask_accepts_exactly_the_valid_requests(case):
 
 # -- add_objects ----------------------------------------------------------------------------------
 
-COORDS = st.one_of(st.integers(0, 80), st.sampled_from([2**31, 2**32 - 1]))
-
 
 @st.composite
 def box_requests(draw):
-    boxes = [
-        RegionOfInterest(
-            x_offset=draw(COORDS),
-            y_offset=draw(COORDS),
-            width=draw(st.one_of(st.integers(0, 40), st.just(2**32 - 1))),
-            height=draw(st.one_of(st.integers(0, 40), st.just(2**32 - 1))),
-        )
-        for _ in range(draw(st.integers(0, 4)))
-    ]
-    n_labels = draw(st.sampled_from([0, len(boxes), len(boxes), len(boxes) + 1]))
+    """Mostly boxes inside the frame; sometimes outside, empty, huge or too many."""
+    stamp_s = _mostly(draw, draw(st.sampled_from([0, 1, 2, 3])), st.sampled_from([4, 9]))
+    count = _mostly(draw, draw(st.integers(1, 3)), st.integers(0, 5))
+    boxes = []
+    for _ in range(count):
+        x, y = draw(st.integers(0, W - 1)), draw(st.integers(0, H - 1))
+        width, height = draw(st.integers(1, 30)), draw(st.integers(1, 30))
+        if not draw(st.integers(0, 5)):  # one part off
+            off = st.sampled_from([0, W, 2**31, 2**32 - 1])
+            part = draw(st.sampled_from(["x", "y", "width", "height"]))
+            value = draw(off)
+            x, y, width, height = (
+                value if part == "x" else x,
+                value if part == "y" else y,
+                value if part == "width" else width,
+                value if part == "height" else height,
+            )
+        boxes.append(RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height))
+    n_labels = _mostly(draw, draw(st.sampled_from([0, len(boxes)])), st.just(len(boxes) + 1))
     labels = draw(st.lists(st.text(max_size=5), min_size=n_labels, max_size=n_labels))
-    stamp_s = draw(st.sampled_from(STAMPS))
     return AddObjects.Request(boxes=boxes, class_labels=labels, stamp=Time(sec=stamp_s))
 
 

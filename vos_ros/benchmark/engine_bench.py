@@ -169,8 +169,13 @@ def run_case(
     clip: BenchClip,
     codec: MessageCodec | None,
     progress: Callable[[str], None] | None = None,
+    profiler: Any = None,
 ) -> dict[str, Any]:
-    """Run one case on a freshly reset ``engine``; returns its JSON-ready record."""
+    """Run one case on a freshly reset ``engine``; returns its JSON-ready record.
+
+    :param profiler: a ``pyinstrument.Profiler`` that samples the measured frames only (its
+        sessions add up over cases), or None.
+    """
     from vos_ros.engine import Prompt
 
     engine.reset()
@@ -186,6 +191,8 @@ def run_case(
     for step in range(1, spec.warmup + spec.frames + 1):
         if step == spec.warmup + 1:
             wall_start = time.perf_counter()
+            if profiler is not None:
+                profiler.start()
         index = clip.index(step)
         t0 = time.perf_counter()
         frame = codec.decode(messages[index]) if codec else clip.frames[index]
@@ -206,6 +213,8 @@ def run_case(
         if step > spec.warmup:
             per_frame.append(row)
     wall_s = time.perf_counter() - wall_start
+    if profiler is not None:
+        profiler.stop()
     record = _summarize_case(spec, engine, per_frame, full_at, wall_s, codec is not None)
     record["output_bytes_per_frame"] = out_bytes
     record["load_average"] = {"before": load_before, "after": load_average()}
@@ -238,11 +247,11 @@ def _summarize_case(
     if with_messages:
         stages.update({name: summarize(column(name)) for name in MESSAGE_STAGES})
     # Everything but the network, per frame: the step minus the encoder and decoder runs, plus
-    # the message work of the node.
+    # the message work of the node. The flow fallback has no network: all of it counts.
     extra = MESSAGE_STAGES if with_messages else ()
+    network = () if isinstance(engine.predictor, FlowPredictor) else NETWORK_STAGES
     non_network = [
-        r["step"] - sum(r[f"engine_{k}"] for k in NETWORK_STAGES) + sum(r[k] for k in extra)
-        for r in rows
+        r["step"] - sum(r[f"engine_{k}"] for k in network) + sum(r[k] for k in extra) for r in rows
     ]
     end_to_end = [r["step"] + sum(r[k] for k in extra) for r in rows]
     record: dict[str, Any] = {
@@ -306,6 +315,7 @@ def run_engine_bench(
     threads: int = 0,
     clip_length: int = 40,
     progress: Callable[[str], None] | None = None,
+    profiler: Any = None,
 ) -> list[dict[str, Any]]:
     """Every case of ``backends`` x ``sizes`` x ``targets``; returns the case records.
 
@@ -330,7 +340,7 @@ def run_engine_bench(
                 if key not in clips:
                     clips[key] = make_clip(width, height, count, clip_length)
                 spec = CaseSpec(backend, width, height, count, frames, warmup)
-                records.append(run_case(spec, engine, clips[key], codec, progress))
+                records.append(run_case(spec, engine, clips[key], codec, progress, profiler))
         del engine
     return records
 

@@ -239,7 +239,7 @@ def analyze(
     out: dict[str, Any] = {}
     if not samples:
         return out
-    warmup_s = min(60.0, max(20.0, 0.1 * duration))
+    warmup_s = min(60.0, max(30.0, 0.1 * duration))
     steady = [s for s in samples if s["t_s"] >= warmup_s and np.isfinite(s["rss_mib"])]
     out["warmup_s"] = warmup_s
     if len(steady) >= 20:

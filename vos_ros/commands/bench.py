@@ -100,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--frames", type=int, default=60, help="measured frames per case (60)")
     engine.add_argument("--warmup", type=int, default=5, help="unmeasured frames per case (5)")
     engine.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="sample the measured frames with pyinstrument (requirements-dev.txt) and write the "
+        "call tree here (.html: interactive page, otherwise text)",
+    )
+    engine.add_argument(
         "--clip-length", type=int, default=40, help="synthetic clip length, played back and forth"
     )
     ros = parser.add_argument_group("node and soak")
@@ -127,8 +134,36 @@ def _default_model() -> str:
     return "flow"
 
 
-def _command_line() -> str:
-    return "vos-ros " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "vos-ros bench"
+# Options that matter for each mode, in the order the reproducing command line lists them.
+_MODE_OPTIONS = {
+    "engine": ("model", "backends", "sizes", "targets", "threads", "frames", "warmup",
+               "clip_length", "profile"),
+    "node": ("model", "backends", "sizes", "targets", "threads", "rate", "seconds",
+             "warmup_seconds"),
+    "soak": ("model", "backends", "sizes", "threads", "rate", "minutes", "change_every"),
+}  # fmt: skip
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (the mode's options with the values used)."""
+    words = ["vos-ros", "bench"] + ([args.mode] if args.mode != "engine" else [])
+    for name in _MODE_OPTIONS[args.mode]:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(
+                "x".join(str(v) for v in item) if isinstance(item, tuple) else str(item)
+                for item in value
+            )
+        words += [
+            f"--{name.replace('_', '-')}",
+            f"{value:g}" if isinstance(value, float) else str(value),
+        ]
+    for name in ("json", "append_md", "plot"):
+        if getattr(args, name) is not None:
+            words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,11 +175,20 @@ def run(args: argparse.Namespace) -> int:
         print("error: --rate, --seconds and --minutes must be positive", file=sys.stderr)
         return 2
     model = args.model or _default_model()
+    args.model = _relative(model)
     if args.mode == "engine":
         return _run_engine(args, model)
     if args.mode == "node":
         return _run_node(args, model)
     return _run_soak(args, model)
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the working directory when inside it (for readable records)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _meta(args: argparse.Namespace, title: str, model: str, **extra) -> dict:
@@ -153,7 +197,7 @@ def _meta(args: argparse.Namespace, title: str, model: str, **extra) -> dict:
 
     return {
         "title": title,
-        "command": _command_line(),
+        "command": _command_line(args),
         "date": today(),
         "machine": machine_info(args.machine),
         "model": model_info(model),
@@ -198,6 +242,14 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
     )
     from vos_ros.benchmark.report import engine_table, targets_list
 
+    profiler = None
+    if args.profile:
+        try:
+            from pyinstrument import Profiler
+        except ImportError:
+            print("error: --profile needs pyinstrument: pip install pyinstrument", file=sys.stderr)
+            return 2
+        profiler = Profiler(interval=0.0005)
     backends = args.backends or available_backends()
     if model == "flow":
         backends = ["flow"]
@@ -223,7 +275,15 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
         threads=args.threads,
         clip_length=args.clip_length,
         progress=print,
+        profiler=profiler,
     )
+    if profiler is not None:
+        args.profile.parent.mkdir(parents=True, exist_ok=True)
+        if args.profile.suffix == ".html":
+            args.profile.write_text(profiler.output_html())
+        else:
+            args.profile.write_text(profiler.output_text(unicode=True, color=False))
+        print(f"wrote the profile to {args.profile}")
     checks = engine_target_checks(records)
     block = engine_table(records)
     if checks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vos_ros.engine.config import EngineConfig
 from vos_ros.engine.engine import VosEngine
-from vos_ros.engine.fallback import FlowPredictor
+from vos_ros.engine.fallback import FallbackSettings, FlowPredictor
 
 FLOW_SHORT_SIDE = 288  # flow fallback: DIS at 288x512 keeps a 854x480 stream well above 30 fps
 DEFAULT_SHORT_SIDE = 288  # network, when neither the config nor the manifest sets one
@@ -24,7 +24,10 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
     if config.is_flow_fallback:
         short_side = config.processing_short_side or FLOW_SHORT_SIDE
         return VosEngine(
-            config, FlowPredictor(), short_side, config.memory_every or DEFAULT_MEMORY_EVERY
+            config,
+            FlowPredictor(FallbackSettings(), short_side),
+            short_side,
+            config.memory_every or DEFAULT_MEMORY_EVERY,
         )
 
     from vos_ros.engine.backends.select import create_backend

@@ -142,16 +142,13 @@ class VosEngine:
                 )
         small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
         gray = to_gray(small, self._flow_wh)
-        features = None
-        if self._is_network:
-            features = self.predictor.encode(self.predictor.prepare(small))
+        features = self.predictor.encode(self.predictor.prepare(small))
         classes = classes or {}
         for target_id, full_mask in masks.items():
             small_mask = self._to_mask_res(full_mask)
             self._append_target(target_id, str(classes.get(target_id, DEFAULT_CLASS)), small_mask)
             self._pending[target_id] = (gray, small_mask)
-            if features is not None:
-                self.predictor.memorize(features, target_id, small_mask, "permanent")
+            self.predictor.memorize(features, target_id, small_mask, "permanent")
         return sorted(masks)
 
     def step(self, frame_rgb: np.ndarray, prompt: Prompt | None = None) -> FrameResult:
@@ -174,21 +171,23 @@ class VosEngine:
         # 1. preprocess: one resize of the frame; everything else works on the small copy.
         small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
         gray = to_gray(small, self._flow_wh)
-        prepared = self.predictor.prepare(small) if self._is_network else None
+        busy = bool(len(self._registry) or prompt_masks)
+        prepared = self.predictor.prepare(small) if busy else None
         t_pre = time.perf_counter()
         timings["preprocess"] = (t_pre - t_start) * 1e3
 
-        # 2. flow: carry the previous masks to this frame.
-        motion = self._warper.advance(gray) if self._use_flow else None
+        # 2. flow: carry the previous masks to this frame. With nothing to carry the frame is only
+        # kept as the flow reference of the next one (targets may be added later).
+        motion = None
+        if self._use_flow:
+            motion = self._warper.advance(gray, with_motion=len(self._registry) > 0)
         tracked = [i for i in self._registry.ids if i not in prompt_masks]
         previous = self._warp_previous(gray, motion) if len(self._registry) else self._state
         t_flow = time.perf_counter()
         timings["flow"] = (t_flow - t_pre) * 1e3
 
         # 3. encoder (once per frame, only when there is something to track or memorise).
-        features = None
-        if self._is_network and (self._registry.ids or prompt_masks):
-            features = self.predictor.encode(prepared)
+        features = self.predictor.encode(prepared) if busy else None
         t_enc = time.perf_counter()
         timings["encoder"] = (t_enc - t_flow) * 1e3
 
@@ -204,19 +203,19 @@ class VosEngine:
                 self._append_target(target_id, label, small_mask)
                 previous = np.concatenate([previous, small_mask[None]])
         ids = self._registry.ids
-        probs = previous.copy() if not self._is_network else np.zeros_like(previous)
+        probs = np.zeros_like(previous)
         tracked_slots = np.array([ids.index(i) for i in tracked], dtype=np.intp)
-        if self._is_network and len(tracked_slots):
+        if len(tracked_slots):
             probs[tracked_slots] = self.predictor.predict(
                 features, tracked, np.ascontiguousarray(previous[tracked_slots])
             )
             timings["memory"] += self.predictor.timings_ms["memory"]
         t_dec = time.perf_counter()
-        # decoder stage: the network's decoder run, or the fallback's copy of the warped masks
+        # decoder stage: the network's decoder run, or the fallback's flow + colour combination
         timings["decoder"] = (t_dec - t_enc) * 1e3 - timings["memory"]
 
         # 6. localization prior (visible tracked targets only: lost ones are searched everywhere).
-        if self._is_network and self.config.use_box_prior and len(tracked_slots):
+        if self.predictor.uses_prior and self.config.use_box_prior and len(tracked_slots):
             active = np.zeros(len(ids), bool)
             active[tracked_slots] = self._visible[tracked_slots]
             apply_box_prior(
@@ -245,11 +244,13 @@ class VosEngine:
             visible[slot] = bool(areas[slot] > 0)
             scores[slot] = 1.0
         if self.predictor.binary_state:
-            state = np.stack([labels_small == s + 1 for s in range(len(ids))]).astype(np.float32)
+            state = np.zeros((len(ids), *labels_small.shape), np.float32)
+            for slot in range(len(ids)):
+                state[slot][labels_small == slot + 1] = 1.0
         else:
             state = np.ascontiguousarray(agg[1:])
         state[~visible] = 0.0  # lost targets: no previous mask, no prior -> searched everywhere
-        self._state = state.reshape(len(ids), *labels_small.shape)
+        self._state = state
         self._visible = visible
         self._pending.clear()
 

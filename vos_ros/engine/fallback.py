@@ -1,50 +1,221 @@
-"""Training-free fallback: each target's previous mask carried to the new frame by optical flow.
+"""Training-free fallback: optical-flow propagation + a per-target colour model.
 
 It needs no model file, so the engine runs as soon as it is installed (``model="flow"``), and it
-is the baseline a trained model must beat. The engine does the flow warping (the same warping the
-network gets as its ``prev_mask`` guidance); this predictor returns the warped masks unchanged.
-The engine feeds it hard masks (``binary_state``): re-thresholding every frame stops the bilinear
-warp from blurring the masks away over a long video.
+is the baseline a trained model must beat. Per frame and target (all at the processing size):
 
-Limits, by construction: no appearance model, so a target that is fully occluded or leaves the
-frame is lost (reported not visible) and is not found again; drift accumulates over time.
+1. *Where the target should be*: the engine pulls the target's previous hard mask onto this frame
+   with DIS optical flow (the same warping the network gets as guidance). The warped mask is
+   blurred into a spatial prior: near its edge the flow is unsure (DIS smooths motion across
+   object boundaries, and backward warping drags the mask over background the object just
+   uncovered), deep inside it is likely the target, far outside it is very unlikely.
+2. *What the target looks like*: fg/bg colour histograms in CIELAB (:mod:`colour_model`), from
+   the annotated frame and refreshed from confident frames; they give each pixel a colour
+   log-likelihood ratio.
+3. Both are added as log-odds and squashed to a probability. The prior's log-odds are capped
+   lower inside the mask than outside, so clear background colour inside the warped mask (the
+   strip the object uncovered while moving, the other object in front of it) is dropped, while a
+   target-coloured patch far from the target is not taken.
+4. An edge-aware smoothing (guided filter, :mod:`refine`) pulls the probability edges onto image
+   edges, which the 1/4-resolution DIS flow blurs.
+
+Without step 2 a backward-warped mask grows by the uncovered strip on every frame and follows
+whatever passes in front of the target; that is why plain flow propagation "keeps growing".
+
+A target that left the frame or was fully occluded has no previous mask (the engine reports it
+not visible); it is searched for in the whole frame by colour alone: the largest connected
+region whose colour is clearly the target's, of a size similar to the target's, not covered by
+another target, becomes its mask again, under the same id.
+
+Crossing targets stay apart because each target's background histogram holds the other targets'
+colours, and the engine's soft aggregation gives every pixel to at most one target.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
+
+from vos_ros.engine.colour_model import ColourModel, quantize
+from vos_ros.engine.refine import guided_filter
+
+MEMORY_MODES = ("permanent", "replace", "recent")
+
+
+@dataclass(frozen=True)
+class FallbackSettings:
+    """Parameters of the flow + colour fallback (tuned on the DAVIS-2016 *training* split and on
+    synthetic clips, never on the validation split). Lengths are in pixels at a processing short
+    side of 288 and scale with it."""
+
+    prior_sigma: float = 3.0  # blur of the warped mask: how far the flow may be off at an edge
+    prior_inside: float = 0.9  # prior probability deep inside the warped mask (cap)
+    prior_outside: float = 0.01  # prior probability far outside it (floor)
+    colour_weight: float = 1.0  # weight of the colour log-likelihood ratio
+    use_colour: bool = True
+    ring_px: float = 12.0  # width of the background ring around the target
+    anchor_weight: float = 0.5  # share of the annotated frame in the colour model
+    ring_weight: float = 0.5  # share of the ring in the background histogram
+    update_rate: float = 0.2  # weight of a new confident frame in the recent colour model
+    refine_radius: float = 0.0  # guided-filter radius (0: off)
+    refine_eps: float = 1e-3  # guided-filter regularisation (gray levels in [0, 1])
+    # Search for a lost target: a region is taken when its mean colour log-ratio is above
+    # ``redetect_logit`` and its area is within [redetect_min_area, redetect_max_area] x the
+    # target's area on the annotated frame.
+    redetect: bool = True
+    redetect_logit: float = 1.5
+    redetect_min_area: float = 0.15
+    redetect_max_area: float = 3.0
+
+
+@dataclass
+class FallbackFeatures:
+    """Per-frame inputs of the fallback: colour bins ``(h, w)`` uint16 and gray ``(h, w)``
+    float32 in [0, 1], both at the processing size."""
+
+    bins: np.ndarray
+    gray: np.ndarray
 
 
 class FlowPredictor:
-    """Predictor with the same interface as :class:`vos_ros.engine.predictor.NetworkPredictor`."""
+    """Predictor with the same interface as :class:`vos_ros.engine.predictor.NetworkPredictor`.
+
+    :param settings: fallback parameters (defaults: :class:`FallbackSettings`).
+    :param short_side: processing short side, to scale the pixel lengths of ``settings``.
+    """
 
     name = "flow"
-    binary_state = True  # the engine keeps hard masks between frames
-    uses_prior = False  # the warped mask is its own prior
+    binary_state = True  # the engine keeps hard masks between frames (no blur build-up)
+    uses_prior = False  # the warped mask is its own (soft) prior
 
-    def __init__(self) -> None:
+    def __init__(self, settings: FallbackSettings | None = None, short_side: int = 288) -> None:
+        self.settings = settings or FallbackSettings()
+        self._px = short_side / 288.0
+        self._models: dict[int, ColourModel] = {}
         self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
 
-    def prepare(self, small_rgb: np.ndarray) -> None:
-        return None
+    # -- the predictor interface ----------------------------------------------------------------
+    def prepare(self, small_rgb: np.ndarray) -> np.ndarray:
+        return small_rgb
 
-    def encode(self, prepared: Any) -> None:
-        return None
+    def encode(self, small_rgb: np.ndarray) -> FallbackFeatures:
+        gray = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gray *= np.float32(1.0 / 255.0)
+        return FallbackFeatures(quantize(small_rgb), gray)
 
-    def predict(self, features: Any, ids: list[int], previous: np.ndarray) -> np.ndarray:
-        """``previous``: ``[N, h, w]`` float32 warped masks -> the same maps as probabilities."""
-        return previous
+    def predict(self, features: FallbackFeatures, ids: list[int], previous: np.ndarray) -> np.ndarray:
+        """Foreground probabilities ``[N, h, w]`` float32 of targets ``ids``.
 
-    def memorize(self, features: Any, target_id: int, prob: np.ndarray, mode: str) -> None:
-        return None
+        :param previous: ``[N, h, w]`` float32 flow-warped previous masks; all zero for a target
+            that is lost (it is then searched for in the whole frame).
+        """
+        t0 = time.perf_counter()
+        probs = np.zeros_like(previous)
+        present = previous.reshape(len(ids), -1).max(axis=1, initial=0.0) > 0.5
+        taken = (previous[present] > 0.5).any(axis=0) if present.any() else None
+        for i, target_id in enumerate(ids):
+            model = self._models.get(target_id)
+            if present[i]:
+                self._track(features, previous[i], model, probs[i])
+            elif model is not None and model.ready and self.settings.redetect:
+                self._search(features, model, taken, probs[i])
+        self.timings_ms["decoder"] = (time.perf_counter() - t0) * 1e3
+        return probs
+
+    def memorize(self, features: FallbackFeatures, target_id: int, prob: np.ndarray, mode: str) -> None:
+        """Learn target ``target_id``'s colours from its mask ``prob`` ``(h, w)`` on this frame.
+
+        :param mode: ``permanent`` / ``replace`` (an annotation: the model restarts from it) or
+            ``recent`` (a confident tracked frame, blended in).
+        """
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory mode must be one of {MEMORY_MODES}, got {mode!r}")
+        if not self.settings.use_colour:
+            return
+        s = self.settings
+        model = self._models.get(target_id)
+        if model is None:
+            model = ColourModel(s.anchor_weight, s.ring_weight)
+            self._models[target_id] = model
+        ring = max(1, round(s.ring_px * self._px))
+        if mode == "recent":
+            model.update(features.bins, prob, ring, s.update_rate)
+        else:
+            model.annotate(features.bins, prob, ring)
 
     def forget(self, target_id: int) -> None:
-        return None
+        self._models.pop(target_id, None)
 
     def reset(self) -> None:
-        return None
+        self._models.clear()
 
     def memory_nbytes(self) -> int:
         return 0
+
+    # -- internals ------------------------------------------------------------------------------
+    def _track(
+        self, features: FallbackFeatures, warped: np.ndarray, model: ColourModel | None,
+        out: np.ndarray,
+    ) -> None:
+        """Probability of a visible target, written into ``out`` within a window around it."""
+        s = self.settings
+        sigma = s.prior_sigma * self._px
+        h, w = warped.shape
+        x0, y0, x1, y1 = _window(warped, int(math.ceil(4 * sigma + s.ring_px * self._px)))
+        prior = warped[y0:y1, x0:x1]
+        prior = cv2.GaussianBlur(prior, (0, 0), sigma) if sigma > 0 else prior.copy()
+        np.clip(prior, s.prior_outside, s.prior_inside, out=prior)
+        logit = np.log(prior / (1.0 - prior))
+        if model is not None and model.ready:
+            table = model.log_ratio(local=True)
+            logit += np.float32(s.colour_weight) * table[features.bins[y0:y1, x0:x1]]
+        prob = _sigmoid(logit)
+        if s.refine_radius > 0:
+            radius = max(1, round(s.refine_radius * self._px))
+            prob = guided_filter(features.gray[y0:y1, x0:x1], prob, radius, s.refine_eps)
+            np.clip(prob, 0.0, 1.0, out=prob)
+        out[y0:y1, x0:x1] = prob
+
+    def _search(
+        self, features: FallbackFeatures, model: ColourModel, taken: np.ndarray | None,
+        out: np.ndarray,
+    ) -> None:
+        """Look for a lost target in the whole frame by colour; writes its probability into
+        ``out`` when a region qualifies, else leaves ``out`` at zero."""
+        s = self.settings
+        table = model.log_ratio(local=False)
+        logit = table[features.bins]
+        candidates = (logit > s.redetect_logit).view(np.uint8)
+        if taken is not None:
+            candidates[taken] = 0
+        candidates = cv2.morphologyEx(candidates, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(candidates, connectivity=8)
+        if count <= 1:
+            return
+        areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+        ref = max(model.reference_area, 1.0)
+        ok = (areas >= s.redetect_min_area * ref) & (areas <= s.redetect_max_area * ref)
+        if not ok.any():
+            return
+        best = 1 + int(np.argmax(np.where(ok, areas, -1.0)))
+        region = labels == best
+        out[region] = _sigmoid(logit[region])
+
+
+def _window(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
+    """Box ``(x0, y0, x1, y1)`` around ``mask > 0`` grown by ``margin`` and clipped to the map."""
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
+    hh, ww = mask.shape
+    return max(0, x - margin), max(0, y - margin), min(ww, x + w + margin), min(hh, y + h + margin)
+
+
+def _sigmoid(logit: np.ndarray) -> np.ndarray:
+    out = np.negative(logit)
+    np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
+    return out

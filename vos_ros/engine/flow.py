@@ -77,10 +77,13 @@ class FlowWarper:
         map_y = self._grid_y + flow[..., 1] * self._scale[1]
         return map_x, map_y
 
-    def advance(self, gray: np.ndarray) -> Motion | None:
-        """Motion from the previous frame to ``gray`` (``None`` on the first frame); ``gray``
-        becomes the previous frame."""
-        motion = None if self._prev_gray is None else self.motion(gray, self._prev_gray)
+    def advance(self, gray: np.ndarray, with_motion: bool = True) -> Motion | None:
+        """Motion from the previous frame to ``gray`` (``None`` on the first frame, or when
+        ``with_motion`` is False: nothing to carry, no flow run); ``gray`` becomes the previous
+        frame."""
+        motion = None
+        if with_motion and self._prev_gray is not None:
+            motion = self.motion(gray, self._prev_gray)
         self._prev_gray = gray
         return motion
 

@@ -69,6 +69,11 @@ class TargetServices:
             stamp_ns, frame = self._frame_for(request.stamp)
             labels = self._labels_for(request.label_image, frame.shape[:2])
             classes = _classes_for(labels, request.ids, request.class_labels)
+            if not classes:  # with replace=true this would silently drop every target
+                raise RequestError(
+                    "label image has no target pixels (all zero); to stop tracking every "
+                    "target call ~/reset"
+                )
             with self._lock:
                 current = list(self._engine.target_ids)
                 if not request.replace:
@@ -79,15 +84,12 @@ class TargetServices:
                             "first, or pick free ids (next free id: "
                             f"{self._engine.next_free_id()})"
                         )
-                    if not classes:
-                        raise RequestError("label image has no target pixels (all zero)")
                 kept = 0 if request.replace else len(current)
                 self._check_capacity(kept + len(classes))
                 if request.replace and current:
                     self._engine.remove_targets(current)
                 try:
-                    if classes:
-                        self._engine.add_targets(frame, labels, classes)
+                    self._engine.add_targets(frame, labels, classes)
                 except Exception as exc:  # the request was checked; this is the engine failing
                     if request.replace and current:
                         raise RequestError(

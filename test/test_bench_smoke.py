@@ -1,0 +1,83 @@
+"""Smoke test of ``vos-ros bench``: it runs on tiny inputs and writes valid JSON and Markdown.
+
+Not a timing test: nothing here compares a time with a limit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vos_ros.benchmark.report import insert_into_section
+from vos_ros.benchmark.stats import summarize
+from vos_ros.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL = REPO_ROOT / "models" / "protonet-s"
+TINY = ["--sizes", "128x96", "--targets", "1,2", "--frames", "3", "--warmup", "1"]
+
+
+def _run_bench(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "bench.json"
+    md = tmp_path / "benchmarks.md"
+    md.write_text("# Benchmarks\n\n## Engine\n\n## Node\n\nnode text\n")
+    code = main(["bench", *args, *TINY, "--clip-length", "4", "--json", str(out),
+                 "--append-md", str(md)])  # fmt: skip
+    assert code == 0
+    document = json.loads(out.read_text())
+    text = md.read_text()
+    # the table went into the Engine section, before the Node section
+    assert text.index("### Engine (in-process)") < text.index("## Node")
+    assert "node text" in text
+    return document
+
+
+def test_bench_flow_fallback_writes_json_and_markdown(tmp_path):
+    document = _run_bench(tmp_path, "--model", "flow")
+    assert document["command"].startswith("vos-ros bench")
+    assert document["machine"]["cores"] >= 1
+    cases = document["cases"]
+    assert [(c["backend"], c["size"], c["targets"]) for c in cases] == [
+        ("flow", "128x96", 1),
+        ("flow", "128x96", 2),
+    ]
+    for case in cases:
+        assert case["frames"] == 3
+        assert case["end_to_end_ms"]["n"] == 3
+        assert case["end_to_end_ms"]["median"] > 0
+        for stage in ("preprocess", "flow", "postprocess"):
+            assert case["stages_ms"][stage]["n"] == 3
+
+
+@pytest.mark.skipif(not (MODEL / "model.yaml").is_file(), reason="models/protonet-s not present")
+def test_bench_onnxruntime_reports_memory_and_targets(tmp_path):
+    document = _run_bench(tmp_path, "--backends", "onnxruntime", "--model", str(MODEL))
+    cases = document["cases"]
+    assert all(c["backend"] == "onnxruntime" for c in cases)
+    assert all("memory" in c for c in cases)
+    assert all(c["stages_ms"]["encoder"]["median"] > 0 for c in cases)
+    assert document["model"]["name"]
+
+
+def test_bench_rejects_a_bad_size():
+    with pytest.raises(SystemExit):
+        main(["bench", "--sizes", "854by480"])
+
+
+def test_insert_into_section_appends_at_the_end_of_the_section(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("# T\n\n## Engine\n\nold\n\n## Soak\n\nsoak\n")
+    insert_into_section(doc, "Engine", "new block")
+    insert_into_section(doc, "Quality", "scores")
+    text = doc.read_text()
+    assert text.index("old") < text.index("new block") < text.index("## Soak")
+    assert text.rstrip().endswith("## Quality\n\nscores")
+
+
+def test_summarize_median_and_spread():
+    summary = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert summary["median"] == 3.0
+    assert summary["p5"] < summary["q25"] < summary["median"] < summary["q75"] < summary["p95"]
+    assert summarize([])["n"] == 0
