@@ -457,3 +457,32 @@ def test_bad_model_files_fail_configure_naming_the_file(tiny_model, tmp_path, da
         assert values["lifecycle_state"] == "unconfigured"
     finally:
         node.close()
+
+
+@pytest.mark.timeout(180)
+def test_backend_failing_during_a_request_answers_with_an_error(tiny_model):
+    plan = FaultPlan()
+    node = InProcessNode(
+        {"model": str(tiny_model), **NETWORK}, engine_factory=failing_engine_factory(plan)
+    )
+    try:
+        _track_one_target(node)
+        plan.permanent_after = plan.calls + 1  # the GPU is gone from now on
+        box = RegionOfInterest(x_offset=70, y_offset=60, width=20, height=20)
+        response = node.call("add_objects", AddObjects.Request(boxes=[box]))
+        assert not response.success and "internal error" in response.message
+        assert "injected backend failure" in response.message
+        assert list(response.tracked_ids) == node.tracked == [1]
+        # replace=true had removed the old targets before the engine failed: the answer says so
+        labels = np.zeros((H, W), np.uint8)
+        labels[60:80, 70:90] = 5
+        response = node.call(
+            "set_initial_mask",
+            SetInitialMask.Request(
+                label_image=array_to_msg(labels, "mono8"), ids=[5], class_labels=["x"], replace=True
+            ),
+        )
+        assert not response.success and "were already removed" in response.message
+        assert list(response.tracked_ids) == node.tracked == []
+    finally:
+        node.close()

@@ -55,6 +55,8 @@ def cpu_model() -> str:
 
 def gpu_name() -> str | None:
     """The first CUDA GPU's name, or None (torch not installed or no GPU)."""
+    import vos_ros.engine.backends  # noqa: F401 - sets the OpenMP policy before torch loads
+
     try:
         import torch
     except ImportError:

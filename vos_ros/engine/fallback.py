@@ -52,7 +52,11 @@ class FallbackSettings:
     synthetic clips, never on the validation split). Lengths are in pixels at a processing short
     side of 288 and scale with it."""
 
+    # Forward-backward flow check: the warped mask is capped at 0.5 where it fails (one more DIS
+    # run per frame).
+    flow_check: bool = False
     prior_sigma: float = 3.0  # blur of the warped mask: how far the flow may be off at an edge
+    prior_sigma_rel: float = 0.0  # ... at least this times sqrt(target area): big moves more
     prior_inside: float = 0.9  # prior probability deep inside the warped mask (cap)
     prior_outside: float = 0.01  # prior probability far outside it (floor)
     colour_weight: float = 1.0  # weight of the colour log-likelihood ratio
@@ -91,6 +95,10 @@ class FlowPredictor:
     name = "flow"
     binary_state = True  # the engine keeps hard masks between frames (no blur build-up)
     uses_prior = False  # the warped mask is its own (soft) prior
+
+    @property
+    def flow_check(self) -> bool:
+        return self.settings.flow_check
 
     def __init__(self, settings: FallbackSettings | None = None, short_side: int = 288) -> None:
         self.settings = settings or FallbackSettings()
@@ -164,7 +172,8 @@ class FlowPredictor:
         """Probability of a visible target, written into ``out`` within a window around it."""
         s = self.settings
         sigma = s.prior_sigma * self._px
-        h, w = warped.shape
+        if s.prior_sigma_rel > 0:
+            sigma = max(sigma, s.prior_sigma_rel * math.sqrt(float((warped > 0.5).sum())))
         x0, y0, x1, y1 = _window(warped, int(math.ceil(4 * sigma + s.ring_px * self._px)))
         prior = warped[y0:y1, x0:x1]
         prior = cv2.GaussianBlur(prior, (0, 0), sigma) if sigma > 0 else prior.copy()

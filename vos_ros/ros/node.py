@@ -499,6 +499,10 @@ def _guarded(handler, node: VosNode):
             node.get_logger().error(f"service handler failed: {exc!r}")
             response.success = False
             response.message = f"internal error: {exc}"
+            if hasattr(response, "tracked_ids"):  # the caller must not read "no targets"
+                with node._engine_lock:
+                    engine = node._engine
+                    response.tracked_ids = sorted(engine.target_ids) if engine is not None else []
             return response
 
     return call
