@@ -569,7 +569,22 @@ def fault_soak_block(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_fault_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The options only the fault soak has (for ``vos-ros bench faults`` to add to its parser)."""
+    parser.add_argument(
+        "--bad-every", type=int, default=10, help="faults: a bad frame every N (10)"
+    )
+    parser.add_argument(
+        "--backend-error-every", type=int, default=40, help="faults: inference call N fails (40)"
+    )
+    parser.add_argument(
+        "--service-hz", type=float, default=2.0, help="faults: random service calls/s (2)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="faults: random seed (0)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """All options of ``python -m vos_ros.benchmark.fault_soak``."""
     parser.add_argument("--seconds", type=float, default=150.0, help="duration (150)")
     parser.add_argument("--rate", type=float, default=15.0, help="frames per second (15)")
     parser.add_argument("--size", default="320x240", help="WxH of the clip (320x240)")
@@ -578,12 +593,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", default="flow", help="benchmark backend name: flow, onnxruntime, ... (flow)"
     )
     parser.add_argument("--threads", type=int, default=1, help="engine threads (1)")
-    parser.add_argument("--bad-every", type=int, default=10, help="a bad frame every N (10)")
-    parser.add_argument(
-        "--backend-error-every", type=int, default=40, help="inference call N fails (40)"
-    )
-    parser.add_argument("--service-hz", type=float, default=2.0, help="random service calls/s (2)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_fault_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the record here")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the node's log here")
 

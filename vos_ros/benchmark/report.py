@@ -63,6 +63,11 @@ def run_header(meta: dict[str, Any]) -> str:
     ]
     if model_text:
         lines.append(f"- model: {model_text}")
+    if "omp_wait_policy" in meta:
+        lines.append(
+            f"- CPU threads: {meta.get('threads') or 'library default'}; OMP_WAIT_POLICY "
+            f"(torch CPU): {meta['omp_wait_policy'] or 'unset (OpenMP busy-waits)'}"
+        )
     for note in meta.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines)

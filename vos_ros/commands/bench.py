@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -176,6 +177,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     model = args.model or _default_model()
     args.model = _relative(model)
+    import vos_ros.engine.backends  # noqa: F401 - sets OMP_WAIT_POLICY unless torch is loaded
+
+    if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY") != "PASSIVE":
+        print(
+            "warning: torch was imported before the engine could set OMP_WAIT_POLICY=PASSIVE; "
+            "torch CPU timings include OpenMP busy-waiting (set OMP_WAIT_POLICY=PASSIVE in the "
+            "environment to measure without it)",
+            file=sys.stderr,
+        )
     if args.mode == "engine":
         return _run_engine(args, model)
     if args.mode == "node":
@@ -202,6 +212,7 @@ def _meta(args: argparse.Namespace, title: str, model: str, **extra) -> dict:
         "machine": machine_info(args.machine),
         "model": model_info(model),
         "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average": {"before": load_average()},
         **extra,
     }
