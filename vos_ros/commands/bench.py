@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --rate, --seconds and --minutes must be positive", file=sys.stderr)
         return 2
     model = args.model or _default_model()
-    args.model = _relative(model)
+    model = args.model = _relative(model)
     import vos_ros.engine.backends  # noqa: F401 - sets OMP_WAIT_POLICY unless torch is loaded
 
     if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY") != "PASSIVE":

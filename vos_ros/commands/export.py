@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +18,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=288,
         help="processing short side written to the manifest (multiple of 32)",
     )
+    parser.add_argument(
+        "--metrics-from",
+        default=None,
+        help="a `vos-ros evaluate --json` report of this model; its scores go into the manifest",
+    )
     parser.add_argument("--version", default="0.1.0", help="model version for the manifest")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vos_ros.model.export import export_model
+    from vos_ros.model.export import export_model, metrics_from_report
 
+    metrics = None
+    if args.metrics_from:
+        metrics = metrics_from_report(json.loads(Path(args.metrics_from).read_text()))
     manifest = export_model(
-        args.checkpoint, args.out, short_side=args.short_side, version=args.version
+        args.checkpoint, args.out, short_side=args.short_side, metrics=metrics, version=args.version
     )
     arch = manifest["architecture"]
     print(

@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache-dir", default=defaults.cache_dir, help="where the resized training set is cached"
     )
     parser.add_argument(
+        "--own-pred-prob",
+        type=float,
+        default=defaults.own_pred_prob,
+        help="frames >= 2: use the network's own (flow-warped) previous prediction this often",
+    )
+    parser.add_argument(
         "--max-minutes",
         type=float,
         default=None,
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch=args.batch,
         clip_len=args.clip_len,
+        own_pred_prob=args.own_pred_prob,
         crop_w=args.crop[0],
         crop_h=args.crop[1],
         lr=args.lr,

@@ -166,6 +166,24 @@ def count_flops(net: ProtoNet, h: int, w: int, targets: int = 1) -> dict[str, fl
     return result
 
 
+def metrics_from_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``metrics`` from a ``vos-ros evaluate --json`` report of this model."""
+    meta = report.get("meta", {})
+    davis = report.get("davis", {})
+    return {
+        "davis_global": {k: round(float(v), 4) for k, v in davis.get("global", {}).items()},
+        "davis_per_sequence_jf": {
+            name: round(float(scores["J&F-Mean"]), 4)
+            for name, scores in davis.get("per_sequence", {}).items()
+        },
+        "fps_offline": round(float(report.get("timing", {}).get("fps", 0.0)), 1),
+        "source": meta.get("source"),
+        "command": meta.get("command"),
+        "date": meta.get("date"),
+        "machine": meta.get("machine"),
+    }
+
+
 def write_weights(net: ProtoNet, path: Path) -> None:
     """Architecture + state dict only (no optimizer): what the PyTorch backend needs."""
     buffer = io.BytesIO()
