@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vos_ros.benchmark.clips import BenchClip, make_clip
 from vos_ros.benchmark.engine_bench import (
     CaseSpec,
@@ -68,13 +70,24 @@ def measure_window(log: TopicLog, seconds: float, instances: int | None = None) 
     }
 
 
+def frame_showing_all(log: TopicLog, clip: BenchClip, timeout: float = 10.0):
+    """The newest output (still in the node's frame buffer) whose clip frame shows every one of
+    the clip's targets: a target hidden on the prompted frame cannot be given to the node."""
+    ids = set(clip.classes)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for arrival in log.recent(10):  # the node buffers the last 30 frames by default
+            if arrival.index >= 0 and ids <= set(np.unique(clip.labels[arrival.index]).tolist()):
+                return arrival
+        time.sleep(0.1)
+    raise RuntimeError(f"no recent output frame shows all of targets {sorted(ids)}")
+
+
 def set_targets(client: BenchClient, log: TopicLog, clip: BenchClip, node: str) -> str:
-    """Replace the node's targets with the clip's labels on the newest frame it has output."""
+    """Replace the node's targets with the clip's labels on a recent frame it has output."""
     from vos_ros.srv import SetInitialMask
 
-    latest = log.latest()
-    if latest is None or latest.index < 0:
-        raise RuntimeError(f"no output from {node} yet to pick a frame for the targets")
+    latest = frame_showing_all(log, clip)
     ids = sorted(clip.classes)
     request = SetInitialMask.Request(
         label_image=label_image_msg(clip.labels[latest.index]),

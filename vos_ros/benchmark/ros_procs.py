@@ -165,6 +165,11 @@ class TopicLog:
         with self.lock:
             return [a for a in self.arrivals if start_ns <= a.arrival_ns < end_ns]
 
+    def recent(self, count: int) -> list[Arrival]:
+        """The last ``count`` arrivals, newest first."""
+        with self.lock:
+            return self.arrivals[-count:][::-1]
+
     def latest(self) -> Arrival | None:
         with self.lock:
             return self.arrivals[-1] if self.arrivals else None

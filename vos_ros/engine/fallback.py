@@ -55,16 +55,16 @@ class FallbackSettings:
     # Forward-backward flow check: the warped mask is capped at 0.5 where it fails (one more DIS
     # run per frame).
     flow_check: bool = False
-    prior_sigma: float = 3.0  # blur of the warped mask: how far the flow may be off at an edge
+    prior_sigma: float = 8.0  # blur of the warped mask: how far the flow may be off at an edge
     prior_sigma_rel: float = 0.0  # ... at least this times sqrt(target area): big moves more
     prior_inside: float = 0.9  # prior probability deep inside the warped mask (cap)
     prior_outside: float = 0.01  # prior probability far outside it (floor)
     colour_weight: float = 1.0  # weight of the colour log-likelihood ratio
     use_colour: bool = True
-    ring_px: float = 12.0  # width of the background ring around the target
-    anchor_weight: float = 0.5  # share of the annotated frame in the colour model
-    ring_weight: float = 0.5  # share of the ring in the background histogram
-    update_rate: float = 0.2  # weight of a new confident frame in the recent colour model
+    ring_px: float = 24.0  # width of the background ring around the target
+    anchor_weight: float = 0.75  # share of the annotated frame in the colour model
+    ring_weight: float = 0.2  # share of the ring in the background histogram
+    update_rate: float = 0.1  # weight of a new confident frame in the recent colour model
     refine_radius: float = 0.0  # guided-filter radius (0: off)
     refine_eps: float = 1e-3  # guided-filter regularisation (gray levels in [0, 1])
     # Search for a lost target: a region is taken when its mean colour log-ratio is above
