@@ -27,7 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
-MODES = ("engine", "node", "soak")
+MODES = ("engine", "node", "soak", "faults")
 DEFAULT_MODEL = "models/protonet-s"
 
 
@@ -97,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument(
         "--machine", default=None, help="machine label for the records (default: detected)"
     )
+    from vos_ros.benchmark.fault_soak import add_fault_arguments
+
+    add_fault_arguments(parser.add_argument_group("faults (soak with fault injection)"))
     engine = parser.add_argument_group("engine")
     engine.add_argument("--frames", type=int, default=60, help="measured frames per case (60)")
     engine.add_argument("--warmup", type=int, default=5, help="unmeasured frames per case (5)")
@@ -190,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_engine(args, model)
     if args.mode == "node":
         return _run_node(args, model)
+    if args.mode == "faults":
+        return _run_faults(args, model)
     return _run_soak(args, model)
 
 
@@ -350,3 +355,26 @@ def _run_soak(args: argparse.Namespace, model: str) -> int:
     )
     _finish(args, meta, result, "Soak", soak_block(result))
     return 0 if not result.get("error") else 1
+
+
+def _run_faults(args: argparse.Namespace, model: str) -> int:
+    """The soak with fault injection (docs/reliability.md); shares --seconds, --rate, --sizes."""
+    from vos_ros.benchmark import fault_soak
+
+    width, height = (args.sizes or [(320, 240)])[0]
+    backend = "flow" if model == "flow" else (args.backends or ["onnxruntime"])[0]
+    fault_args = argparse.Namespace(
+        size=f"{width}x{height}",
+        seconds=args.seconds,
+        rate=args.rate,
+        model=model,
+        backend=backend,
+        threads=max(args.threads, 1),
+        bad_every=args.bad_every,
+        backend_error_every=args.backend_error_every,
+        service_hz=args.service_hz,
+        seed=args.seed,
+        json=args.json,
+        log_dir=args.log_dir,
+    )
+    return fault_soak.run(fault_args)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
+from types import SimpleNamespace
 
-from vos_ros.model.train import TrainConfig
+from vos_ros.model.train_config import TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig(data="", out="")
+    # field defaults without building a config (that would import torch for the arch default)
+    defaults = SimpleNamespace(**{f.name: f.default for f in fields(TrainConfig)})
     parser.add_argument(
         "--data", required=True, help="DAVIS-layout training folder (never the validation set)"
     )

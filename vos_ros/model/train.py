@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +28,15 @@ import torch.nn.functional as F
 
 from vos_ros.model.augment import backward_flow_sampling, perturb_prev_mask, warp_with_sampling
 from vos_ros.model.data import Sequence, load_training_set
-from vos_ros.model.network import DEFAULT_ARCH, ProtoNet, build_network
+from vos_ros.model.network import ProtoNet, build_network
 from vos_ros.model.synth_pairs import make_training_clip
 from vos_ros.model.torch_prototypes import frame_prototypes_torch
+from vos_ros.model.train_config import TrainConfig
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "train.log"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run; stored in every checkpoint."""
-
-    data: str
-    out: str
-    steps: int = 8000
-    batch: int = 4
-    clip_len: int = 3
-    crop_h: int = 160  # multiples of 32 (the encoder's stride)
-    crop_w: int = 256
-    store_h: int = 288  # frames are cached at this size, then scaled and cropped
-    store_w: int = 512
-    max_gap: int = 3  # frames between clip frames: 1..max_gap
-    paste_prob: float = 0.4  # share of clips with a second, pasted target
-    own_pred_prob: float = 0.5  # frames >= 2: previous mask = own prediction with this probability
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup: int = 200
-    device: str = "cpu"
-    threads: int = 1
-    seed: int = 0
-    save_every_s: float = 180.0
-    snapshot_every: int = 1000  # keep a numbered copy every this many steps
-    log_every: int = 10
-    cache_dir: str = ".carry/cache"
-    arch: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCH))
 
 
 def normalize_images(frames: torch.Tensor) -> torch.Tensor:
