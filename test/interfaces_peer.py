@@ -19,10 +19,10 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from vos_ros.msg import InstanceMaskArray
-from vos_ros.srv import SetInitialMask
 
+from vos_ros.msg import InstanceMaskArray
 from vos_ros.ros.image_msgs import array_to_msg
+from vos_ros.srv import SetInitialMask
 
 # The request this process sends; test_interfaces.py checks that it arrives unchanged.
 LABELS = np.array([[0, 0, 3, 3, 0], [0, 7, 7, 3, 0], [0, 0, 0, 0, 300], [7, 0, 0, 0, 0]], np.uint16)

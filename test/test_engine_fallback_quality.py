@@ -53,7 +53,7 @@ def test_step_without_targets_returns_an_empty_result_and_keeps_the_stream(kind,
     result = engine.step(frames[9][0], Prompt(np.where(frames[9][1] == 1, 5, 0)))
     assert [t.target_id for t in result.targets] == [5]
     target = engine.step(frames[10][0]).targets[0]
-    assert iou(target.mask, frames[10][1] == 5 - 4) > 0.7
+    assert iou(target.mask, frames[10][1] == 1) > 0.7  # sprite 1, now tracked as id 5
 
 
 def test_moving_object_mask_does_not_grow():
@@ -191,3 +191,32 @@ def test_guided_filter_keeps_edges_and_smooths_flat_regions():
     assert out[:, :14].mean() < 0.1 and out[:, 16:].mean() > 0.9  # the step survives
     with pytest.raises(ValueError, match="same shape"):
         guided_filter(guide, src[:-1], 3, 1e-3)
+
+
+@pytest.mark.parametrize("refine_radius", [0.0, 2.0])
+def test_fallback_predictor_combines_prior_and_colour(refine_radius):
+    from vos_ros.engine.fallback import FallbackSettings, FlowPredictor
+
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[:] = (70, 120, 60)
+    rgb[20:40, 20:40] = (220, 40, 40)
+    mask = np.zeros((60, 80), np.float32)
+    mask[20:40, 20:40] = 1.0
+    predictor = FlowPredictor(FallbackSettings(refine_radius=refine_radius), short_side=60)
+    features = predictor.encode(predictor.prepare(rgb))
+    predictor.memorize(features, 3, mask, "permanent")
+    # the warped mask overshoots by 6 px to the right (a strip the object uncovered)
+    warped = np.zeros((1, 60, 80), np.float32)
+    warped[0, 20:40, 20:46] = 1.0
+    prob = predictor.predict(features, [3], warped)[0]
+    assert prob.shape == (60, 80) and prob.min() >= 0.0 and prob.max() <= 1.0
+    assert (prob[22:38, 22:38] > 0.5).all()  # the target
+    assert (prob[22:38, 41:46] < 0.5).all()  # the uncovered background strip is dropped
+    # lost target (no previous mask): found again by colour, anywhere in the frame
+    rgb2 = np.zeros_like(rgb)
+    rgb2[:] = (70, 120, 60)
+    rgb2[5:25, 50:70] = (220, 40, 40)
+    lost = predictor.predict(predictor.encode(rgb2), [3], np.zeros((1, 60, 80), np.float32))[0]
+    assert (lost[7:23, 52:68] > 0.5).all() and (lost[30:, :40] < 0.5).all()
+    with pytest.raises(ValueError, match="memory mode"):
+        predictor.memorize(features, 3, mask, "forever")

@@ -32,10 +32,10 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import RegionOfInterest  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
-from vos_ros.msg import InstanceMask, InstanceMaskArray  # noqa: E402
-from vos_ros.srv import SetInitialMask  # noqa: E402
 
+from vos_ros.msg import InstanceMask, InstanceMaskArray  # noqa: E402
 from vos_ros.ros.image_msgs import array_to_msg, msg_to_array  # noqa: E402
+from vos_ros.srv import SetInitialMask  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

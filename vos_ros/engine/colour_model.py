@@ -54,9 +54,7 @@ def _smooth(hist: np.ndarray) -> np.ndarray:
     a bin now and then."""
     cube = hist.reshape(L_BINS, AB_BINS, AB_BINS)
     for axis in range(3):
-        padded = np.concatenate(
-            [cube.take([0], axis), cube, cube.take([-1], axis)], axis=axis
-        )
+        padded = np.concatenate([cube.take([0], axis), cube, cube.take([-1], axis)], axis=axis)
         n = cube.shape[axis]
         cube = (
             padded.take(range(0, n), axis)
@@ -152,7 +150,9 @@ class ColourModel:
         if self._anchor is None or self._recent is None:
             raise ValueError("the colour model has no annotation yet")
         a = self.anchor_weight
-        fg, ring, rest = (a * x + (1.0 - a) * y for x, y in zip(self._anchor, self._recent))
+        fg, ring, rest = (
+            a * x + (1.0 - a) * y for x, y in zip(self._anchor, self._recent, strict=True)
+        )
         bg = self.ring_weight * ring + (1.0 - self.ring_weight) * rest if local else rest
         # Additive smoothing: a colour seen by neither histogram is neutral, not infinitely sure.
         floor = 0.1 / NUM_BINS

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -52,11 +51,7 @@ class FallbackSettings:
     synthetic clips, never on the validation split). Lengths are in pixels at a processing short
     side of 288 and scale with it."""
 
-    # Forward-backward flow check: the warped mask is capped at 0.5 where it fails (one more DIS
-    # run per frame).
-    flow_check: bool = False
     prior_sigma: float = 8.0  # blur of the warped mask: how far the flow may be off at an edge
-    prior_sigma_rel: float = 0.0  # ... at least this times sqrt(target area): big moves more
     prior_inside: float = 0.9  # prior probability deep inside the warped mask (cap)
     prior_outside: float = 0.01  # prior probability far outside it (floor)
     colour_weight: float = 1.0  # weight of the colour log-likelihood ratio
@@ -67,9 +62,9 @@ class FallbackSettings:
     update_rate: float = 0.1  # weight of a new confident frame in the recent colour model
     refine_radius: float = 0.0  # guided-filter radius (0: off)
     refine_eps: float = 1e-3  # guided-filter regularisation (gray levels in [0, 1])
-    # Search for a lost target: a region is taken when its mean colour log-ratio is above
-    # ``redetect_logit`` and its area is within [redetect_min_area, redetect_max_area] x the
-    # target's area on the annotated frame.
+    # Search for a lost target: the largest connected region of pixels whose colour log-ratio
+    # (target vs rest of the frame) is above ``redetect_logit``, with an area within
+    # [redetect_min_area, redetect_max_area] x the target's area on the annotated frame.
     redetect: bool = True
     redetect_logit: float = 1.5
     redetect_min_area: float = 0.15
@@ -78,11 +73,11 @@ class FallbackSettings:
 
 @dataclass
 class FallbackFeatures:
-    """Per-frame inputs of the fallback: colour bins ``(h, w)`` uint16 and gray ``(h, w)``
-    float32 in [0, 1], both at the processing size."""
+    """Per-frame inputs of the fallback at the processing size: colour bins ``(h, w)`` uint16,
+    and gray ``(h, w)`` float32 in [0, 1] (the refinement's guide; None when it is off)."""
 
     bins: np.ndarray
-    gray: np.ndarray
+    gray: np.ndarray | None
 
 
 class FlowPredictor:
@@ -96,10 +91,6 @@ class FlowPredictor:
     binary_state = True  # the engine keeps hard masks between frames (no blur build-up)
     uses_prior = False  # the warped mask is its own (soft) prior
 
-    @property
-    def flow_check(self) -> bool:
-        return self.settings.flow_check
-
     def __init__(self, settings: FallbackSettings | None = None, short_side: int = 288) -> None:
         self.settings = settings or FallbackSettings()
         self._px = short_side / 288.0
@@ -111,11 +102,15 @@ class FlowPredictor:
         return small_rgb
 
     def encode(self, small_rgb: np.ndarray) -> FallbackFeatures:
-        gray = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        gray *= np.float32(1.0 / 255.0)
+        gray = None
+        if self.settings.refine_radius > 0:
+            gray = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            gray *= np.float32(1.0 / 255.0)
         return FallbackFeatures(quantize(small_rgb), gray)
 
-    def predict(self, features: FallbackFeatures, ids: list[int], previous: np.ndarray) -> np.ndarray:
+    def predict(
+        self, features: FallbackFeatures, ids: list[int], previous: np.ndarray
+    ) -> np.ndarray:
         """Foreground probabilities ``[N, h, w]`` float32 of targets ``ids``.
 
         :param previous: ``[N, h, w]`` float32 flow-warped previous masks; all zero for a target
@@ -124,17 +119,21 @@ class FlowPredictor:
         t0 = time.perf_counter()
         probs = np.zeros_like(previous)
         present = previous.reshape(len(ids), -1).max(axis=1, initial=0.0) > 0.5
-        taken = (previous[present] > 0.5).any(axis=0) if present.any() else None
+        taken = None  # pixels of the visible targets, computed once if a search needs it
         for i, target_id in enumerate(ids):
             model = self._models.get(target_id)
             if present[i]:
                 self._track(features, previous[i], model, probs[i])
             elif model is not None and model.ready and self.settings.redetect:
+                if taken is None and present.any():
+                    taken = (previous[present] > 0.5).any(axis=0)
                 self._search(features, model, taken, probs[i])
         self.timings_ms["decoder"] = (time.perf_counter() - t0) * 1e3
         return probs
 
-    def memorize(self, features: FallbackFeatures, target_id: int, prob: np.ndarray, mode: str) -> None:
+    def memorize(
+        self, features: FallbackFeatures, target_id: int, prob: np.ndarray, mode: str
+    ) -> None:
         """Learn target ``target_id``'s colours from its mask ``prob`` ``(h, w)`` on this frame.
 
         :param mode: ``permanent`` / ``replace`` (an annotation: the model restarts from it) or
@@ -166,15 +165,17 @@ class FlowPredictor:
 
     # -- internals ------------------------------------------------------------------------------
     def _track(
-        self, features: FallbackFeatures, warped: np.ndarray, model: ColourModel | None,
+        self,
+        features: FallbackFeatures,
+        warped: np.ndarray,
+        model: ColourModel | None,
         out: np.ndarray,
     ) -> None:
         """Probability of a visible target, written into ``out`` within a window around it."""
         s = self.settings
         sigma = s.prior_sigma * self._px
-        if s.prior_sigma_rel > 0:
-            sigma = max(sigma, s.prior_sigma_rel * math.sqrt(float((warped > 0.5).sum())))
-        x0, y0, x1, y1 = _window(warped, int(math.ceil(4 * sigma + s.ring_px * self._px)))
+        # Beyond 4 sigma the prior is at its floor; the ring width adds room for fast motion.
+        x0, y0, x1, y1 = _window(warped, math.ceil(4 * sigma + s.ring_px * self._px))
         prior = warped[y0:y1, x0:x1]
         prior = cv2.GaussianBlur(prior, (0, 0), sigma) if sigma > 0 else prior.copy()
         np.clip(prior, s.prior_outside, s.prior_inside, out=prior)
@@ -183,14 +184,17 @@ class FlowPredictor:
             table = model.log_ratio(local=True)
             logit += np.float32(s.colour_weight) * table[features.bins[y0:y1, x0:x1]]
         prob = _sigmoid(logit)
-        if s.refine_radius > 0:
+        if s.refine_radius > 0 and features.gray is not None:
             radius = max(1, round(s.refine_radius * self._px))
             prob = guided_filter(features.gray[y0:y1, x0:x1], prob, radius, s.refine_eps)
             np.clip(prob, 0.0, 1.0, out=prob)
         out[y0:y1, x0:x1] = prob
 
     def _search(
-        self, features: FallbackFeatures, model: ColourModel, taken: np.ndarray | None,
+        self,
+        features: FallbackFeatures,
+        model: ColourModel,
+        taken: np.ndarray | None,
         out: np.ndarray,
     ) -> None:
         """Look for a lost target in the whole frame by colour; writes its probability into

@@ -32,21 +32,11 @@ class Motion:
     four DAVIS validation clips: J 0.48 vs 0.34 with the flow fallback, so pulling it is.
     """
 
-    def __init__(
-        self, sampling: tuple[np.ndarray, np.ndarray], unreliable: np.ndarray | None = None
-    ) -> None:
+    def __init__(self, sampling: tuple[np.ndarray, np.ndarray]) -> None:
         self.sampling = sampling
-        self.unreliable = unreliable  # (h, w) bool at map resolution, or None (not checked)
 
     def apply(self, maps_chw: np.ndarray) -> np.ndarray:
-        """Warp ``[N, h, w]`` maps; where the flow failed its forward-backward check, values
-        are capped at 0.5 ("don't know"): that is mostly background the object just uncovered,
-        which backward warping would otherwise fill with the object."""
-        out = FlowWarper.warp(maps_chw, self.sampling)
-        if self.unreliable is not None:
-            for i in range(out.shape[0]):
-                np.minimum(out[i], 0.5, out=out[i], where=self.unreliable)
-        return out
+        return FlowWarper.warp(maps_chw, self.sampling)
 
 
 class FlowWarper:
@@ -55,17 +45,10 @@ class FlowWarper:
     :param preset: ``ultrafast`` | ``fast`` | ``medium``.
     :param flow_wh: ``(width, height)`` the flow is computed at.
     :param map_wh: ``(width, height)`` of the maps to warp (flow is resized and rescaled to it).
-    :param check: also run the forward flow and mark pixels failing the forward-backward
-        consistency check (Sundaram et al., ECCV 2010) as unreliable (one more DIS run).
     """
 
-    def __init__(
-        self, preset: str, flow_wh: tuple[int, int], map_wh: tuple[int, int], check: bool = False
-    ) -> None:
+    def __init__(self, preset: str, flow_wh: tuple[int, int], map_wh: tuple[int, int]) -> None:
         self._dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
-        self.check = check
-        fw, fh = flow_wh
-        self._flow_grid = np.meshgrid(np.arange(fw, dtype=np.float32), np.arange(fh, dtype=np.float32))
         self.flow_wh = flow_wh
         self.map_wh = map_wh
         w, h = map_wh
@@ -87,10 +70,7 @@ class FlowWarper:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sampling maps ``(map_x, map_y)`` at map resolution that pull ``reference``-frame
         content onto ``gray``'s frame (both gray uint8 at ``flow_wh``)."""
-        return self._sampling(self._dis.calc(gray, reference, None))
-
-    def _sampling(self, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backward flow ``[h, w, 2]`` at flow resolution -> sampling maps at map resolution."""
+        flow = self._dis.calc(gray, reference, None)  # [h, w, 2]: gray pixel -> reference pixel
         if (flow.shape[1], flow.shape[0]) != self.map_wh:
             flow = cv2.resize(flow, self.map_wh, interpolation=cv2.INTER_LINEAR)
         map_x = self._grid_x + flow[..., 0] * self._scale[0]
@@ -108,34 +88,8 @@ class FlowWarper:
         return motion
 
     def motion(self, gray: np.ndarray, reference: np.ndarray) -> Motion:
-        """How to carry maps from ``reference``'s frame to ``gray``'s (one DIS run, two with
-        the consistency check)."""
-        backward = self._dis.calc(gray, reference, None)  # gray pixel -> reference pixel
-        unreliable = None
-        if self.check:
-            forward = self._dis.calc(reference, gray, None)
-            unreliable = self._inconsistent(backward, forward)
-            if unreliable.shape[::-1] != self.map_wh:
-                unreliable = cv2.resize(
-                    unreliable.view(np.uint8), self.map_wh, interpolation=cv2.INTER_NEAREST
-                ).view(bool)
-        return Motion(self._sampling(backward), unreliable)
-
-    def _inconsistent(self, backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
-        """Pixels whose backward flow is not undone by the forward flow where it lands:
-        ``|b + f(x + b)|^2 > 0.01 (|b|^2 + |f(x + b)|^2) + 0.5`` (pixels at flow resolution)."""
-        gx, gy = self._flow_grid
-        landed = cv2.remap(
-            forward,
-            gx + backward[..., 0],
-            gy + backward[..., 1],
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        total = backward + landed
-        err = (total * total).sum(axis=2)
-        mag = (backward * backward).sum(axis=2) + (landed * landed).sum(axis=2)
-        return err > 0.01 * mag + 0.5
+        """How to carry maps from ``reference``'s frame to ``gray``'s (one DIS run)."""
+        return Motion(self.flow_between(gray, reference))
 
     @staticmethod
     def warp(maps_chw: np.ndarray, sampling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

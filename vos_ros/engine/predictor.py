@@ -30,7 +30,6 @@ class NetworkPredictor:
 
     binary_state = False  # the decoder takes the soft previous mask
     uses_prior = True
-    flow_check = False  # the guidance is warped as trained: no forward-backward check
 
     def __init__(
         self,
