@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,6 +57,36 @@ class Prompt:
     label_image: np.ndarray
     classes: dict[int, str] = field(default_factory=dict)
     replace: bool = False
+
+
+@dataclass
+class _FrameContext:
+    """The last stepped frame as it was before aggregation: enough to apply a prompt that
+    arrives for it later (:meth:`VosEngine.add_targets`) exactly as a ``Prompt`` to
+    :meth:`VosEngine.step` would have.
+
+    :param small: ``(h, w, 3)`` uint8 frame at the processing size (identifies the frame).
+    :param features: the predictor's encoding of the frame; None when nothing needed it yet.
+    :param frame_index: index of the frame in the stream.
+    :param tracked: ids the predictor ran for on this frame.
+    :param tracked_probs: ``[len(tracked), mh, mw]`` float32 their probabilities (after the
+        box prior, before prompts take their pixels).
+    :param prompts: prompted id -> ``(mh, mw)`` float32 soft mask at mask resolution.
+    """
+
+    small: np.ndarray
+    features: Any
+    frame_index: int
+    tracked: list[int]
+    tracked_probs: np.ndarray
+    prompts: dict[int, np.ndarray]
+
+    def forget(self, target_id: int) -> None:
+        self.prompts.pop(target_id, None)
+        if target_id in self.tracked:
+            row = self.tracked.index(target_id)
+            del self.tracked[row]
+            self.tracked_probs = np.delete(self.tracked_probs, row, axis=0)
 
 
 def processing_size(input_hw: tuple[int, int], short_side: int) -> tuple[int, int]:
@@ -116,6 +147,9 @@ class VosEngine:
             self._state = np.delete(self._state, slot, axis=0)
             self._visible = np.delete(self._visible, slot)
             self._pending.pop(target_id, None)
+            self._recent_writes = [w for w in self._recent_writes if w[0] != target_id]
+            if self._last is not None:
+                self._last.forget(target_id)
             self.predictor.forget(target_id)
             removed.append(target_id)
         return removed
@@ -123,15 +157,24 @@ class VosEngine:
     def add_targets(
         self, frame_rgb: np.ndarray, label_image: np.ndarray, classes=None
     ) -> list[int]:
-        """Add targets annotated on an earlier (buffered) frame of the stream.
+        """Add targets annotated on a frame of the stream that was already stepped.
 
-        Existing targets are untouched. The new targets are tracked from the next :meth:`step`:
-        their mask is carried from ``frame_rgb`` to that frame by optical flow.
+        On the most recent stepped frame (the usual case: a service call answered right after
+        that frame) the engine ends up in exactly the state ``step(frame, Prompt(label_image,
+        classes, replace=False))`` would have left: the new masks are taken as given, existing
+        targets lose those pixels (previous masks, visibility and this frame's memory entries)
+        and the new targets are tracked from the next :meth:`step` like any other.
+
+        On an older buffered frame the new targets' memory is taken from that frame and their
+        previous mask is the prompt, carried by optical flow from that frame to the next
+        stepped one; existing targets are untouched (they may still cover the new targets'
+        pixels on the most recent frame; the next step's aggregation sorts that out).
 
         :returns: the added ids, ascending.
         """
         frame = self._check_frame(frame_rgb)
-        masks = self._parse_labels(label_image, classes or {}, frame.shape[:2])
+        classes = classes or {}
+        masks = self._parse_labels(label_image, classes, frame.shape[:2])
         if not masks:
             raise InputError("label_image has no target pixel (values > 0)")
         for target_id in masks:
@@ -141,20 +184,19 @@ class VosEngine:
                     f"current frame with Prompt(replace=True)"
                 )
         small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
-        gray = to_gray(small, self._flow_wh)
-        features = self.predictor.encode(self.predictor.prepare(small))
-        classes = classes or {}
-        for target_id, full_mask in masks.items():
-            small_mask = self._to_mask_res(full_mask)
-            self._append_target(target_id, str(classes.get(target_id, DEFAULT_CLASS)), small_mask)
-            self._pending[target_id] = (gray, small_mask)
-            self.predictor.memorize(features, target_id, small_mask, "permanent")
+        last = self._last
+        if last is not None and np.array_equal(small, last.small):
+            self._prompt_last_frame(last, masks, classes)
+        else:
+            self._add_on_older_frame(small, masks, classes)
         return sorted(masks)
 
     def step(self, frame_rgb: np.ndarray, prompt: Prompt | None = None) -> FrameResult:
         """Process the next frame of the stream; ``prompt`` gives ground truth on this frame."""
         t_start = time.perf_counter()
         frame = self._check_frame(frame_rgb)
+        self._write_recent_memory()  # the previous frame's, now that no prompt can change it
+        t_flushed = time.perf_counter()
         prompt_masks: dict[int, np.ndarray] = {}
         if prompt is not None:
             if not isinstance(prompt, Prompt):
@@ -174,7 +216,7 @@ class VosEngine:
         busy = bool(len(self._registry) or prompt_masks)
         prepared = self.predictor.prepare(small) if busy else None
         t_pre = time.perf_counter()
-        timings["preprocess"] = (t_pre - t_start) * 1e3
+        timings["preprocess"] = (t_pre - t_flushed) * 1e3
 
         # 2. flow: carry the previous masks to this frame. With nothing to carry the frame is only
         # kept as the flow reference of the next one (targets may be added later).
@@ -192,81 +234,49 @@ class VosEngine:
         timings["encoder"] = (t_enc - t_flow) * 1e3
 
         # 4-5. memory + decoder for the tracked targets.
+        prompt_small: dict[int, np.ndarray] = {}
         for target_id in prompt_masks:  # register / re-annotate prompted targets
             small_mask = self._to_mask_res(prompt_masks[target_id])
             label = str(prompt.classes.get(target_id, DEFAULT_CLASS))
             if target_id in self._registry:
                 self._registry.set_class(target_id, label)
-                slot = self._registry.slot(target_id)
-                previous[slot] = small_mask
             else:
                 self._append_target(target_id, label, small_mask)
-                previous = np.concatenate([previous, small_mask[None]])
-        ids = self._registry.ids
-        probs = np.zeros_like(previous)
-        tracked_slots = np.array([ids.index(i) for i in tracked], dtype=np.intp)
-        if len(tracked_slots):
-            probs[tracked_slots] = self.predictor.predict(
-                features, tracked, np.ascontiguousarray(previous[tracked_slots])
-            )
-            timings["memory"] += self.predictor.timings_ms["memory"]
+            prompt_small[target_id] = small_mask
+        tracked_slots = np.array([self._registry.slot(i) for i in tracked], dtype=np.intp)
+        tracked_previous = np.ascontiguousarray(previous[tracked_slots])
+        mh, mw = self._mask_wh[1], self._mask_wh[0]
+        tracked_probs = np.zeros((len(tracked), mh, mw), np.float32)
+        gather_ms = 0.0
+        if tracked:
+            tracked_probs = self.predictor.predict(features, tracked, tracked_previous)
+            gather_ms = self.predictor.timings_ms["memory"]
         t_dec = time.perf_counter()
         # decoder stage: the network's decoder run, or the fallback's flow + colour combination
-        timings["decoder"] = (t_dec - t_enc) * 1e3 - timings["memory"]
+        timings["decoder"] = (t_dec - t_enc) * 1e3 - gather_ms
 
         # 6. localization prior (visible tracked targets only: lost ones are searched everywhere).
-        if self.predictor.uses_prior and self.config.use_box_prior and len(tracked_slots):
-            active = np.zeros(len(ids), bool)
-            active[tracked_slots] = self._visible[tracked_slots]
+        if self.predictor.uses_prior and self.config.use_box_prior and tracked:
             apply_box_prior(
-                probs, previous, active, self.config.prior_scale, self.config.prior_keep_prob
+                tracked_probs,
+                tracked_previous,
+                self._visible[tracked_slots],
+                self.config.prior_scale,
+                self.config.prior_keep_prob,
             )
 
-        # Prompted targets are exactly as given; other targets lose the prompted pixels.
-        prompt_slots = [ids.index(i) for i in prompt_masks]
-        if prompt_slots:
-            union = np.zeros(previous.shape[1:], np.float32)
-            for slot in prompt_slots:
-                np.maximum(union, previous[slot], out=union)
-            keep = 1.0 - union
-            for slot in tracked_slots:
-                probs[slot] *= keep
-            for slot in prompt_slots:
-                probs[slot] = previous[slot]
+        # 7. prompts + aggregation + visibility at mask resolution (shared with add_targets).
+        self._last = _FrameContext(
+            small, features, self._frame_index, tracked, tracked_probs, prompt_small
+        )
+        agg, ids, visible, scores = self._settle_frame(self._last)
 
-        # 7. aggregation + visibility at mask resolution.
-        agg = soft_aggregate(probs)
-        labels_small = argmax_channels(agg)
-        areas, scores = target_scores(agg, labels_small)
-        min_area = self.config.min_area_fraction * labels_small.size
-        visible = (areas >= max(1.0, min_area)) & (scores >= self.config.visible_score)
-        for slot in prompt_slots:
-            visible[slot] = bool(areas[slot] > 0)
-            scores[slot] = 1.0
-        if self.predictor.binary_state:
-            state = np.zeros((len(ids), *labels_small.shape), np.float32)
-            for slot in range(len(ids)):
-                state[slot][labels_small == slot + 1] = 1.0
-        else:
-            state = np.ascontiguousarray(agg[1:])
-        state[~visible] = 0.0  # lost targets: no previous mask, no prior -> searched everywhere
-        self._state = state
-        self._visible = visible
-        self._pending.clear()
-
-        # Memory writes: annotations now, recent frames every k frames when confident.
+        # Memory writes of the annotations (the recent entries wait for the next step).
         t_mem = time.perf_counter()
-        if features is not None:
-            for target_id in prompt_masks:
-                slot = ids.index(target_id)
-                mode = "replace" if prompt is not None and prompt.replace else "permanent"
-                self.predictor.memorize(features, target_id, previous[slot], mode)
-            if self._frame_index > 0 and self._frame_index % self.memory_every == 0:
-                for slot in tracked_slots:
-                    if visible[slot] and scores[slot] >= self.config.memory_score:
-                        self.predictor.memorize(features, ids[slot], self._state[slot], "recent")
+        mode = "replace" if prompt is not None and prompt.replace else "permanent"
+        self._memorize_prompts(features, prompt_small, mode)
         t_post = time.perf_counter()
-        timings["memory"] += (t_post - t_mem) * 1e3
+        timings["memory"] = gather_ms + (t_post - t_mem + t_flushed - t_start) * 1e3
 
         # 8. postprocess at the input resolution.
         result = self._results(agg, ids, visible, scores, prompt_masks)
@@ -289,6 +299,9 @@ class VosEngine:
         self._visible = np.zeros(0, bool)
         self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._frame_index = 0
+        self._last: _FrameContext | None = None
+        # (target id, mask) recent-memory entries of the last frame, written by the next step
+        self._recent_writes: list[tuple[int, np.ndarray]] = []
 
     @property
     def _use_flow(self) -> bool:
@@ -361,6 +374,121 @@ class VosEngine:
         self._registry.add(target_id, class_label)
         self._state = np.concatenate([self._state, small_mask[None]])
         self._visible = np.append(self._visible, True)
+
+    def _settle_frame(
+        self, ctx: _FrameContext
+    ) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
+        """Apply the frame's prompts, aggregate, and make the result the state the next frame
+        starts from (previous masks, visibility, queued recent-memory entries).
+
+        Prompted targets are exactly as given; tracked targets lose the prompted pixels. The one
+        code path for :meth:`step` and for :meth:`add_targets` on the last stepped frame, so both
+        leave the same state. Targets added on an older frame since keep their pending masks.
+
+        :returns: ``(agg [N + 1, mh, mw], ids [N], visible [N], scores [N])`` for the frame's N
+            targets in slot order.
+        """
+        all_ids = self._registry.ids
+        ids = [i for i in all_ids if i in ctx.prompts or i in ctx.tracked]
+        row_of = {target_id: row for row, target_id in enumerate(ctx.tracked)}
+        probs = np.empty((len(ids), *ctx.tracked_probs.shape[1:]), np.float32)
+        keep = None
+        if ctx.prompts:
+            union = np.zeros(probs.shape[1:], np.float32)
+            for mask in ctx.prompts.values():
+                np.maximum(union, mask, out=union)
+            keep = 1.0 - union
+        for slot, target_id in enumerate(ids):
+            if target_id in ctx.prompts:
+                probs[slot] = ctx.prompts[target_id]
+            else:
+                probs[slot] = ctx.tracked_probs[row_of[target_id]]
+                if keep is not None:
+                    probs[slot] *= keep
+
+        agg = soft_aggregate(probs)
+        labels_small = argmax_channels(agg)
+        areas, scores = target_scores(agg, labels_small)
+        min_area = self.config.min_area_fraction * labels_small.size
+        visible = (areas >= max(1.0, min_area)) & (scores >= self.config.visible_score)
+        for slot, target_id in enumerate(ids):
+            if target_id in ctx.prompts:
+                visible[slot] = bool(areas[slot] > 0)
+                scores[slot] = 1.0
+        if self.predictor.binary_state:
+            state = np.zeros((len(ids), *labels_small.shape), np.float32)
+            for slot in range(len(ids)):
+                state[slot][labels_small == slot + 1] = 1.0
+        else:
+            state = np.ascontiguousarray(agg[1:])
+        state[~visible] = 0.0  # lost targets: no previous mask, no prior -> searched everywhere
+        if len(ids) == len(all_ids):
+            self._state = state
+            self._visible = visible
+        else:
+            slots = [all_ids.index(i) for i in ids]
+            self._state[slots] = state
+            self._visible[slots] = visible
+        for target_id in ids:
+            self._pending.pop(target_id, None)
+
+        # Recent memory every k frames when confident; written by the next step, because a
+        # prompt for this frame may still arrive (add_targets) and change these masks.
+        self._recent_writes = []
+        if ctx.frame_index > 0 and ctx.frame_index % self.memory_every == 0:
+            for slot, target_id in enumerate(ids):
+                confident = visible[slot] and scores[slot] >= self.config.memory_score
+                if target_id in row_of and confident:
+                    self._recent_writes.append((target_id, state[slot]))
+        return agg, ids, visible, scores
+
+    def _write_recent_memory(self) -> None:
+        """Write the last frame's queued recent-memory entries (with that frame's features)."""
+        if self._recent_writes:
+            for target_id, mask in self._recent_writes:
+                self.predictor.memorize(self._last.features, target_id, mask, "recent")
+            self._recent_writes = []
+
+    def _memorize_prompts(self, features, masks: dict[int, np.ndarray], mode: str) -> None:
+        """Memory entries of annotated masks ``{id: (mh, mw) float32}`` on the frame of
+        ``features``."""
+        for target_id, mask in masks.items():
+            self.predictor.memorize(features, target_id, mask, mode)
+
+    def _prompt_last_frame(
+        self, ctx: _FrameContext, masks: dict[int, np.ndarray], classes: dict
+    ) -> None:
+        """New targets on the last stepped frame: as if they had come as its ``Prompt``."""
+        if ctx.features is None:  # nothing was tracked on that frame, so it was not encoded
+            ctx.features = self.predictor.encode(self.predictor.prepare(ctx.small))
+        new: dict[int, np.ndarray] = {}
+        for target_id, full_mask in masks.items():
+            new[target_id] = self._to_mask_res(full_mask)
+            label = str(classes.get(target_id, DEFAULT_CLASS))
+            self._append_target(target_id, label, new[target_id])
+        ctx.prompts.update(new)
+        self._settle_frame(ctx)
+        self._memorize_prompts(ctx.features, new, "permanent")
+
+    def _add_on_older_frame(
+        self, small: np.ndarray, masks: dict[int, np.ndarray], classes: dict
+    ) -> None:
+        """New targets on an older buffered frame: memory from that frame, previous mask = the
+        prompt, carried by flow to the next step; existing targets are untouched."""
+        # Encoding this frame may reuse the backend's buffers of the last frame's features:
+        # write what still needs them first, and encode the last frame again if it is prompted.
+        self._write_recent_memory()
+        if self._last is not None:
+            self._last.features = None
+        gray = to_gray(small, self._flow_wh)
+        features = self.predictor.encode(self.predictor.prepare(small))
+        new: dict[int, np.ndarray] = {}
+        for target_id, full_mask in masks.items():
+            new[target_id] = self._to_mask_res(full_mask)
+            label = str(classes.get(target_id, DEFAULT_CLASS))
+            self._append_target(target_id, label, new[target_id])
+            self._pending[target_id] = (gray, new[target_id])
+        self._memorize_prompts(features, new, "permanent")
 
     def _warp_previous(self, gray: np.ndarray, motion) -> np.ndarray:
         """Previous masks carried to this frame; pending targets use their own reference frame."""
