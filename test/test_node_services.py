@@ -192,3 +192,17 @@ def test_diagnostic_levels_follow_the_stats():
     values = values_of(array.status[0])
     assert values["frames_dropped"] == "1" and values["frames_failed"] == "1"
     assert values["engine_mean_ms"] == "157.5" and values["target_ids"] == "1 4"
+
+
+def test_label_image_msg_switches_to_mono16_for_ids_above_255():
+    from vos_ros.types import FrameResult, TargetResult
+
+    labels = np.zeros((4, 6), np.uint16)
+    labels[1:3, 2:4] = 300
+    mask = labels == 300
+    target = TargetResult(300, "car", mask.astype(np.float32), mask, (2, 1, 4, 3), 1.0, True)
+    result = FrameResult(frame_index=0, targets=[target], label_image=labels)
+    msg = result_msgs.label_image_msg(result, Header(), "mono8")
+    assert msg.encoding == "mono16" and np.array_equal(msg_to_array(msg), labels)
+    empty = FrameResult(frame_index=0, targets=[], label_image=np.zeros((4, 6), np.uint16))
+    assert result_msgs.label_image_msg(empty, Header()).encoding == "mono8"

@@ -45,6 +45,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from vos_ros.frame_buffer import NS_PER_S, FrameBuffer
+from vos_ros.heap_trim import HeapTrimmer
 from vos_ros.msg import DetectionArray, InstanceMaskArray
 from vos_ros.ros import result_msgs
 from vos_ros.ros.diagnostics import DiagnosticThresholds, NodeStats, build_diagnostic_array
@@ -384,7 +385,9 @@ class VosNode(LifecycleNode):
         self.get_logger().warning(text)
 
     def _inference_loop(self, slot: LatestSlot) -> None:
+        trimmer = HeapTrimmer(self._config.memory_trim_period_s)
         while True:
+            trimmer.maybe_trim()  # between frames, so no frame waits for it
             item = slot.take(timeout=0.5)
             if slot.closed:
                 return  # deactivate

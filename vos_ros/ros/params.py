@@ -246,6 +246,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         float_range=(0.1, 3600.0),
     ),
     ParamSpec(
+        "memory.trim_period_s",
+        10.0,
+        "Every this many seconds the inference thread hands freed heap memory back to the "
+        "operating system (glibc malloc_trim, ~0.1-1 ms), so the resident size does not ratchet "
+        "up as targets come and go. 0 = never.",
+        float_range=(0.0, 3600.0),
+    ),
+    ParamSpec(
         "log_throttle_s",
         5.0,
         "Repeated warnings about bad input are logged at most once per this many seconds.",
@@ -286,6 +294,7 @@ class NodeConfig:
     diagnostics_period_s: float
     diagnostics_latency_warn_ms: float
     diagnostics_stale_input_s: float
+    memory_trim_period_s: float
     log_throttle_s: float
 
     @classmethod

@@ -94,7 +94,9 @@ def label_image_msg(result: FrameResult, header, encoding: str = "auto") -> Imag
     silently merge targets.
     """
     labels = result.label_image
-    max_id = int(labels.max()) if labels.size else 0
+    # Every pixel holds one of the result's target ids (or 0), so the largest id is known
+    # without scanning the image (0.1-0.2 ms at 854x480).
+    max_id = max((t.target_id for t in result.targets), default=0)
     use_mono8 = encoding != "mono16" and max_id <= 255
     if use_mono8:
         return image_msg(header, labels.astype(np.uint8), "mono8")

@@ -1,0 +1,41 @@
+"""HeapTrimmer: trims at most once per period, never with period 0, rejects negative periods."""
+
+from __future__ import annotations
+
+import pytest
+
+from vos_ros.heap_trim import HeapTrimmer, heap_trim_available
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_trims_once_per_period():
+    clock = FakeClock()
+    trimmer = HeapTrimmer(10.0, clock=clock)
+    assert not trimmer.maybe_trim()  # the period starts at construction
+    clock.now += 10.0
+    assert trimmer.maybe_trim() is heap_trim_available()
+    assert not trimmer.maybe_trim()  # same instant: not again
+    clock.now += 9.9
+    assert not trimmer.maybe_trim()
+    clock.now += 0.2
+    assert trimmer.maybe_trim() is heap_trim_available()
+    assert trimmer.trims == (2 if heap_trim_available() else 0)
+
+
+def test_period_zero_never_trims():
+    clock = FakeClock()
+    trimmer = HeapTrimmer(0.0, clock=clock)
+    clock.now += 1e6
+    assert not trimmer.maybe_trim() and trimmer.trims == 0
+
+
+def test_negative_period_is_refused():
+    with pytest.raises(ValueError, match="period_s"):
+        HeapTrimmer(-1.0)
