@@ -75,6 +75,7 @@ def test_test_model_engine_outputs_agree(tmp_path):
         MemoryBank(2, manifest.memory_size, manifest.memory_every),
         manifest.mean,
         manifest.std,
+        manifest.prototype_scheme,
     )
     engines.append(torch_engine)
     for t in range(12):

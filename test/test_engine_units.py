@@ -7,7 +7,7 @@ import pytest
 import yaml
 from engine_testlib import write_model_dir
 
-from vos_ros.engine import ConfigError, EngineConfig
+from vos_ros.engine import ConfigError, EngineConfig, build_engine
 from vos_ros.engine.aggregation import argmax_channels, mask_box, soft_aggregate
 from vos_ros.engine.engine import processing_size
 from vos_ros.engine.manifest import ModelFileError, load_manifest
@@ -20,7 +20,6 @@ from vos_ros.model.contract import KEY_DIM, PROTOS_PER_FRAME
     ("field", "value", "message"),
     [
         ("backend", "tflite", "backend must be one of"),
-        ("processing_short_side", 300, "multiple of 32"),
         ("processing_short_side", 16, "at least 32"),
         ("threads", -1, "threads must be at least 0"),
         ("max_targets", 0, "max_targets must be at least 1"),
@@ -28,11 +27,22 @@ from vos_ros.model.contract import KEY_DIM, PROTOS_PER_FRAME
         ("use_flow", "yes", "use_flow must be true or false"),
         ("memory_size", 2.5, "memory_size must be an integer"),
         ("model", "", "model must be"),
+        ("decoder_window_scale", 0.5, "0 \\(off\\) or at least 1"),
+        ("decoder_window_min", 1.5, "decoder_window_min must be in"),
     ],
 )
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):
         EngineConfig(**{field: value})
+
+
+def test_short_sides_round_to_the_stride():
+    assert EngineConfig.round_short_side(360) == 352
+    assert EngineConfig.round_short_side(480) == 480
+    assert EngineConfig.round_short_side(40) == 32
+    engine = build_engine(EngineConfig(model="flow", processing_short_side=360))
+    engine.step(np.zeros((480, 854, 3), np.uint8))
+    assert engine.short_side == 352
 
 
 def test_processing_size_keeps_aspect_and_stride():

@@ -486,3 +486,16 @@ def test_backend_failing_during_a_request_answers_with_an_error(tiny_model):
         assert list(response.tracked_ids) == node.tracked == []
     finally:
         node.close()
+
+
+def test_derived_outputs_are_built_only_for_subscribers(node):
+    """~/instances always; ~/label_image, ~/detections and ~/overlay only while subscribed."""
+    _track_one_target(node)
+    for name in ("_label_pub", "_detections_pub", "_overlay_pub"):
+        node.outputs[name].get_subscription_count = lambda: 0
+    before = {name: len(capture.messages) for name, capture in node.outputs.items()}
+    assert node.feed(array_to_msg(_frame(1), "rgb8"), stamp_s=2.0) == "processed"
+    after = {name: len(capture.messages) for name, capture in node.outputs.items()}
+    assert after["_instances_pub"] == before["_instances_pub"] + 1
+    for name in ("_label_pub", "_detections_pub", "_overlay_pub"):
+        assert after[name] == before[name], name

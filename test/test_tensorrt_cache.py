@@ -168,6 +168,8 @@ def _caps(**kw) -> MachineCapabilities:
         (_caps(tensorrt=True, torch_cuda=True), ("tensorrt", "cuda")),
         (_caps(torch_cuda=True), ("torch", "cuda")),
         (_caps(tensorrt=True), ("onnxruntime", "cpu")),  # TensorRT without a GPU is not usable
+        (_caps(onnxruntime_cuda=True), ("onnxruntime", "cuda")),  # ORT's CUDA provider, no torch
+        (_caps(torch_cuda=True, onnxruntime_cuda=True), ("torch", "cuda")),
         (_caps(), ("onnxruntime", "cpu")),
         (_caps(onnxruntime=False), ("torch", "cpu")),
     ],

@@ -94,6 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     eng.add_argument(
         "--threads", type=int, default=0, help="CPU threads of the engine (0: default)"
     )
+    eng.add_argument(
+        "--engine-set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="offline mode: set a field of vos_ros.engine.EngineConfig, e.g. "
+        "decoder_window_scale=0 (repeatable)",
+    )
 
     bag = parser.add_argument_group("bags")
     bag.add_argument(

@@ -71,6 +71,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames >= 2: use the network's own (flow-warped) previous prediction this often",
     )
     parser.add_argument(
+        "--prototype-scheme",
+        choices=("local-bg", "frame-grid"),
+        default=defaults.prototype_scheme,
+        help="how memory prototypes are computed (vos_ros.model.contract); written to the manifest",
+    )
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from these weights (a checkpoint or a model's weights.pt) with a fresh "
+        "optimizer and schedule; ignored when --out already holds a checkpoint to resume",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=defaults.warmup, help="linear learning-rate warm-up steps"
+    )
+    parser.add_argument(
+        "--paste-prob",
+        type=float,
+        default=defaults.paste_prob,
+        help="share of clips with a second object pasted in from another sequence",
+    )
+    parser.add_argument(
         "--max-minutes",
         type=float,
         default=None,
@@ -100,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
         save_every_s=args.save_every,
         snapshot_every=args.snapshot_every,
         cache_dir=args.cache_dir,
+        prototype_scheme=args.prototype_scheme,
+        init=args.init,
+        warmup=args.warmup,
+        paste_prob=args.paste_prob,
     )
     mode = "require" if args.resume else "never" if args.fresh else "auto"
     max_seconds = None if args.max_minutes is None else args.max_minutes * 60.0

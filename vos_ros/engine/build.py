@@ -22,7 +22,7 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
     """
     config = config or EngineConfig()
     if config.is_flow_fallback:
-        short_side = config.processing_short_side or FLOW_SHORT_SIDE
+        short_side = config.round_short_side(config.processing_short_side or FLOW_SHORT_SIDE)
         return VosEngine(
             config,
             FlowPredictor(FallbackSettings(), short_side),
@@ -36,10 +36,14 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
     from vos_ros.engine.predictor import NetworkPredictor
 
     manifest = load_manifest(config.model, verify_checksums=config.verify_checksums)
-    short_side = config.processing_short_side or manifest.short_side or DEFAULT_SHORT_SIDE
+    short_side = config.round_short_side(
+        config.processing_short_side or manifest.short_side or DEFAULT_SHORT_SIDE
+    )
     every = config.memory_every or manifest.memory_every or DEFAULT_MEMORY_EVERY
     size = config.memory_size or manifest.memory_size or DEFAULT_MEMORY_SIZE
     memory = MemoryBank(permanent_size=config.permanent_size, ring_size=size, every=every)
     backend = create_backend(config, manifest, short_side=short_side)
-    predictor = NetworkPredictor(backend, memory, manifest.mean, manifest.std)
+    predictor = NetworkPredictor(
+        backend, memory, manifest.mean, manifest.std, manifest.prototype_scheme
+    )
     return VosEngine(config, predictor, short_side, every)

@@ -40,8 +40,9 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda (auto: cuda when the backend can use it)
     precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16
     threads: int = 0  # intra-op threads of the CPU backends; 0 = library default
-    # Processing resolution: the frame is resized so its short side is this many pixels (a
-    # multiple of 32); results come back at the input resolution. None = manifest / 288.
+    # Processing resolution: the frame is resized so its short side is about this many pixels
+    # (rounded to the nearest multiple of 32, which the network needs: 360 runs at 352); results
+    # come back at the input resolution. None = manifest / 288.
     processing_short_side: int | None = None
     # Memory: recent frames are added every ``memory_every`` frames into a ring of
     # ``memory_size`` slots per target; annotated frames (up to ``permanent_size``) are kept.
@@ -58,6 +59,11 @@ class EngineConfig:
     use_box_prior: bool = True
     prior_scale: float = 1.25
     prior_keep_prob: float = 0.9
+    # Decoder windows (CPU backends): a visible target is decoded on its previous box enlarged
+    # ``decoder_window_scale`` times (each side at least ``decoder_window_min`` of the frame's),
+    # not on the whole frame; 0 = whole frame always (vos_ros.engine.window).
+    decoder_window_scale: float = 2.0
+    decoder_window_min: float = 0.25
     # A target is visible when its mask covers at least ``min_area_fraction`` of the frame and
     # its mean probability inside the mask is at least ``visible_score``.
     min_area_fraction: float = 2e-4
@@ -78,11 +84,6 @@ class EngineConfig:
         _check_int("threads", self.threads, 0)
         if self.processing_short_side is not None:
             _check_int("processing_short_side", self.processing_short_side, STRIDE)
-            if self.processing_short_side % STRIDE:
-                raise ConfigError(
-                    f"processing_short_side must be a multiple of {STRIDE}, "
-                    f"got {self.processing_short_side}"
-                )
         if self.flow_short_side is not None:
             _check_int("flow_short_side", self.flow_short_side, 16)
         for name in ("memory_every", "memory_size"):
@@ -95,12 +96,24 @@ class EngineConfig:
             raise ConfigError(f"max_targets must be at most 255, got {self.max_targets}")
         _check_float("prior_scale", self.prior_scale, 1.0, 10.0)
         _check_float("prior_keep_prob", self.prior_keep_prob, 0.0, 1.0)
+        _check_float("decoder_window_scale", self.decoder_window_scale, 0.0, 10.0)
+        if 0.0 < self.decoder_window_scale < 1.0:
+            raise ConfigError(
+                "decoder_window_scale must be 0 (off) or at least 1, "
+                f"got {self.decoder_window_scale}"
+            )
+        _check_float("decoder_window_min", self.decoder_window_min, 0.0, 1.0)
         _check_float("min_area_fraction", self.min_area_fraction, 0.0, 1.0)
         _check_float("visible_score", self.visible_score, 0.0, 1.0)
         _check_float("memory_score", self.memory_score, 0.0, 1.0)
         for name in ("use_flow", "use_box_prior", "cuda_graphs", "verify_checksums"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @staticmethod
+    def round_short_side(short_side: int) -> int:
+        """The multiple of STRIDE nearest to ``short_side`` (at least STRIDE)."""
+        return max(STRIDE, round(short_side / STRIDE) * STRIDE)
 
     @property
     def is_flow_fallback(self) -> bool:

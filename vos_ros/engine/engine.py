@@ -6,7 +6,8 @@ Per frame (see docs/architecture.md for the picture):
 2. flow         DIS flow previous -> current frame, warps every target's mask   (flow)
 3. encoder      one encoder run for the frame                                    (predictor/backend)
 4. memory       prototypes of every target, cached until the memory changes      (memory)
-5. decoder      one decoder run for all N targets -> N independent probabilities (predictor/backend)
+5. decoder      N independent probabilities: one batched run for the targets on the whole frame,
+                one run per target on a window around it on CPUs              (predictor, window)
 6. prior        weak responses far from each target's previous box are dropped   (prior)
 7. aggregation  soft aggregation -> every pixel belongs to at most one target    (aggregation)
 8. postprocess  upsample the N+1 probability maps once to the input size, argmax,
@@ -33,6 +34,7 @@ from vos_ros.engine.fallback import FlowPredictor
 from vos_ros.engine.flow import FlowWarper, to_gray
 from vos_ros.engine.prior import apply_box_prior
 from vos_ros.engine.targets import TargetRegistry, check_target_id
+from vos_ros.engine.window import target_windows
 from vos_ros.model.contract import SKIP_STRIDE, STRIDE
 from vos_ros.types import FrameResult, TargetResult
 
@@ -249,7 +251,18 @@ class VosEngine:
         tracked_probs = np.zeros((len(tracked), mh, mw), np.float32)
         gather_ms = 0.0
         if tracked:
-            tracked_probs = self.predictor.predict(features, tracked, tracked_previous)
+            windows = None
+            if self.predictor.uses_windows and self.config.decoder_window_scale > 0:
+                windows = target_windows(
+                    tracked_previous,
+                    self._visible[tracked_slots],
+                    self.config.decoder_window_scale,
+                    self.config.decoder_window_min,
+                )
+            if windows is None:
+                tracked_probs = self.predictor.predict(features, tracked, tracked_previous)
+            else:
+                tracked_probs = self.predictor.predict(features, tracked, tracked_previous, windows)
             gather_ms = self.predictor.timings_ms["memory"]
         t_dec = time.perf_counter()
         # decoder stage: the network's decoder run, or the fallback's flow + colour combination

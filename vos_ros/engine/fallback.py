@@ -90,6 +90,7 @@ class FlowPredictor:
     name = "flow"
     binary_state = True  # the engine keeps hard masks between frames (no blur build-up)
     uses_prior = False  # the warped mask is its own (soft) prior
+    uses_windows = False  # no decoder
 
     def __init__(self, settings: FallbackSettings | None = None, short_side: int = 288) -> None:
         self.settings = settings or FallbackSettings()
@@ -109,12 +110,17 @@ class FlowPredictor:
         return FallbackFeatures(quantize(small_rgb), gray)
 
     def predict(
-        self, features: FallbackFeatures, ids: list[int], previous: np.ndarray
+        self,
+        features: FallbackFeatures,
+        ids: list[int],
+        previous: np.ndarray,
+        windows: list | None = None,
     ) -> np.ndarray:
         """Foreground probabilities ``[N, h, w]`` float32 of targets ``ids``.
 
         :param previous: ``[N, h, w]`` float32 flow-warped previous masks; all zero for a target
             that is lost (it is then searched for in the whole frame).
+        :param windows: unused (no decoder to window; ``uses_windows`` is False).
         """
         t0 = time.perf_counter()
         probs = np.zeros_like(previous)

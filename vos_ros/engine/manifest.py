@@ -16,7 +16,7 @@ engine reads (others, such as ``architecture`` statistics, are informational)::
     input: {short_side: 288, multiple_of: 32, color: RGB, scale: x / 255,
             mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
     contract: {opset: 17, key_dim: 64, key_stride: 8, skip_stride: 4, c4: 32, c8: 64,
-               protos_per_frame: 5}
+               protos_per_frame: 5, prototype_scheme: local-bg}   # absent: frame-grid
     memory: {every: 5, size: 4}      # recent frame every 5 frames, ring of 4
     architecture: {...}              # build_network() keyword overrides (+ statistics)
     training: {data: {...}, ...}
@@ -67,6 +67,7 @@ class ModelManifest:
     memory_size: int | None
     c4: int | None
     c8: int | None
+    prototype_scheme: str = contract.LEGACY_PROTOTYPE_SCHEME
     arch: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -188,6 +189,13 @@ def load_manifest(
                 f"{where}: contract.{key} is {con[key]} but this engine implements {value}"
             )
 
+    scheme = con.get("prototype_scheme", contract.LEGACY_PROTOTYPE_SCHEME)
+    if scheme not in contract.PROTOTYPE_SCHEMES:
+        raise ModelFileError(
+            f"{where}: contract.prototype_scheme is {scheme!r}; this engine implements "
+            f"{', '.join(contract.PROTOTYPE_SCHEMES)}"
+        )
+
     memory = raw.get("memory") or {}
     memory_every = _optional_positive_int(memory, "every", where)
     memory_size = _optional_positive_int(memory, "size", where)
@@ -212,6 +220,7 @@ def load_manifest(
         memory_size=memory_size,
         c4=con.get("c4"),
         c8=con.get("c8"),
+        prototype_scheme=scheme,
         arch=arch,
         raw=raw,
     )

@@ -16,9 +16,22 @@ import numpy as np
 
 from vos_ros.engine.backends.base import Backend
 from vos_ros.engine.memory import MemoryBank
-from vos_ros.model.contract import KEY_STRIDE, SKIP_STRIDE, frame_prototypes
+from vos_ros.engine.window import GRID, Window
+from vos_ros.model.contract import (
+    KEY_STRIDE,
+    SKIP_STRIDE,
+    check_prototype_scheme,
+    frame_prototypes,
+)
 
 MEMORY_MODES = ("permanent", "replace", "recent")
+
+
+def _crop(tensor: Any, y0: int, y1: int, x0: int, x1: int) -> Any:
+    """Contiguous ``tensor[:, :, y0:y1, x0:x1]`` of a numpy array or a torch tensor (the
+    backends' native encoder outputs), on the same device."""
+    part = tensor[:, :, y0:y1, x0:x1]
+    return part.contiguous() if hasattr(part, "contiguous") else np.ascontiguousarray(part)
 
 
 class NetworkPredictor:
@@ -26,6 +39,8 @@ class NetworkPredictor:
 
     :param mean: per-channel RGB mean (of x / 255) from the manifest.
     :param std: per-channel RGB std from the manifest.
+    :param prototype_scheme: how memory prototypes are computed; the manifest's, which the
+        network was trained with.
     """
 
     binary_state = False  # the decoder takes the soft previous mask
@@ -37,8 +52,14 @@ class NetworkPredictor:
         memory: MemoryBank,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
+        prototype_scheme: str,
     ) -> None:
         self.backend = backend
+        self.prototype_scheme = check_prototype_scheme(prototype_scheme)
+        # Decoder windows pay off on CPUs, where the decoder's cost follows its pixel count. On
+        # a GPU a small decoder run costs its launch overhead whatever its size, and varying
+        # shapes would defeat TensorRT's profiles and CUDA graphs: whole frames there.
+        self.uses_windows = getattr(backend, "device", "cpu") != "cuda"
         self.name = backend.name
         self.memory = memory
         std_arr = np.asarray(std, np.float32)
@@ -66,26 +87,67 @@ class NetworkPredictor:
         return self.backend.run_encoder(image)
 
     def predict(
-        self, features: tuple[Any, Any, Any], ids: list[int], previous: np.ndarray
+        self,
+        features: tuple[Any, Any, Any],
+        ids: list[int],
+        previous: np.ndarray,
+        windows: list[Window | None] | None = None,
     ) -> np.ndarray:
         """Foreground probabilities ``[N, h/4, w/4]`` float32 of targets ``ids``.
 
         :param previous: ``[N, h/4, w/4]`` float32 previous soft masks (already warped/gated).
+        :param windows: per target, a decoder window at mask resolution (the target is decoded
+            on that region only and is 0 outside it) or ``None`` (whole frame); see
+            :mod:`vos_ros.engine.window`. ``None``: every target on the whole frame.
         """
         t0 = time.perf_counter()
         proto_fg, proto_bg = self.memory.gather(ids)
         t1 = time.perf_counter()
         prev_mask = np.ascontiguousarray(previous, dtype=np.float32)[:, None]
-        logits = self.backend.run_decoder(*features, proto_fg, proto_bg, prev_mask)
-        probs = logits.reshape(previous.shape)
-        # sigmoid, in place on the decoder's output buffer
+        if windows is None or all(w is None for w in windows):
+            probs = self._decode(features, proto_fg, proto_bg, prev_mask)
+        else:
+            probs = np.zeros(previous.shape, np.float32)
+            whole = [i for i, w in enumerate(windows) if w is None]
+            if whole:
+                probs[whole] = self._decode(
+                    features, proto_fg[whole], proto_bg[whole], prev_mask[whole]
+                )
+            key, f4, f8 = features
+            for i, window in enumerate(windows):
+                if window is None:
+                    continue
+                x0, y0, x1, y1 = window
+                k0, k1, j0, j1 = y0 // GRID, y1 // GRID, x0 // GRID, x1 // GRID
+                cropped = (
+                    _crop(key, k0, k1, j0, j1),
+                    _crop(f4, y0, y1, x0, x1),
+                    _crop(f8, k0, k1, j0, j1),
+                )
+                probs[i, y0:y1, x0:x1] = self._decode(
+                    cropped,
+                    proto_fg[i : i + 1],
+                    proto_bg[i : i + 1],
+                    np.ascontiguousarray(prev_mask[i : i + 1, :, y0:y1, x0:x1]),
+                )[0]
+        t2 = time.perf_counter()
+        self.timings_ms["memory"] = (t1 - t0) * 1e3
+        self.timings_ms["decoder"] = (t2 - t1) * 1e3
+        return probs
+
+    def _decode(self, features, proto_fg, proto_bg, prev_mask: np.ndarray) -> np.ndarray:
+        """One decoder run -> probabilities ``[n, h, w]`` (sigmoid in place on its output)."""
+        logits = self.backend.run_decoder(
+            *features,
+            np.ascontiguousarray(proto_fg),
+            np.ascontiguousarray(proto_bg),
+            prev_mask,
+        )
+        probs = logits.reshape(prev_mask.shape[0], *prev_mask.shape[2:])
         np.negative(probs, out=probs)
         np.exp(probs, out=probs)
         probs += 1.0
         np.reciprocal(probs, out=probs)
-        t2 = time.perf_counter()
-        self.timings_ms["memory"] = (t1 - t0) * 1e3
-        self.timings_ms["decoder"] = (t2 - t1) * 1e3
         return probs
 
     def memorize(
@@ -108,7 +170,7 @@ class NetworkPredictor:
         if prob.shape != (h8 * factor, w8 * factor):
             raise ValueError(f"mask shape {prob.shape} does not match key shape {key.shape[1:]}")
         prob8 = cv2.resize(prob, (w8, h8), interpolation=cv2.INTER_AREA)
-        fg, bg = frame_prototypes(key, prob8)
+        fg, bg = frame_prototypes(key, prob8, self.prototype_scheme)
         target = self.memory.get(target_id)
         if mode == "recent":
             target.add_recent(fg, bg)

@@ -53,6 +53,7 @@ class EvaluationOptions:
     model: str = "flow"
     backend: str = "auto"
     threads: int = 0
+    engine_settings: dict[str, Any] = field(default_factory=dict)  # more EngineConfig fields
     image_topic: str = "/camera/image_raw"
     gt_topic: str = "/camera/ground_truth"
     class_topic: str | None = "/camera/ground_truth/classes"
@@ -92,6 +93,7 @@ class EvaluationOptions:
             model=args.model,
             backend=args.backend,
             threads=args.threads,
+            engine_settings=parse_engine_settings(getattr(args, "engine_set", None) or []),
             image_topic=args.image_topic,
             gt_topic=args.gt_topic,
             class_topic=args.class_topic or None,
@@ -139,7 +141,34 @@ class _LimitedClip:
             yield frame
 
 
-def _reusing_factory(model: str, backend: str, threads: int) -> EngineFactory:
+def parse_engine_settings(items: list[str]) -> dict[str, Any]:
+    """``["name=value", ...]`` -> ``{name: value}`` for :class:`~vos_ros.engine.EngineConfig`
+    fields; values are YAML scalars (``2.0``, ``false``, ``fast``).
+
+    :raises EvaluationInputError: for a malformed item or an unknown field name.
+    """
+    import yaml
+
+    from vos_ros.engine import EngineConfig
+
+    known = set(EngineConfig.field_names()) - {"model", "backend", "threads"}
+    settings: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise EvaluationInputError(f"--engine-set {item!r}: expected NAME=VALUE")
+        if name not in known:
+            raise EvaluationInputError(
+                f"--engine-set {name}: not an engine setting; known: {', '.join(sorted(known))}"
+            )
+        settings[name] = yaml.safe_load(value)
+    return settings
+
+
+def _reusing_factory(
+    model: str, backend: str, threads: int, settings: dict[str, Any] | None = None
+) -> EngineFactory:
     """Build the engine once and hand out a reset copy per sequence (same state as a new one)."""
     holder: dict[str, Engine] = {}
 
@@ -148,7 +177,8 @@ def _reusing_factory(model: str, backend: str, threads: int) -> EngineFactory:
 
         engine = holder.get("engine")
         if engine is None:
-            engine = build_engine(EngineConfig(model=model, backend=backend, threads=threads))
+            config = EngineConfig(model=model, backend=backend, threads=threads, **(settings or {}))
+            engine = build_engine(config)
             holder["engine"] = engine
         else:
             engine.reset()  # type: ignore[attr-defined]
@@ -250,7 +280,9 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
     if opts.report_dir is not None:
         video_dir = opts.report_dir / "videos" if opts.overlay_video else None
         recorder = OverlayRecorder(video_dir=video_dir)
-    factory = opts.engine_factory or _reusing_factory(opts.model, opts.backend, opts.threads)
+    factory = opts.engine_factory or _reusing_factory(
+        opts.model, opts.backend, opts.threads, opts.engine_settings
+    )
     predictions = None
     if not engine_mode:
         from vos_ros.evaluation.davis_folder import PredictionFolder
@@ -344,6 +376,10 @@ def _check_live_options(opts: EvaluationOptions) -> None:
         )
     if opts.predictions is not None:
         raise EvaluationInputError("--predictions and --live exclude each other")
+    if opts.engine_settings:
+        raise EvaluationInputError(
+            "--engine-set is for offline mode; a live node takes ROS parameters (--node-cmd)"
+        )
     if not opts.rate > 0:
         raise EvaluationInputError(f"--rate must be positive, got {opts.rate}")
 

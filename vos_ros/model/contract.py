@@ -31,9 +31,10 @@ P (prototypes per target) is dynamic: the engine concatenates the prototypes of 
 memory (``PROTOS_PER_FRAME`` per frame), so a fixed memory budget keeps P, and the cost, flat.
 
 Prototypes are computed by :func:`frame_prototypes` from a memory frame's ``key`` and the target's
-soft mask at 1/8 resolution. Training computes them with the same function's torch twin
-(``vos_ros.model.torch_prototypes``), so engine and training agree by construction; a test checks
-the two give the same numbers.
+soft mask at 1/8 resolution, following the manifest's ``contract.prototype_scheme`` (a network
+learns the statistics of one scheme, so the engine must use the same). Training computes them with
+the function's torch twin (``vos_ros.model.torch_prototypes``), so engine and training agree by
+construction; a test checks the two give the same numbers.
 """
 
 from __future__ import annotations
@@ -54,8 +55,18 @@ DECODER_OUTPUTS = ("logits",)
 
 # fg prototypes: 1 global masked mean + means over a FG_GRID x FG_GRID grid of the mask's box
 FG_GRID = 2
-# bg prototypes: 1 global masked mean + the heaviest cells of a BG_GRID x BG_GRID frame grid
+# bg prototypes, scheme "frame-grid": 1 global masked mean + the heaviest cells of a
+# BG_GRID x BG_GRID grid over the whole frame (the cells farthest from the object win).
 BG_GRID = 3
+# bg prototypes, scheme "local-bg": 1 global masked mean + the background around the object, as
+# masked means over a 2x2 grid of the object's box enlarged LOCAL_BG_SCALE times. The object
+# leaks into its surroundings, not into the far corners, so these are the prototypes the decoder
+# needs to tell the two apart.
+LOCAL_BG_GRID = 2
+LOCAL_BG_SCALE = 2.0
+PROTOTYPE_SCHEMES = ("frame-grid", "local-bg")
+DEFAULT_PROTOTYPE_SCHEME = "local-bg"  # what new training runs use
+LEGACY_PROTOTYPE_SCHEME = "frame-grid"  # a manifest without contract.prototype_scheme
 PROTOS_PER_FRAME = FG_GRID * FG_GRID + 1  # fg and bg are padded to the same count
 _EPS = 1e-6
 
@@ -77,16 +88,48 @@ def _grid_edges(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
     return [(int(a), int(max(b, a + 1))) for a, b in itertools.pairwise(edges)]
 
 
-def frame_prototypes(key: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_prototype_scheme(scheme: str) -> str:
+    if scheme not in PROTOTYPE_SCHEMES:
+        raise ValueError(
+            f"unknown prototype scheme {scheme!r}; known: {', '.join(PROTOTYPE_SCHEMES)}"
+        )
+    return scheme
+
+
+def local_bg_cells(
+    box: tuple[int, int, int, int], h: int, w: int
+) -> list[tuple[int, int, int, int]]:
+    """Cells ``(ya, yb, xa, xb)`` of the "local-bg" scheme: a LOCAL_BG_GRID x LOCAL_BG_GRID grid
+    over the object's box ``(y0, y1, x0, x1)`` enlarged LOCAL_BG_SCALE times, clipped to the map."""
+    y0, y1, x0, x1 = box
+    cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
+    half_h = max(2.0, (y1 - y0) * LOCAL_BG_SCALE / 2.0)
+    half_w = max(2.0, (x1 - x0) * LOCAL_BG_SCALE / 2.0)
+    ey0, ey1 = max(0, int(cy - half_h)), min(h, int(np.ceil(cy + half_h)))
+    ex0, ex1 = max(0, int(cx - half_w)), min(w, int(np.ceil(cx + half_w)))
+    return [
+        (ya, yb, xa, xb)
+        for ya, yb in _grid_edges(ey0, ey1, LOCAL_BG_GRID)
+        for xa, xb in _grid_edges(ex0, ex1, LOCAL_BG_GRID)
+    ]
+
+
+def frame_prototypes(
+    key: np.ndarray, prob: np.ndarray, scheme: str = DEFAULT_PROTOTYPE_SCHEME
+) -> tuple[np.ndarray, np.ndarray]:
     """Foreground and background prototypes of one target in one memory frame.
 
     :param key: ``[KEY_DIM, h, w]`` float32, the encoder's ``key`` for the memory frame.
     :param prob: ``[h, w]`` float32 in [0, 1], the target's soft mask at key resolution.
+    :param scheme: one of PROTOTYPE_SCHEMES (the model's manifest says which).
     :returns: ``(fg, bg)``, each ``[PROTOS_PER_FRAME, KEY_DIM]`` float32, L2-normalised rows.
         fg = global masked mean, then masked means over a FG_GRID x FG_GRID grid of the mask's
-        box (empty cells repeat the global mean). bg = global mean of (1 - prob), then the best
-        PROTOS_PER_FRAME - 1 of the BG_GRID x BG_GRID cells of the whole frame, by background mass.
+        box (empty cells repeat the global mean). bg = global mean of (1 - prob), then
+        PROTOS_PER_FRAME - 1 masked means of (1 - prob): "local-bg", over the cells of
+        :func:`local_bg_cells`; "frame-grid", over the BG_GRID x BG_GRID cells of the whole frame
+        with the most background mass.
     """
+    check_prototype_scheme(scheme)
     c, h, w = key.shape
     fg_w = prob.astype(np.float32)
     bg_w = 1.0 - fg_w
@@ -104,13 +147,19 @@ def frame_prototypes(key: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.
         for xa, xb in _grid_edges(x0, x1, FG_GRID):
             fg.append(_masked_mean(key[:, ya:yb, xa:xb], fg_w[ya:yb, xa:xb], fg_global))
 
-    cells = []
-    for ya, yb in _grid_edges(0, h, BG_GRID):
-        for xa, xb in _grid_edges(0, w, BG_GRID):
-            cw = bg_w[ya:yb, xa:xb]
-            cells.append((float(cw.sum()), _masked_mean(key[:, ya:yb, xa:xb], cw, bg_global)))
-    cells.sort(key=lambda item: -item[0])  # stable: equal masses keep grid order
-    bg = [bg_global] + [v for _, v in cells[: PROTOS_PER_FRAME - 1]]
+    if scheme == "local-bg":
+        bg = [bg_global] + [
+            _masked_mean(key[:, ya:yb, xa:xb], bg_w[ya:yb, xa:xb], bg_global)
+            for ya, yb, xa, xb in local_bg_cells((y0, y1, x0, x1), h, w)
+        ]
+    else:
+        cells = []
+        for ya, yb in _grid_edges(0, h, BG_GRID):
+            for xa, xb in _grid_edges(0, w, BG_GRID):
+                cw = bg_w[ya:yb, xa:xb]
+                cells.append((float(cw.sum()), _masked_mean(key[:, ya:yb, xa:xb], cw, bg_global)))
+        cells.sort(key=lambda item: -item[0])  # stable: equal masses keep grid order
+        bg = [bg_global] + [v for _, v in cells[: PROTOS_PER_FRAME - 1]]
     return (
         _normalize(np.stack(fg).astype(np.float32)),
         _normalize(np.stack(bg).astype(np.float32)),

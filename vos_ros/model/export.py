@@ -242,6 +242,7 @@ def export_model(
             "c4": int(net.arch["skip"]),
             "c8": int(net.arch["fpn"]),
             "protos_per_frame": contract.PROTOS_PER_FRAME,
+            "prototype_scheme": config.get("prototype_scheme", contract.LEGACY_PROTOTYPE_SCHEME),
         },
         "memory": dict(DEFAULT_MEMORY),
         "architecture": {

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from vos_ros.model.contract import BG_GRID, FG_GRID, PROTOS_PER_FRAME
+from vos_ros.model.contract import (
+    BG_GRID,
+    DEFAULT_PROTOTYPE_SCHEME,
+    FG_GRID,
+    PROTOS_PER_FRAME,
+    check_prototype_scheme,
+    local_bg_cells,
+)
 from vos_ros.model.contract import _grid_edges as grid_edges  # same cells as the engine, by design
 
 _EPS = 1e-6
@@ -28,7 +35,7 @@ def _normalize(v: torch.Tensor) -> torch.Tensor:
 
 
 def frame_prototypes_torch(
-    key: torch.Tensor, prob: torch.Tensor
+    key: torch.Tensor, prob: torch.Tensor, scheme: str = DEFAULT_PROTOTYPE_SCHEME
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Foreground and background prototypes of one target in one memory frame.
 
@@ -37,6 +44,7 @@ def frame_prototypes_torch(
     :returns: ``(fg, bg)``, each ``[PROTOS_PER_FRAME, KEY_DIM]``, L2-normalised rows, in the same
         order as the numpy :func:`~vos_ros.model.contract.frame_prototypes`.
     """
+    check_prototype_scheme(scheme)
     c, h, w = key.shape
     fg_w = prob.detach().to(key.dtype)
     bg_w = 1.0 - fg_w
@@ -54,11 +62,17 @@ def frame_prototypes_torch(
         for xa, xb in grid_edges(x0, x1, FG_GRID):
             fg.append(_masked_mean(key[:, ya:yb, xa:xb], fg_w[ya:yb, xa:xb], fg_global))
 
-    cells = []
-    for ya, yb in grid_edges(0, h, BG_GRID):
-        for xa, xb in grid_edges(0, w, BG_GRID):
-            cw = bg_w[ya:yb, xa:xb]
-            cells.append((float(cw.sum()), _masked_mean(key[:, ya:yb, xa:xb], cw, bg_global)))
-    cells.sort(key=lambda item: -item[0])  # stable, like the numpy version
-    bg = [bg_global] + [v for _, v in cells[: PROTOS_PER_FRAME - 1]]
+    if scheme == "local-bg":
+        bg = [bg_global] + [
+            _masked_mean(key[:, ya:yb, xa:xb], bg_w[ya:yb, xa:xb], bg_global)
+            for ya, yb, xa, xb in local_bg_cells((y0, y1, x0, x1), h, w)
+        ]
+    else:
+        cells = []
+        for ya, yb in grid_edges(0, h, BG_GRID):
+            for xa, xb in grid_edges(0, w, BG_GRID):
+                cw = bg_w[ya:yb, xa:xb]
+                cells.append((float(cw.sum()), _masked_mean(key[:, ya:yb, xa:xb], cw, bg_global)))
+        cells.sort(key=lambda item: -item[0])  # stable, like the numpy version
+        bg = [bg_global] + [v for _, v in cells[: PROTOS_PER_FRAME - 1]]
     return _normalize(torch.stack(fg)), _normalize(torch.stack(bg))

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from vos_ros.model.augment import backward_flow_sampling, perturb_prev_mask, warp_with_sampling
+from vos_ros.model.contract import DEFAULT_PROTOTYPE_SCHEME, check_prototype_scheme
 from vos_ros.model.data import Sequence, load_training_set
 from vos_ros.model.network import ProtoNet, build_network
 from vos_ros.model.synth_pairs import make_training_clip
@@ -129,15 +130,19 @@ def make_batch(cfg: TrainConfig, sequences: list[Sequence], step: int) -> Batch:
     )
 
 
-def _prototypes(key: torch.Tensor, probs8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _prototypes(
+    key: torch.Tensor, probs8: torch.Tensor, scheme: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-target prototypes: key ``[T, C, h, w]``, probs8 ``[T, h, w]`` -> two ``[T, P, C]``."""
-    pairs = [frame_prototypes_torch(key[i], probs8[i]) for i in range(len(key))]
+    pairs = [frame_prototypes_torch(key[i], probs8[i], scheme) for i in range(len(key))]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def clip_forward(net: ProtoNet, batch: Batch, device: torch.device) -> list[torch.Tensor]:
+def clip_forward(
+    net: ProtoNet, batch: Batch, device: torch.device, scheme: str = DEFAULT_PROTOTYPE_SCHEME
+) -> list[torch.Tensor]:
     """Run the network over the clips like the engine does; returns logits ``[T, 1, H/4, W/4]``
-    for frames 1..L-1."""
+    for frames 1..L-1. ``scheme``: how memory prototypes are computed (the contract's)."""
     length = batch.frames.shape[1]
     images = normalize_images(batch.frames.flatten(0, 1).to(device))
     key, f4, f8 = net.encoder(images)  # [B*L, ...]
@@ -149,7 +154,7 @@ def clip_forward(net: ProtoNet, batch: Batch, device: torch.device) -> list[torc
 
     first = frame_index(0)
     gt8 = F.avg_pool2d(gt[:, 0:1], 8)[:, 0]
-    fg, bg = _prototypes(key[first], gt8)
+    fg, bg = _prototypes(key[first], gt8, scheme)
     mem_fg, mem_bg = [fg], [bg]
     outputs = []
     prev_logits = None
@@ -170,7 +175,7 @@ def clip_forward(net: ProtoNet, batch: Batch, device: torch.device) -> list[torc
         prev_logits = logits
         if t < length - 1:  # the engine adds recent frames to memory with their predicted mask
             prob8 = F.avg_pool2d(torch.sigmoid(logits).detach(), 2)[:, 0]
-            fg, bg = _prototypes(key[idx], prob8)
+            fg, bg = _prototypes(key[idx], prob8, scheme)
             mem_fg.append(fg)
             mem_bg.append(bg)
     return outputs
@@ -264,6 +269,7 @@ def train(
 
     if cfg.crop_h % 32 or cfg.crop_w % 32:
         raise ValueError(f"crop size {cfg.crop_w}x{cfg.crop_h} must be a multiple of 32")
+    check_prototype_scheme(cfg.prototype_scheme)
     if cfg.clip_len < 2:
         raise ValueError("clip_len must be at least 2 (one annotated frame + one predicted)")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -281,13 +287,18 @@ def train(
         state = load_checkpoint(ckpt_path)
     elif resume == "require":
         raise ValueError(f"--resume given but no checkpoint at {ckpt_path}")
-    arch = state["arch"] if state else cfg.arch
+    init = None
+    if state is None and cfg.init:
+        init = load_checkpoint(Path(cfg.init))  # weights only: fresh optimizer and schedule
+    arch = (state or init or {}).get("arch", cfg.arch)
     net = build_network(arch).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_step, elapsed = int(state["step"]), float(state["elapsed_s"])
+    elif init:
+        net.load_state_dict(init["model"])
     cfg.arch = dict(net.arch)
 
     sequences = load_training_set(cfg.data, cfg.store_w, cfg.store_h, cfg.cache_dir)
@@ -309,7 +320,8 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr
         batch = make_batch(cfg, sequences, step)
-        losses = clip_loss(clip_forward(net, batch, device), batch, device)
+        outputs = clip_forward(net, batch, device, cfg.prototype_scheme)
+        losses = clip_loss(outputs, batch, device)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

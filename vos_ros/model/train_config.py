@@ -38,4 +38,10 @@ class TrainConfig:
     snapshot_every: int = 1000  # keep a numbered copy every this many steps
     log_every: int = 10
     cache_dir: str = ".carry/cache"
+    # How memory prototypes are computed (vos_ros.model.contract.PROTOTYPE_SCHEMES); the export
+    # writes it to the manifest so that the engine computes them the same way.
+    prototype_scheme: str = "local-bg"
+    # Start from the weights of this checkpoint or weights.pt (fresh optimizer and schedule);
+    # ignored when the run resumes from its own last.pt.
+    init: str | None = None
     arch: dict[str, Any] = field(default_factory=_default_arch)

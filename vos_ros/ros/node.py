@@ -428,10 +428,14 @@ class VosNode(LifecycleNode):
 
         header = msg.header
         self._instances_pub.publish(result_msgs.instance_mask_array(result, header))
-        self._label_pub.publish(
-            result_msgs.label_image_msg(result, header, config.output_label_encoding)
-        )
-        self._detections_pub.publish(result_msgs.detections_msg(result, header))
+        # The derived outputs are built only for someone: the label image alone is a frame-sized
+        # message, serialised by rclpy whether or not anything receives it.
+        if self._label_pub.get_subscription_count() > 0:
+            self._label_pub.publish(
+                result_msgs.label_image_msg(result, header, config.output_label_encoding)
+            )
+        if self._detections_pub.get_subscription_count() > 0:
+            self._detections_pub.publish(result_msgs.detections_msg(result, header))
         if self._overlay_pub.get_subscription_count() > 0:
             overlay = result_msgs.overlay_image(frame, result, config.output_overlay_alpha)
             self._overlay_pub.publish(result_msgs.image_msg(header, overlay, "rgb8"))

@@ -126,8 +126,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "engine.processing_short_side",
         0,
-        "Frames are resized so their short side has this many pixels (a multiple of 32) "
-        "before inference; results come back at the input size. 0 = the model's default.",
+        "Frames are resized so their short side has about this many pixels (rounded to a "
+        "multiple of 32: 360 runs at 352) before inference; results come back at the input "
+        "size. 0 = the model's default.",
         int_range=(0, 4096),
     ),
     ParamSpec(

@@ -1,7 +1,8 @@
 """Choose and create the inference backend.
 
 ``backend="auto"`` picks the fastest one this machine can run, by what is installed:
-TensorRT (``tensorrt`` importable and a CUDA GPU) > PyTorch on CUDA > ONNX Runtime on CPU.
+TensorRT (``tensorrt`` importable and a CUDA GPU) > PyTorch on CUDA > ONNX Runtime with its
+CUDA provider > ONNX Runtime on CPU > PyTorch on CPU.
 Once chosen, a backend that fails to start raises :class:`BackendError` naming the backend and
 the reason; the engine never switches to another backend or device on its own, because a node
 that silently runs 10x slower on the CPU is worse than one that stops with a clear message.
@@ -62,7 +63,7 @@ def choose_backend(config: EngineConfig, caps: MachineCapabilities) -> tuple[str
             return "tensorrt", "cuda"
         if device in ("auto", "cuda") and caps.torch_cuda:
             return "torch", "cuda"
-        if device == "cuda" and caps.onnxruntime_cuda:
+        if device in ("auto", "cuda") and caps.onnxruntime_cuda:
             return "onnxruntime", "cuda"
         if device == "cuda":
             raise BackendError("device=cuda was asked for but no backend here can use a CUDA GPU")
