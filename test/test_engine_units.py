@@ -147,3 +147,24 @@ def test_mask_box_and_prior():
     apply_box_prior(probs, prev, np.array([True]), 1.25, 0.9)
     assert probs[0, :3, :3].max() == 0 and probs[0, 36, 36] == np.float32(0.95)
     assert probs[0, 15, 15] == np.float32(0.8)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 12])
+def test_argmax_in_winning_regions_equals_the_dense_argmax(n):
+    import cv2
+
+    from vos_ros.engine.aggregation import winning_regions
+
+    rng = np.random.default_rng(n)
+    h, w, out_h, out_w = 36, 64, 121, 230  # odd scale factors on purpose
+    probs = np.zeros((n, h, w), np.float32)
+    for i in range(n):  # one blob per target, some overlapping, plus weak noise
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        probs[i, max(0, y - 6) : y + 6, max(0, x - 8) : x + 8] = rng.uniform(0.5, 1.0)
+        probs[i] += rng.uniform(0, 0.05, (h, w)).astype(np.float32)
+    agg = soft_aggregate(np.clip(probs, 0, 1))
+    full = np.stack([cv2.resize(c, (out_w, out_h), interpolation=cv2.INTER_LINEAR) for c in agg])
+    dense = argmax_channels(full)
+    sparse = argmax_channels(full, regions=winning_regions(agg, (out_h, out_w)))
+    np.testing.assert_array_equal(sparse, dense)
+    np.testing.assert_array_equal(dense, np.argmax(full, axis=0))

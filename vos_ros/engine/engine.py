@@ -28,7 +28,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vos_ros.engine.aggregation import argmax_channels, mask_box, soft_aggregate, target_scores
+from vos_ros.engine.aggregation import (
+    argmax_channels,
+    mask_box,
+    soft_aggregate,
+    target_scores,
+    winning_regions,
+)
 from vos_ros.engine.config import EngineConfig, EngineError
 from vos_ros.engine.fallback import FlowPredictor
 from vos_ros.engine.flow import FlowWarper, to_gray
@@ -526,7 +532,10 @@ class VosEngine:
         full = np.empty((n + 1, h, w), np.float32)
         for c in range(n + 1):
             cv2.resize(agg[c], (w, h), dst=full[c], interpolation=cv2.INTER_LINEAR)
-        index = argmax_channels(full)
+        # With several targets each one is compared only where it can win (exact, and ~N times
+        # less full-resolution work when the targets are small).
+        regions = winning_regions(agg, (h, w)) if n > 1 else None
+        index = argmax_channels(full, regions=regions)
         if prompt_masks:
             for target_id, mask in prompt_masks.items():
                 slot = ids.index(target_id)
@@ -535,9 +544,12 @@ class VosEngine:
                 full[slot + 1] = mask
         # index -> target id; targets that are not visible are shown as background. cv2.LUT on
         # the uint8 index is ~5x faster than numpy fancy indexing (max_targets ≤ 255).
-        lut = np.zeros(256, np.uint16)
-        lut[1 : n + 1][visible] = np.asarray(ids, np.uint16)[visible]
-        label_image = cv2.LUT(index, lut) if n else np.zeros((h, w), np.uint16)
+        if n and bool(np.all(visible)) and ids == list(range(1, n + 1)):
+            label_image = index.astype(np.uint16)  # ids 1..n in slot order: 6x cheaper than LUT
+        else:
+            lut = np.zeros(256, np.uint16)
+            lut[1 : n + 1][visible] = np.asarray(ids, np.uint16)[visible]
+            label_image = cv2.LUT(index, lut) if n else np.zeros((h, w), np.uint16)
         targets = []
         for slot, target_id in enumerate(ids):
             if visible[slot]:

@@ -27,6 +27,15 @@ from vos_ros.model.contract import (
 MEMORY_MODES = ("permanent", "replace", "recent")
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """In place on the decoder's output buffer (returned)."""
+    np.negative(logits, out=logits)
+    np.exp(logits, out=logits)
+    logits += 1.0
+    np.reciprocal(logits, out=logits)
+    return logits
+
+
 def _crop(tensor: Any, y0: int, y1: int, x0: int, x1: int) -> Any:
     """Contiguous ``tensor[:, :, y0:y1, x0:x1]`` of a numpy array or a torch tensor (the
     backends' native encoder outputs), on the same device."""
@@ -114,41 +123,45 @@ class NetworkPredictor:
                     features, proto_fg[whole], proto_bg[whole], prev_mask[whole]
                 )
             key, f4, f8 = features
+            rows, calls = [], []
             for i, window in enumerate(windows):
                 if window is None:
                     continue
                 x0, y0, x1, y1 = window
                 k0, k1, j0, j1 = y0 // GRID, y1 // GRID, x0 // GRID, x1 // GRID
-                cropped = (
-                    _crop(key, k0, k1, j0, j1),
-                    _crop(f4, y0, y1, x0, x1),
-                    _crop(f8, k0, k1, j0, j1),
+                rows.append(i)
+                calls.append(
+                    (
+                        _crop(key, k0, k1, j0, j1),
+                        _crop(f4, y0, y1, x0, x1),
+                        _crop(f8, k0, k1, j0, j1),
+                        proto_fg[i : i + 1],
+                        proto_bg[i : i + 1],
+                        np.ascontiguousarray(prev_mask[i : i + 1, :, y0:y1, x0:x1]),
+                    )
                 )
-                probs[i, y0:y1, x0:x1] = self._decode(
-                    cropped,
-                    proto_fg[i : i + 1],
-                    proto_bg[i : i + 1],
-                    np.ascontiguousarray(prev_mask[i : i + 1, :, y0:y1, x0:x1]),
-                )[0]
+            run_many = getattr(self.backend, "run_decoders", None)
+            if run_many is not None:
+                outputs = run_many(calls)
+            else:
+                outputs = [self.backend.run_decoder(*call) for call in calls]
+            for i, logits in zip(rows, outputs, strict=True):
+                x0, y0, x1, y1 = windows[i]
+                probs[i, y0:y1, x0:x1] = _sigmoid(logits[0, 0])
         t2 = time.perf_counter()
         self.timings_ms["memory"] = (t1 - t0) * 1e3
         self.timings_ms["decoder"] = (t2 - t1) * 1e3
         return probs
 
     def _decode(self, features, proto_fg, proto_bg, prev_mask: np.ndarray) -> np.ndarray:
-        """One decoder run -> probabilities ``[n, h, w]`` (sigmoid in place on its output)."""
+        """One decoder run -> probabilities ``[n, h, w]``."""
         logits = self.backend.run_decoder(
             *features,
             np.ascontiguousarray(proto_fg),
             np.ascontiguousarray(proto_bg),
             prev_mask,
         )
-        probs = logits.reshape(prev_mask.shape[0], *prev_mask.shape[2:])
-        np.negative(probs, out=probs)
-        np.exp(probs, out=probs)
-        probs += 1.0
-        np.reciprocal(probs, out=probs)
-        return probs
+        return _sigmoid(logits.reshape(prev_mask.shape[0], *prev_mask.shape[2:]))
 
     def memorize(
         self, features: tuple[Any, Any, Any], target_id: int, prob: np.ndarray, mode: str

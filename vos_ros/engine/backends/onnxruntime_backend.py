@@ -6,6 +6,8 @@ nothing is copied between the two graphs on CPU.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,17 @@ def cuda_provider_available() -> bool:
     except ImportError:
         return False
     return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _feeds(key, f4, f8, proto_fg, proto_bg, prev_mask) -> dict[str, np.ndarray]:
+    return {
+        "key": key,
+        "f4": f4,
+        "f8": f8,
+        "proto_fg": proto_fg,
+        "proto_bg": proto_bg,
+        "prev_mask": prev_mask,
+    }
 
 
 class OnnxRuntimeBackend:
@@ -66,11 +79,25 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
+        # Small decoder runs (one per decoder window) use one thread each and run side by side:
+        # a window is too small to split over cores, a frame's windows are not (10 windows of
+        # ~15 % of 512x288: 14.4 ms one after another on 2 threads, 8.5 ms two at a time).
+        self._workers = threads or min(4, os.cpu_count() or 1)
+        single = ort.SessionOptions()
+        single.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        single.intra_op_num_threads = 1
+        single.inter_op_num_threads = 1
         try:
             self._encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
             self._decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
+            self._decoder_single = None
+            if device == "cpu" and self._workers > 1:
+                self._decoder_single = ort.InferenceSession(
+                    str(decoder_path), single, providers=providers
+                )
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendError(f"onnxruntime could not load the model: {exc}") from None
+        self._pool: ThreadPoolExecutor | None = None
         if device == "cuda" and "CUDAExecutionProvider" not in self._encoder.get_providers():
             raise BackendError("onnxruntime did not enable CUDAExecutionProvider for the encoder")
 
@@ -79,15 +106,29 @@ class OnnxRuntimeBackend:
         return key, f4, f8
 
     def run_decoder(self, key, f4, f8, proto_fg, proto_bg, prev_mask) -> np.ndarray:
-        feeds = {
-            "key": key,
-            "f4": f4,
-            "f8": f8,
-            "proto_fg": proto_fg,
-            "proto_bg": proto_bg,
-            "prev_mask": prev_mask,
-        }
-        return self._decoder.run(["logits"], feeds)[0]
+        return self._decoder.run(["logits"], _feeds(key, f4, f8, proto_fg, proto_bg, prev_mask))[0]
+
+    def run_decoders(self, calls: list[tuple]) -> list[np.ndarray]:
+        """Several independent decoder runs (each a ``run_decoder`` argument tuple), side by side
+        on single-threaded sessions when there are several cores."""
+        if len(calls) < 2 or self._decoder_single is None:
+            return [self.run_decoder(*call) for call in calls]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="vos-decoder")
+        session = self._decoder_single
+        # InferenceSession.run is thread-safe and releases the GIL while it computes.
+        return list(self._pool.map(lambda call: session.run(["logits"], _feeds(*call))[0], calls))
+
+    def close(self) -> None:
+        """Stop the decoder worker threads (also done when the backend is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def to_numpy(self, tensor: Any) -> np.ndarray:
         return np.asarray(tensor, dtype=np.float32)
