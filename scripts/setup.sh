@@ -44,6 +44,31 @@ pick_python() {
   return 1
 }
 
+# --- 0. system build tools (Debian/Ubuntu) -------------------------------------------------------
+# A fresh machine may lack the compilers, CMake or the venv module: installed with apt-get when
+# this runs as root or with password-less sudo; otherwise the exact command is printed.
+missing_debs=()
+command -v cmake >/dev/null 2>&1 || missing_debs+=(cmake)
+command -v c++ >/dev/null 2>&1 || missing_debs+=(g++)
+command -v make >/dev/null 2>&1 || missing_debs+=(make)
+if ! [[ -x "$VENV/bin/python" ]] && ! pick_python >/dev/null; then
+  missing_debs+=(python3-venv python3-dev)
+fi
+if ((${#missing_debs[@]})); then
+  sudo_cmd=()
+  if [[ "$(id -u)" != 0 ]] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo_cmd=(sudo -n)
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [[ "$(id -u)" == 0 ]] || ((${#sudo_cmd[@]})); }; then
+    step "installing ${missing_debs[*]} with apt-get"
+    "${sudo_cmd[@]}" apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q "${missing_debs[@]}" \
+      >/dev/null
+  else
+    die "missing ${missing_debs[*]}; install them first: sudo apt install ${missing_debs[*]}"
+  fi
+fi
+
 # --- 1. virtual environment ---------------------------------------------------------------------
 if [[ -x "$VENV/bin/python" ]] && python_ok "$VENV/bin/python"; then
   step "reusing $VENV ($("$VENV/bin/python" -V))"

@@ -6,6 +6,7 @@ Tests that need TensorRT and a GPU run when both exist and are skipped with the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from engine_testlib import write_model_dir
@@ -144,6 +145,37 @@ def test_deserialize_failure_is_rebuilt_not_raised(tmp_path):
 
     cache.store(key, b"JUNK-PLAN")
     engine, built = load_or_build(cache, key, trt.build, explode)
+    assert built and engine == {"engine": 104}
+
+
+def test_unwritable_cache_folder_still_gives_an_engine(tmp_path, monkeypatch):
+    """A read-only or full disk costs a rebuild on the next start, never the node."""
+    cache, trt, key = EngineCache(tmp_path / "cache"), FakeTensorRT(), _key()
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(cache, "store", refuse)
+    engine, built = load_or_build(cache, key, trt.build, trt.deserialize)
+    assert built and engine == {"engine": 104}
+    engine, built = load_or_build(cache, key, trt.build, trt.deserialize)
+    assert built and trt.builds == 2  # nothing was cached: built again
+
+
+def test_unreadable_engine_file_is_a_cache_miss(tmp_path, monkeypatch):
+    cache, trt, key = EngineCache(tmp_path), FakeTensorRT(), _key()
+    load_or_build(cache, key, trt.build, trt.deserialize)
+    engine_path = cache.paths(key)[0]
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        if self == engine_path:
+            raise PermissionError("permission denied")
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert cache.lookup(key) is None
+    engine, built = load_or_build(cache, key, trt.build, trt.deserialize)
     assert built and engine == {"engine": 104}
 
 

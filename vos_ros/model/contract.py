@@ -27,6 +27,10 @@ logits     [N, 1, H/4, W/4] float32    output: per-target foreground logit (one 
                                        per target; the engine merges them by soft aggregation)
 =========  ==========================  =====================================================
 
+The decoder must also accept crops: on CPUs the engine decodes each visible target on a window
+around it (``vos_ros.engine.window``), feeding the same H/8 x W/8 (key, f8) and H/4 x W/4 (f4,
+prev_mask) region of every input. A fully convolutional decoder does so by construction.
+
 P (prototypes per target) is dynamic: the engine concatenates the prototypes of every frame in
 memory (``PROTOS_PER_FRAME`` per frame), so a fixed memory budget keeps P, and the cost, flat.
 

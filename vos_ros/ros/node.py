@@ -529,6 +529,8 @@ def build_node_engine(config: NodeConfig):
             processing_short_side=config.engine_processing_short_side or None,
             max_targets=config.engine_max_targets,
             flow_preset=config.engine_flow_preset,
+            decoder_window_scale=config.engine_decoder_window_scale,
+            cache_dir=config.engine_tensorrt_cache_dir or None,
         )
     )
     if config.warmup:

@@ -144,6 +144,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         choices=("ultrafast", "fast", "medium"),
     ),
     ParamSpec(
+        "engine.decoder_window_scale",
+        2.0,
+        "CPU backends: each visible target is decoded on its previous box enlarged this many "
+        "times (at least a quarter of the frame per side) instead of the whole frame, so every "
+        "added target costs little; 0 = always the whole frame.",
+        float_range=(0.0, 10.0),
+    ),
+    ParamSpec(
+        "engine.tensorrt_cache_dir",
+        "",
+        "Folder of the TensorRT engine and timing caches (the one 'vos-ros build-engine "
+        "--cache-dir' filled); empty = ~/.cache/vos_ros/tensorrt.",
+    ),
+    ParamSpec(
         "warmup",
         True,
         "Run the engine once on a blank frame during configure, so the first camera frame "
@@ -279,6 +293,8 @@ class NodeConfig:
     engine_processing_short_side: int
     engine_max_targets: int
     engine_flow_preset: str
+    engine_decoder_window_scale: float
+    engine_tensorrt_cache_dir: str
     warmup: bool
     input_compressed: bool
     input_reliability: str

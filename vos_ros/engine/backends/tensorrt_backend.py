@@ -226,7 +226,11 @@ class EngineCache:
             )
             self.invalidate(key)
             return None
-        data = engine_path.read_bytes()
+        try:
+            data = engine_path.read_bytes()
+        except OSError as exc:
+            LOG.warning("TensorRT cache: cannot read %s (%s); rebuilding", engine_path, exc)
+            return None
         if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
             LOG.warning(
                 "TensorRT cache: %s is corrupt (checksum mismatch); rebuilding", engine_path
@@ -286,7 +290,15 @@ def load_or_build(
         raise BackendError(
             f"TensorRT could not deserialize the engine it just built for {key.graph}"
         )
-    cache.store(key, data)
+    try:
+        cache.store(key, data)
+    except OSError as exc:  # read-only or full disk: run with the engine, rebuild next start
+        LOG.warning(
+            "TensorRT cache: could not save the engine in %s (%s); it will be rebuilt on the "
+            "next start",
+            cache.folder,
+            exc,
+        )
     return engine, True
 
 
@@ -384,8 +396,12 @@ class TensorRTBackend:
         timing_path = self.cache.timing_cache_path(
             self.tensorrt_version, self.gpu_name, self.compute_capability
         )
-        timing_bytes = timing_path.read_bytes() if timing_path.is_file() else b""
-        timing_cache = config.create_timing_cache(timing_bytes)
+        timing_cache = None
+        try:
+            timing_bytes = timing_path.read_bytes() if timing_path.is_file() else b""
+            timing_cache = config.create_timing_cache(timing_bytes)
+        except Exception as exc:  # unreadable file, or TensorRT refusing corrupt bytes
+            LOG.warning("TensorRT: timing cache %s unreadable (%s)", timing_path, exc)
         if timing_cache is None or not config.set_timing_cache(timing_cache, ignore_mismatch=False):
             LOG.warning("TensorRT: timing cache %s unusable; starting an empty one", timing_path)
             config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
