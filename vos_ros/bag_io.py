@@ -325,12 +325,58 @@ def _salvage_mcap(file: Path) -> Iterator[tuple[str, str, int, bytes]]:
         yield from handle(op, body)
 
 
+def _db3_file(path: Path) -> Path | None:
+    """The .db3 file of a bag (folder or bare file), if it is a sqlite3 bag."""
+    if path.is_file():
+        return path if path.suffix == ".db3" else None
+    files = sorted(path.glob("*.db3")) if path.is_dir() else []
+    return files[0] if files else None
+
+
+def _salvage_sqlite(file: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """Read the messages of a damaged sqlite3 file in the order they were written.
+
+    SQLite refuses a file shorter than its header says (a copy or download cut short), and so does
+    ``rosbags``; with ``writable_schema`` it opens it (read-only) and the rows before the missing
+    pages can be read. Yields like :func:`_salvage_mcap`; stops at the first unreadable page.
+    """
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        conn.execute("PRAGMA writable_schema=ON")
+        rows = conn.execute("SELECT id, name, type FROM topics")
+        topics = {int(tid): (str(name), str(ty)) for tid, name, ty in rows}
+        rows = conn.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY rowid")
+        for tid, time_ns, data in rows:
+            if tid in topics:
+                yield *topics[tid], int(time_ns), bytes(data)
+    except sqlite3.Error:
+        return
+    finally:
+        conn.close()
+
+
+def _storage_file(path: Path) -> Path | None:
+    """The .mcap or .db3 file of a bag, if it has one."""
+    return _mcap_file(path) or _db3_file(path)
+
+
+def _salvage(file: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """The readable messages of a damaged .mcap or .db3 file."""
+    return _salvage_sqlite(file) if file.suffix == ".db3" else _salvage_mcap(file)
+
+
 def read_messages(
     path: Path | str, topics: Iterable[str] | None = None
 ) -> Iterator[tuple[str, int, Any]]:
     """Yield ``(topic, log time ns, message)`` from a bag, in log-time order.
 
-    An MCAP bag without its footer (a recorder that was killed) is read up to the damage.
+    An MCAP bag without its footer (a recorder that was killed) or a cut sqlite3 file is read up
+    to the damage.
 
     :raises BagError: the bag cannot be opened, or is cut short; the messages read before the
         damage were already yielded, so a caller can still use them.
@@ -366,12 +412,12 @@ def read_messages(
 def _read_damaged(
     path: Path, wanted: set[str] | None, store: Any, cause: Exception
 ) -> Iterator[tuple[str, int, Any]]:
-    """Salvage what an unreadable MCAP bag still holds, then raise :class:`BagError`."""
-    file = _mcap_file(path)
+    """Salvage what an unreadable MCAP or sqlite3 bag still holds, then raise :class:`BagError`."""
+    file = _storage_file(path)
     if file is None:
         raise BagError(f"cannot open bag {path}: {cause}") from cause
     count = 0
-    for topic, msgtype, time_ns, raw in _salvage_mcap(file):
+    for topic, msgtype, time_ns, raw in _salvage(file):
         if wanted is not None and topic not in wanted:
             continue
         try:
@@ -386,7 +432,7 @@ def _read_damaged(
 
 
 def bag_topics(path: Path | str) -> dict[str, str]:
-    """Topic -> message type of a bag (of its readable part, for a damaged MCAP bag)."""
+    """Topic -> message type of a bag (of its readable part, for a damaged bag)."""
     from rosbags.rosbag2 import Reader
 
     path = Path(path)
@@ -394,15 +440,15 @@ def bag_topics(path: Path | str) -> dict[str, str]:
         with Reader(path) as reader:
             return {c.topic: c.msgtype for c in reader.connections}
     except Exception as exc:
-        file = _mcap_file(path)
-        topics = {t: ty for t, ty, _, _ in _salvage_mcap(file)} if file is not None else {}
+        file = _storage_file(path)
+        topics = {t: ty for t, ty, _, _ in _salvage(file)} if file is not None else {}
         if not topics:
             raise BagError(f"cannot open bag {path}: {exc}") from exc
         return topics
 
 
 def message_counts(path: Path | str) -> dict[str, int]:
-    """Messages per topic (of the readable part, for a damaged MCAP bag)."""
+    """Messages per topic (of the readable part, for a damaged bag)."""
     from rosbags.rosbag2 import Reader
 
     path = Path(path)
@@ -413,9 +459,9 @@ def message_counts(path: Path | str) -> dict[str, int]:
                 counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
             return counts
     except Exception:
-        file = _mcap_file(path)
+        file = _storage_file(path)
         counts = {}
-        for topic, _, _, _ in _salvage_mcap(file) if file is not None else ():
+        for topic, _, _, _ in _salvage(file) if file is not None else ():
             counts[topic] = counts.get(topic, 0) + 1
         return counts
 
