@@ -117,6 +117,7 @@ def test_ctrl_c_still_writes_what_was_scored(davis_dir: Path, tmp_path):
         "frames_seen": 7,
         "complete": False,
         "error": "interrupted",
+        "prompts": "ground truth",
     }
     assert "syn_b" not in saved["sequences"]
     assert saved["davis"]["per_sequence"]["syn_a_1"]["frames"] == 6

@@ -7,7 +7,13 @@ An evaluation bag holds:
   ``instance`` (mono8 / mono16 / 8UC1 / 16UC1, pixel = instance id) or ``panoptic``
   (mono16 / 16UC1 / 32SC1, pixel = class*1000 + instance, 65535 = ignore);
 - optionally a class-map topic (``std_msgs/msg/String`` holding JSON ``{"<id>": "<class>"}``: class
-  of each instance id for ``instance``, name of each class id for ``panoptic``).
+  of each instance id for ``instance``, name of each class id for ``panoptic``);
+- optionally what the node was given, recorded with the frames' stamps: detector boxes on the
+  prompt topic (``vos_ros/msg/DetectionArray``, as the node's ``~/prompts``) and initial masks on
+  the initial-mask topic (``sensor_msgs/msg/Image`` label images, mono8/mono16, pixel = target id;
+  the class of each id from the class-map topic when it names it). When either is present, the
+  evaluator replays them instead of prompting with the ground truth
+  (:mod:`vos_ros.evaluation.prompt_plan`).
 
 The project's own message types (``msg/*.msg``, e.g. the node's outputs) are registered from their
 text when the folder exists, so bags recorded from the node can be read and written too.
@@ -30,6 +36,8 @@ from vos_ros.evaluation.confusion import PANOPTIC_DIVISOR, decode_labels
 IMAGE_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/ground_truth"
 CLASS_TOPIC = "/camera/ground_truth/classes"
+PROMPT_TOPIC = "/vos_node/prompts"
+INITIAL_MASK_TOPIC = "/vos_node/initial_mask"
 STORAGES = ("mcap", "sqlite3")
 MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
 PACKAGE = "vos_ros"
@@ -494,6 +502,9 @@ class BagClip:
         used if it has one.
     :ivar pairing_window: how many camera frames may wait for their ground truth before they are
         scored without it (ground truth is written right after its frame, so a few are enough).
+    :ivar prompt_topic, initial_mask_topic: recorded prompts (see the module docstring); None or
+        absent from the bag: none. ``use_recorded_prompts=False`` ignores them.
+    :ivar has_recorded_prompts: set on opening: the frames carry recorded prompts to replay.
     """
 
     path: Path
@@ -508,6 +519,10 @@ class BagClip:
     pairing_window: int = 8
     name: str = ""
     _count: int | None = field(default=None, repr=False)
+    prompt_topic: str | None = PROMPT_TOPIC
+    initial_mask_topic: str | None = INITIAL_MASK_TOPIC
+    use_recorded_prompts: bool = True
+    has_recorded_prompts: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -532,12 +547,89 @@ class BagClip:
                 )
         self._has_class_topic = bool(self.class_topic) and self.class_topic in topics
         self._count = message_counts(self.path).get(self.image_topic, 0)
+        self._prompt_topics: dict[str, str] = {}
+        if self.use_recorded_prompts:
+            for topic, expected in (
+                (self.prompt_topic, "vos_ros/msg/DetectionArray"),
+                (self.initial_mask_topic, "sensor_msgs/msg/Image"),
+            ):
+                if not topic or topic not in topics:
+                    continue
+                if topics[topic] != expected:
+                    raise BagError(
+                        f"{self.path}: prompt topic {topic} is {topics[topic]}, expected {expected}"
+                    )
+                self._prompt_topics[topic] = expected
+        self.has_recorded_prompts = bool(self._prompt_topics)
 
     def __len__(self) -> int:
         return int(self._count or 0)
 
     def frames(self) -> Iterator[ClipFrame]:
-        """Camera frames in order, each with the ground truth of the same stamp (or None)."""
+        """Camera frames in order, each with the ground truth of the same stamp (or None) and
+        the prompts recorded for it.
+
+        :raises BagError: also when a recorded prompt names a stamp no camera frame has.
+        """
+        recorded = self._recorded_prompts() if self.has_recorded_prompts else {}
+        for frame in self._paired_frames():
+            if frame.stamp_ns in recorded:
+                frame.recorded = recorded.pop(frame.stamp_ns)
+            yield frame
+        if recorded:
+            stamps = ", ".join(str(s) for s in sorted(recorded)[:5])
+            raise BagError(
+                f"{self.path}: recorded prompts for stamps without a camera frame: {stamps} (a "
+                "prompt must carry the stamp of the frame it was made on)"
+            )
+
+    def _recorded_prompts(self) -> dict[int, Any]:
+        """Recorded prompts by stamp, read in one pass over the prompt topics."""
+        from vos_ros.evaluation.prompt_plan import RecordedPrompt
+
+        class_map: dict[int, str] = dict(self.class_map or {})
+        if not class_map and self._has_class_topic:
+            for _topic, _time, msg in read_messages(self.path, [self.class_topic]):
+                class_map = _parse_class_map(msg.data, self.path)
+                break
+        out: dict[int, RecordedPrompt] = {}
+        for topic, _time, msg in read_messages(self.path, list(self._prompt_topics)):
+            stamp = stamp_ns(msg)
+            if stamp == 0:
+                raise BagError(
+                    f"{self.path}: a prompt on {topic} has a zero stamp; recorded prompts must "
+                    "carry the stamp of the frame they were made on"
+                )
+            if self._prompt_topics[topic] == "sensor_msgs/msg/Image":
+                if msg.encoding not in LABEL_ENCODINGS["instance"]:
+                    raise BagError(
+                        f"{self.path}: initial mask on {topic} is {msg.encoding!r}, expected one "
+                        f"of {LABEL_ENCODINGS['instance']}"
+                    )
+                label = np.asarray(image_array(msg, topic), np.uint16)
+                ids = [int(i) for i in np.unique(label) if i > 0]
+                names = {i: class_map.get(i, "object") for i in ids}
+                entry = RecordedPrompt(label_image=label, classes=names)
+            else:
+                entry = RecordedPrompt(
+                    boxes=[
+                        (
+                            d.center_x - d.size_x / 2.0,
+                            d.center_y - d.size_y / 2.0,
+                            d.center_x + d.size_x / 2.0,
+                            d.center_y + d.size_y / 2.0,
+                        )
+                        for d in msg.detections
+                    ],
+                    box_classes=[str(d.class_label) for d in msg.detections],
+                )
+            if stamp in out:
+                out[stamp].merge(entry)
+            else:
+                out[stamp] = entry
+        return out
+
+    def _paired_frames(self) -> Iterator[ClipFrame]:
         topics = [self.image_topic, self.gt_topic]
         if self._has_class_topic and self.class_map is None:
             topics.append(self.class_topic)

@@ -143,6 +143,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="std_msgs/String topic with the class map as JSON ('' for none)",
     )
     bag.add_argument(
+        "--prompt-topic",
+        default="/vos_node/prompts",
+        help="recorded detector boxes (vos_ros/DetectionArray) to replay ('' for none)",
+    )
+    bag.add_argument(
+        "--initial-mask-topic",
+        default="/vos_node/initial_mask",
+        help="recorded initial masks (sensor_msgs/Image label images) to replay ('' for none)",
+    )
+    bag.add_argument(
+        "--ground-truth-prompts",
+        action="store_true",
+        help="prompt with the ground truth even when the bag recorded prompts",
+    )
+    bag.add_argument(
         "--gt-encoding",
         choices=ENCODINGS,
         default="instance",

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from vos_ros.evaluation.confusion import DecodedLabels
+
+if TYPE_CHECKING:
+    from vos_ros.evaluation.prompt_plan import RecordedPrompt
 
 
 @dataclass
@@ -24,6 +27,8 @@ class ClipFrame:
     :ivar image: RGB ``uint8`` ``(H, W, 3)``, or None when the clip was opened without images.
     :ivar gt: the decoded ground truth, or None when this frame has none.
     :ivar stamp_ns: capture time (bags), None for folders.
+    :ivar recorded: what the bag recorded as given to the node on this frame (initial masks,
+        detector boxes), or None.
     """
 
     index: int
@@ -31,10 +36,13 @@ class ClipFrame:
     image: np.ndarray | None
     gt: DecodedLabels | None
     stamp_ns: int | None = None
+    recorded: RecordedPrompt | None = None
 
 
 class Clip(Protocol):
-    """A sequence to evaluate."""
+    """A sequence to evaluate. A clip may also have ``has_recorded_prompts = True``: its frames
+    then carry the prompts to replay (``ClipFrame.recorded``) instead of the ground-truth
+    protocol (:mod:`vos_ros.evaluation.prompt_plan`)."""
 
     name: str
 

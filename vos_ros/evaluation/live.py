@@ -58,7 +58,7 @@ from vos_ros.evaluation.live_scoring import (
     PromptRequest,
     score_playback,
 )
-from vos_ros.evaluation.runner import prompt_for_new_objects
+from vos_ros.evaluation.prompt_plan import PromptPlan
 from vos_ros.evaluation.scoring import DatasetScorer
 
 __all__ = ["LiveError", "LivePlayer", "LiveSettings", "run_node_on_clip"]
@@ -206,8 +206,7 @@ class LivePlayer:
         """
         self._outputs = playback.outputs
         ros = self._ros
-        target_of: dict[int, int] = {}
-        target_classes: dict[int, str] = {}
+        plan = PromptPlan(recorded=bool(getattr(clip, "has_recorded_prompts", False)))
         anchor: tuple[float, int] | None = None  # (wall time, stamp) the schedule counts from
         first_prompt = True
         seen_stamps: set[int] = set()
@@ -222,13 +221,7 @@ class LivePlayer:
             seen_stamps.add(stamp)
             image = _frame_image(clip, frame)
             message = ros.image_message(image, stamp)
-            prompt = None
-            if frame.gt is not None:
-                new = [k for k in frame.gt.instance_classes if k not in target_of]
-                if new:
-                    prompt = prompt_for_new_objects(
-                        frame.gt, new, target_of, target_classes, PromptRequest
-                    )
+            prompt = plan.prompt(frame, PromptRequest)
 
             # Pace by the recorded stamps; never send faster than that (a late frame moves the
             # schedule instead of causing a burst).

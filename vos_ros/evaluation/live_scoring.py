@@ -16,7 +16,7 @@ import numpy as np
 
 from vos_ros.evaluation.clips import Clip, ClipFrame
 from vos_ros.evaluation.live_node import LiveError
-from vos_ros.evaluation.runner import prompt_for_new_objects
+from vos_ros.evaluation.prompt_plan import PromptPlan
 from vos_ros.evaluation.scoring import DatasetScorer
 from vos_ros.image_conversion import image_to_array
 
@@ -114,8 +114,11 @@ def score_playback(
     :raises LiveError: the clip reads differently the second time, or an output does not fit.
     """
     seq = scorer.sequence(clip.name, len(clip))
-    target_of: dict[int, int] = {}
-    target_classes: dict[int, str] = {}
+    # The same plan as the player's: the same target ids (recorded box masks are deterministic).
+    plan = PromptPlan(recorded=bool(getattr(clip, "has_recorded_prompts", False)))
+    seq.info.prompts = "recorded" if plan.recorded else "ground truth"
+    target_of = plan.target_of
+    target_classes = plan.target_classes
     played = playback.frames
     try:
         frames: Iterator[ClipFrame] = clip.frames()
@@ -125,10 +128,7 @@ def score_playback(
                     f"{clip.name} frame {frame.index}: the bag read differently the second time "
                     f"(stamp {frame.stamp_ns} instead of {record.stamp_ns})"
                 )
-            if frame.gt is not None:  # the same target ids as the prompts (order of appearance)
-                new = [k for k in frame.gt.instance_classes if k not in target_of]
-                if new:
-                    prompt_for_new_objects(frame.gt, new, target_of, target_classes, PromptRequest)
+            plan.prompt(frame, PromptRequest)
             shape = _frame_shape(frame)
             output = playback.outputs.get(record.stamp_ns)
             classes = dict(target_classes)
@@ -143,6 +143,7 @@ def score_playback(
             if record.prompt is not None:
                 # Offline, the result of a prompt frame shows the prompted masks exactly as given.
                 label = np.where(record.prompt > 0, record.prompt, label).astype(np.uint16)
+            plan.observe(frame, label)
             seq.add_frame(frame.index, frame.gt, label, classes, target_of)
             if on_frame is not None:
                 on_frame(clip.name, frame, label)

@@ -13,7 +13,9 @@ Schema (``"schema": "vos_ros.evaluation/1"``; every score is a float in [0, 1] o
     per_instance_iou    {"<seq>_<id>": {class, iou, frames}}
     timing              {frames, fps, latency_ms: {mean, p50, p95, p99, max}, dropped_frames,
                          stages_ms: {stage: mean ms}, per_frame_ms: [ms per frame]}
-    sequences           {seq: {frames, frames_seen, complete, error}}
+    sequences           {seq: {frames, frames_seen, complete, error, prompts}}  prompts: "ground
+                        truth" (each object's mask where it first appears) or "recorded" (the
+                        bag's recorded initial masks / detector boxes, replayed)
     trajectories        {"<seq>_<id>": {frames: [int], gt: [[x, y] | null], pred: [[x, y] | null]}}
     meta                {command, machine, date, model, backend, mode, source, partial, errors}
 
@@ -109,6 +111,7 @@ def build_report(
             "frames_seen": s.info.frames_seen,
             "complete": s.info.complete,
             "error": s.info.error,
+            "prompts": s.info.prompts,
         }
         for s in scorer.sequences
     }

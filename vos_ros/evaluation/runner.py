@@ -2,7 +2,9 @@
 
 Semi-supervised, DAVIS-2017 style: every sequence gets a fresh engine; each ground-truth object
 is handed to the engine as a prompt (its ground-truth mask) on the first frame where it appears,
-through ``engine.step(frame, Prompt(...))``, and tracked from then on without further help.
+through ``engine.step(frame, Prompt(...))``, and tracked from then on without further help. A bag
+that recorded the prompts a node was given replays those instead
+(:mod:`vos_ros.evaluation.prompt_plan`).
 
 Timing: the latency of a frame is the wall time of its ``engine.step`` call
 (``time.perf_counter``); frames per second is frames / total time spent in ``step``.
@@ -17,11 +19,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from vos_ros.evaluation.clips import Clip, ClipFrame
-from vos_ros.evaluation.confusion import DecodedLabels
 from vos_ros.evaluation.davis_folder import PredictionFolder, classes_for
+from vos_ros.evaluation.prompt_plan import PromptPlan
 from vos_ros.evaluation.scoring import DatasetScorer
-
-MAX_TARGET_ID = 65535  # label images are uint16
 
 
 class Engine(Protocol):
@@ -62,24 +62,21 @@ def run_engine_on_clip(
     prompt_cls = prompt_type or default_prompt_type()
     seq = scorer.sequence(clip.name, len(clip))
     engine = engine_factory()
-    target_of: dict[int, int] = {}  # ground-truth key -> engine target id
-    target_classes: dict[int, str] = {}
+    plan = PromptPlan(recorded=bool(getattr(clip, "has_recorded_prompts", False)))
+    seq.info.prompts = "recorded" if plan.recorded else "ground truth"
+    target_of = plan.target_of  # ground-truth key -> engine target id
+    target_classes = plan.target_classes
     try:
         for frame in clip.frames():
             if frame.image is None:
                 raise ValueError(f"{clip.name} frame {frame.name}: the clip carries no image")
-            prompt = None
-            if frame.gt is not None:
-                new = [k for k in frame.gt.instance_classes if k not in target_of]
-                if new:
-                    prompt = prompt_for_new_objects(
-                        frame.gt, new, target_of, target_classes, prompt_cls
-                    )
+            prompt = plan.prompt(frame, prompt_cls)
             start = time.perf_counter()
             result = engine.step(frame.image, prompt)
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             scorer.timing.add(elapsed_ms, getattr(result, "timings_ms", None))
             label = np.asarray(result.label_image)
+            plan.observe(frame, label)
             classes = dict(target_classes)
             for target in getattr(result, "targets", []):
                 classes.setdefault(int(target.target_id), str(target.class_label))
@@ -90,35 +87,6 @@ def run_engine_on_clip(
         seq.finish(complete=False, error=_describe(exc))
         raise
     seq.finish(complete=True)
-
-
-def prompt_for_new_objects(
-    gt: DecodedLabels,
-    new_keys: list[int],
-    target_of: dict[int, int],
-    target_classes: dict[int, str],
-    prompt_cls: PromptType,
-) -> Any:
-    """Assign target ids to objects first seen on this frame; their ground truth is the prompt.
-
-    Target ids are 1, 2, ... in order of appearance (``target_of`` and ``target_classes`` are
-    updated). Offline the prompt goes to ``engine.step``; live mode sends the same label image to
-    the node's ``~/set_initial_mask``.
-
-    :returns: ``prompt_cls(label_image=uint16 (H, W), classes={id: class}, replace=False)``.
-    """
-    label = np.zeros(gt.instances.shape, dtype=np.uint16)
-    classes: dict[int, str] = {}
-    for key in sorted(new_keys):
-        target = len(target_of) + 1
-        if target > MAX_TARGET_ID:
-            raise ValueError(f"more than {MAX_TARGET_ID} objects in one sequence")
-        target_of[key] = target
-        name = gt.instance_classes[key]
-        target_classes[target] = name
-        classes[target] = name
-        label[gt.instances == key] = target
-    return prompt_cls(label_image=label, classes=classes, replace=False)
 
 
 def score_predictions_on_clip(

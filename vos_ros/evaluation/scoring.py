@@ -52,6 +52,7 @@ class SequenceInfo:
     complete: bool = False
     error: str | None = None
     object_classes: dict[int, str] = field(default_factory=dict)
+    prompts: str = "ground truth"  # or "recorded": the bag's recorded prompts were replayed
 
 
 class SequenceScorer:

@@ -57,6 +57,9 @@ class EvaluationOptions:
     image_topic: str = "/camera/image_raw"
     gt_topic: str = "/camera/ground_truth"
     class_topic: str | None = "/camera/ground_truth/classes"
+    prompt_topic: str | None = "/vos_node/prompts"  # recorded boxes to replay (None: none)
+    initial_mask_topic: str | None = "/vos_node/initial_mask"  # recorded masks to replay
+    use_recorded_prompts: bool = True  # False: ground-truth prompts even when a bag recorded some
     gt_encoding: str = "instance"
     panoptic_divisor: int = 1000
     live: bool = False  # play the bag to a node over ROS instead of running the engine here
@@ -97,6 +100,9 @@ class EvaluationOptions:
             image_topic=args.image_topic,
             gt_topic=args.gt_topic,
             class_topic=args.class_topic or None,
+            prompt_topic=getattr(args, "prompt_topic", None) or None,
+            initial_mask_topic=getattr(args, "initial_mask_topic", None) or None,
+            use_recorded_prompts=not getattr(args, "ground_truth_prompts", False),
             gt_encoding=args.gt_encoding,
             panoptic_divisor=args.panoptic_divisor,
             live=args.live,
@@ -249,6 +255,9 @@ def _clip_sources(
             opts.ignore_value,
             opts.panoptic_divisor,
             need_images,
+            prompt_topic=opts.prompt_topic,
+            initial_mask_topic=opts.initial_mask_topic,
+            use_recorded_prompts=opts.use_recorded_prompts and need_images,
         )
 
     return [opener(b) for b in bags], notes

@@ -36,6 +36,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.logging import get_logger
 from rclpy.qos import (
     HistoryPolicy,
     QoSProfile,
@@ -135,6 +136,7 @@ class VosNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._active = False
         self._state_label = "unconfigured"  # for diagnostics; updated by the transitions
+        self._throttled_logger = self.get_logger()  # replaced at every configure
 
         # Images get their own callback group so a slow service call never delays them.
         self._image_group = MutuallyExclusiveCallbackGroup()
@@ -179,6 +181,9 @@ class VosNode(LifecycleNode):
                 f"backend={config.backend!r}: {exc}"
             )
         self._config = config
+        # rclpy fixes the throttle of each logging call site at its first call and raises if it
+        # changes: a fresh logger per configure lets a new log_throttle_s take effect.
+        self._throttled_logger = get_logger(self.get_logger().name)
         # The adapter keeps targets when the camera changes resolution (see stream_size.py).
         self._engine = ResolutionAdapter(engine, on_change=self._on_resolution_change)
         self._frames = FrameBuffer(
@@ -398,7 +403,7 @@ class VosNode(LifecycleNode):
                 self._process(msg, received)
             except Exception as exc:  # the thread must survive any frame
                 self._stats.frame_failed(f"unexpected error: {exc}")
-                self.get_logger().error(
+                self._throttled_logger.error(
                     f"unexpected error on a frame: {exc!r}",
                     throttle_duration_sec=self._config.log_throttle_s,
                 )
@@ -444,7 +449,7 @@ class VosNode(LifecycleNode):
 
     def _reject_frame(self, reason: str) -> None:
         self._stats.frame_failed(reason)
-        self.get_logger().warning(
+        self._throttled_logger.warning(
             f"{reason} (frame skipped; targets kept)",
             throttle_duration_sec=self._config.log_throttle_s,
         )
@@ -463,7 +468,7 @@ class VosNode(LifecycleNode):
             new_ids = handlers.add_prompt_boxes(msg.header.stamp, boxes, labels)
         except ValueError as exc:
             self._stats.error(f"~/prompts: {exc}")
-            self.get_logger().warning(
+            self._throttled_logger.warning(
                 f"~/prompts rejected: {exc}", throttle_duration_sec=self._config.log_throttle_s
             )
             return
