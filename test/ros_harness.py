@@ -168,7 +168,9 @@ class RosClient:
     def close(self) -> None:
         import rclpy
 
-        self.executor.shutdown()
+        from vos_ros.ros.teardown import shutdown_executor
+
+        shutdown_executor(self.executor)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

@@ -269,7 +269,9 @@ class BenchClient:
 
         self._stop.set()
         self._thread.join(5)
-        self.executor.shutdown()
+        from vos_ros.ros.teardown import shutdown_executor
+
+        shutdown_executor(self.executor)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

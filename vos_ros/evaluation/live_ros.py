@@ -169,6 +169,8 @@ class RosEndpoints:
     def close(self) -> None:
         import rclpy
 
-        self.executor.shutdown()
+        from vos_ros.ros.teardown import shutdown_executor
+
+        shutdown_executor(self.executor)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

@@ -60,6 +60,7 @@ from vos_ros.ros.params import (
 )
 from vos_ros.ros.services import TargetServices, stamp_to_ns
 from vos_ros.ros.stream_size import ResolutionAdapter
+from vos_ros.ros.teardown import shutdown_executor
 from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
 from vos_ros.types import FrameResult
 
@@ -582,7 +583,7 @@ def main(
         pass
     finally:
         node._release_all()
-        executor.shutdown()
+        shutdown_executor(executor)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
