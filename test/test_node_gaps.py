@@ -104,25 +104,13 @@ def _track_square(kind: str) -> list[tuple[Any, Any, np.ndarray]]:
     from reliability_node import InProcessNode
     from sensor_msgs.msg import CompressedImage, Image
 
-    from vos_ros.benchmark.ros_procs import ns_to_time
-    from vos_ros.ros.image_msgs import array_to_msg
-    from vos_ros.srv import SetInitialMask
-
     node = InProcessNode({"input.compressed": kind != "raw"})
     try:
         # the node subscribes to the topic and type the parameter selects
         expected = (CompressedImage, "/image/compressed") if kind != "raw" else (Image, "/image")
         assert (node.node._image_sub.msg_type, node.node._image_sub.topic_name) == expected
         assert node.feed(_message(0, kind), stamp_s=1.0) == "processed"
-        response = node.call(
-            "set_initial_mask",
-            SetInitialMask.Request(
-                label_image=array_to_msg(_truth(0).astype(np.uint8), "mono8"),
-                ids=[1],
-                class_labels=["box"],
-                stamp=ns_to_time(1_000_000_000),
-            ),
-        )
+        response = node.call("set_initial_mask", _square_request(1.0))
         assert response.success, response.message
         assert list(response.tracked_ids) == [1]
         outputs = []
@@ -360,24 +348,26 @@ def test_changing_log_throttle_s_at_reconfigure_keeps_errors_readable_and_the_wo
         node.close()
 
 
-def _select_square(node: Any, stamp_s: float | None = None) -> None:
-    """Feed frame 0 and select the square on it as target 1."""
+def _square_request(stamp_s: float) -> Any:
+    """``~/set_initial_mask``: the square of frame 0 as target 1, on the frame with ``stamp_s``."""
     from vos_ros.benchmark.ros_procs import ns_to_time
     from vos_ros.ros.image_msgs import array_to_msg
     from vos_ros.srv import SetInitialMask
 
+    return SetInitialMask.Request(
+        label_image=array_to_msg(_truth(0).astype(np.uint8), "mono8"),
+        ids=[1],
+        class_labels=["box"],
+        stamp=ns_to_time(int(stamp_s * 1e9)),
+    )
+
+
+def _select_square(node: Any, stamp_s: float | None = None) -> None:
+    """Feed frame 0 and select the square on it as target 1."""
     stamp_s = float(node.fed + 1) if stamp_s is None else stamp_s
     while node.feed(_message(0, "raw"), stamp_s=stamp_s) != "processed":
         stamp_s += 1.0  # an injected failure; the frame is buffered all the same
-    response = node.call(
-        "set_initial_mask",
-        SetInitialMask.Request(
-            label_image=array_to_msg(_truth(0).astype(np.uint8), "mono8"),
-            ids=[1],
-            class_labels=["box"],
-            stamp=ns_to_time(int(stamp_s * 1e9)),
-        ),
-    )
+    response = node.call("set_initial_mask", _square_request(stamp_s))
     assert response.success, response.message
 
 
@@ -542,45 +532,3 @@ def test_rss_growth_is_measured_after_the_warm_up() -> None:
     block = fault_soak_block(result)
     assert "102.2 MiB → 105.8 MiB at the end (+3.6 MiB, +3.5%)" in block, block
     assert "median 12.0 ms, p95 30.0 ms over 3 outputs" in block, block
-
-
-@pytest.mark.ros
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_short_soak_with_faults_reports_rss_samples_and_latency(tmp_path: Path) -> None:
-    """The short soak of test_reliability_soak.py (same settings) records the node's RSS every
-    second and the stamp-to-output latency of its outputs, and its report prints the latency;
-    RSS growth needs the 20 s warm-up, so this 15 s run leaves it out rather than guess."""
-    _ros()
-    from vos_ros.benchmark.fault_soak import _rss_growth, fault_soak_block, run_fault_soak
-
-    result = run_fault_soak(
-        seconds=15.0,
-        rate=10.0,
-        size=(160, 120),
-        bad_every=3,
-        backend_error_every=6,
-        service_hz=4.0,
-        log_dir=tmp_path,
-        progress=lambda text: None,
-    )
-    summary = {k: v for k, v in result.items() if k not in ("samples", "set_initial_mask")}
-    assert not result.get("error") and result["crashes"] == 0, summary
-
-    samples = result["samples"]
-    assert 12 <= len(samples) <= 16, samples  # one a second
-    times = [s["t_s"] for s in samples]
-    assert times == sorted(times) and 0.5 <= times[0] <= 2.0 and times[-1] <= 15.5, times
-    rss = np.array([s["rss_mib"] for s in samples])
-    assert (rss > 20).all() and (rss < 4096).all(), rss  # a real process's RSS, in MiB
-    assert rss.max() < 1.5 * rss.min(), rss  # no runaway growth within the run
-    assert result["rss"] == _rss_growth(samples) == {}, result["rss"]
-
-    latency = result["latency_ms"]
-    assert latency["n"] > 20, latency
-    figures = [latency[k] for k in ("min", "p5", "median", "p95", "max")]
-    assert all(math.isfinite(v) for v in figures) and figures == sorted(figures), latency
-    assert latency["median"] > 0 and latency["p95"] < 10_000, latency
-    block = fault_soak_block(result)
-    assert f"median {latency['median']:.1f} ms, p95 {latency['p95']:.1f} ms" in block, block
-    assert "RSS" not in block, block

@@ -7,12 +7,20 @@ random. Nothing may crash, no permanent target may be lost, every service answer
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 from ros_harness import require_ros
 
 require_ros()
 
-from vos_ros.benchmark.fault_soak import BAD_FRAME_KINDS, run_fault_soak  # noqa: E402
+from vos_ros.benchmark.fault_soak import (  # noqa: E402
+    BAD_FRAME_KINDS,
+    _rss_growth,
+    fault_soak_block,
+    run_fault_soak,
+)
 
 
 @pytest.mark.ros
@@ -32,6 +40,24 @@ def test_short_soak_with_faults_keeps_the_node_and_its_targets(tmp_path):
     assert not result.get("error"), summary
     assert result["crashes"] == 0 and result["node_exit_code"] == 0, summary
     assert result["targets_lost"] == 0 and result["final_tracked"][:2] == [1, 2], summary
+    # RSS every second and the stamp-to-output latency are recorded and reported; RSS growth
+    # needs the 20 s warm-up, so this 15 s run leaves it out rather than guess.
+    samples = result["samples"]
+    assert 12 <= len(samples) <= 16, samples  # one a second
+    times = [s["t_s"] for s in samples]
+    assert times == sorted(times) and 0.5 <= times[0] <= 2.0 and times[-1] <= 15.5, times
+    rss = np.array([s["rss_mib"] for s in samples])
+    assert (rss > 20).all() and (rss < 4096).all(), rss  # a real process's RSS, in MiB
+    assert rss.max() < 1.5 * rss.min(), rss  # no runaway growth within the run
+    assert result["rss"] == _rss_growth(samples) == {}, result["rss"]
+    latency = result["latency_ms"]
+    assert latency["n"] > 20, latency
+    figures = [latency[k] for k in ("min", "p5", "median", "p95", "max")]
+    assert all(math.isfinite(v) for v in figures) and figures == sorted(figures), latency
+    assert latency["median"] > 0 and latency["p95"] < 10_000, latency
+    block = fault_soak_block(result)
+    assert f"median {latency['median']:.1f} ms, p95 {latency['p95']:.1f} ms" in block, block
+    assert "RSS" not in block, block
     assert result["outputs_checked"] > 20 and result["outputs_missing_a_target"] == 0, summary
     assert result["wrong_service_answers"] == 0 and result["internal_service_errors"] == 0, summary
     assert result["unexpected_errors_in_log"] == 0 and result["tracebacks_in_log"] == 0, summary

@@ -254,7 +254,6 @@ class VosEngine:
         tracked_slots = np.array([self._registry.slot(i) for i in tracked], dtype=np.intp)
         tracked_previous = np.ascontiguousarray(previous[tracked_slots])
         mh, mw = self._mask_wh[1], self._mask_wh[0]
-        tracked_probs = np.zeros((len(tracked), mh, mw), np.float32)
         gather_ms = 0.0
         if tracked:
             windows = None
@@ -265,11 +264,10 @@ class VosEngine:
                     self.config.decoder_window_scale,
                     self.config.decoder_window_min,
                 )
-            if windows is None:
-                tracked_probs = self.predictor.predict(features, tracked, tracked_previous)
-            else:
-                tracked_probs = self.predictor.predict(features, tracked, tracked_previous, windows)
+            tracked_probs = self.predictor.predict(features, tracked, tracked_previous, windows)
             gather_ms = self.predictor.timings_ms["memory"]
+        else:
+            tracked_probs = np.zeros((0, mh, mw), np.float32)
         t_dec = time.perf_counter()
         # decoder stage: the network's decoder run, or the fallback's flow + colour combination
         timings["decoder"] = (t_dec - t_enc) * 1e3 - gather_ms
@@ -545,7 +543,7 @@ class VosEngine:
         # index -> target id; targets that are not visible are shown as background. cv2.LUT on
         # the uint8 index is ~5x faster than numpy fancy indexing (max_targets ≤ 255).
         if n and bool(np.all(visible)) and ids == list(range(1, n + 1)):
-            label_image = index.astype(np.uint16)  # ids 1..n in slot order: 6x cheaper than LUT
+            label_image = index.astype(np.uint16)  # ids 1..n in slot order: cheaper than a LUT
         else:
             lut = np.zeros(256, np.uint16)
             lut[1 : n + 1][visible] = np.asarray(ids, np.uint16)[visible]

@@ -80,8 +80,8 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
         # Small decoder runs (one per decoder window) use one thread each and run side by side:
-        # a window is too small to split over cores, a frame's windows are not (10 windows of
-        # ~15 % of 512x288: 14.4 ms one after another on 2 threads, 8.5 ms two at a time).
+        # a window is too small to split well over cores, a frame's windows are not (measured
+        # effect: docs/benchmarks.md, "Changes of 2026-12-02").
         self._workers = threads or min(4, os.cpu_count() or 1)
         single = ort.SessionOptions()
         single.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -113,22 +113,11 @@ class OnnxRuntimeBackend:
         on single-threaded sessions when there are several cores."""
         if len(calls) < 2 or self._decoder_single is None:
             return [self.run_decoder(*call) for call in calls]
-        if self._pool is None:
+        if self._pool is None:  # its idle threads end when the backend is garbage-collected
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="vos-decoder")
         session = self._decoder_single
         # InferenceSession.run is thread-safe and releases the GIL while it computes.
         return list(self._pool.map(lambda call: session.run(["logits"], _feeds(*call))[0], calls))
-
-    def close(self) -> None:
-        """Stop the decoder worker threads (also done when the backend is garbage-collected)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
-    def __del__(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False)
 
     def to_numpy(self, tensor: Any) -> np.ndarray:
         return np.asarray(tensor, dtype=np.float32)
