@@ -8,6 +8,7 @@ random. Nothing may crash, no permanent target may be lost, every service answer
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,5 +66,37 @@ def test_short_soak_with_faults_keeps_the_node_and_its_targets(tmp_path):
     assert all(result["bad_frames_sent"][kind] > 0 for kind in BAD_FRAME_KINDS), summary
     assert result["resolution_notices"] >= 1, summary  # tracked through, announced
     assert result["diagnostics"]["error_periods"] >= 1, summary
+    # Service calls must not stall image intake (rclpy's MultiThreadedExecutor lost runs of
+    # frames after them); the few frames lost are ones replaced while a callback ran.
+    published, received = result["frames_published"], result["frames_received"]
+    print(f"frames published {published}, received {received}")
+    assert received >= 0.9 * published, summary
     refused = sum(o["refused"] for o in result["service_calls"].values())
     assert refused > 5, summary
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(300)
+def test_target_changes_do_not_stall_image_intake(tmp_path):
+    """VGA frames at 30 Hz with a target added or removed every 1.5 s: the node must keep taking
+    frames. With rclpy's MultiThreadedExecutor the node lost a third of them here (runs of up to
+    2 s after a service call); with the single-threaded one about 5 % (start-up included)."""
+    from vos_ros.benchmark.soak import run_soak
+
+    result = run_soak(
+        "onnxruntime",
+        str(Path(__file__).resolve().parents[1] / "models" / "protonet-s"),
+        (854, 480),
+        minutes=0.35,
+        rate=30.0,
+        change_every=1.5,
+        log_dir=tmp_path,
+        progress=lambda text: None,
+    )
+    analysis = result["analysis"]
+    summary = {k: v for k, v in analysis.items() if k != "windows"}
+    assert not result.get("error"), result["error"]
+    events = result["events"]
+    assert len(events) >= 10 and all(e["success"] for e in events), events
+    assert analysis["frames_published"] > 500, summary
+    assert analysis["input_loss"] < 0.15, summary

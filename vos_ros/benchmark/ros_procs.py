@@ -100,6 +100,18 @@ def player_command(clip_path: Path, rate: float, topic: str = IMAGE_TOPIC) -> li
     ]
 
 
+def player_published(log_path: Path) -> int | None:
+    """Frames the player published, from the line it prints on exit (None if it has not)."""
+    import re
+
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"published (\d+) frames", text)
+    return int(found[-1]) if found else None
+
+
 def passthrough_command(topic: str = IMAGE_TOPIC) -> list[str]:
     return [
         sys.executable,

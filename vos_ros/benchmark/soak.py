@@ -37,6 +37,7 @@ from vos_ros.benchmark.ros_procs import (
     isolated_env,
     ns_to_time,
     player_command,
+    player_published,
     rss_kib,
     vos_node_command,
     wait_for,
@@ -67,7 +68,9 @@ class TargetCycler:
             self._adding = False
         elif not self._adding and not self._added:
             self._adding = True
+        start = time.perf_counter()
         event = self._add() if self._adding else self._remove()
+        event["call_ms"] = round((time.perf_counter() - start) * 1e3, 1)
         event["t_s"] = round(t_s, 2)
         self.events.append(event)
 
@@ -151,6 +154,7 @@ def run_soak(
     samples: list[dict[str, Any]] = []
     cycler = None
     log = None
+    player = None
     try:
         client.watch_diagnostics()
         log = client.watch_instances("/vos_node/instances")
@@ -158,7 +162,8 @@ def run_soak(
             "vos_node", vos_node_command(backend, model, threads, folder / "params"), env, folder
         )
         children.append(node)
-        children.append(Child("player", player_command(clip_path, rate), env, folder))
+        player = Child("player", player_command(clip_path, rate), env, folder)
+        children.append(player)
         wait_for(lambda: log.count() > 0, NODE_START_TIMEOUT_S, "vos_node output", children)
         result["set_initial_mask"] = set_targets(client, log, clip.with_targets(1), "vos_node")
         cycler = TargetCycler(client, log, clip, "vos_node")
@@ -193,12 +198,17 @@ def run_soak(
         for child in reversed(children):
             child.stop()
         client.close()
+    result["frames_published"] = player_published(player.log_path) if player else None
     result["samples"] = samples
     result["events"] = cycler.events if cycler else []
     result["final_diagnostics"] = final_diag
     result["load_average_end"] = load_average()
     start_ns = int(result.get("start_unix_s", 0.0) * 1e9)
     result["analysis"] = analyze(samples, log, duration, final_diag, start_ns)
+    if result["frames_published"] and "frames_received" in result["analysis"]:
+        received = result["analysis"]["frames_received"]
+        result["analysis"]["frames_published"] = result["frames_published"]
+        result["analysis"]["input_loss"] = 1.0 - received / result["frames_published"]
     if plot_path and samples:
         plot_soak(samples, result["events"], plot_path)
         result["plot"] = str(plot_path)
@@ -282,6 +292,9 @@ def analyze(
             out["latency_p95_late_ms"] = late
             out["latency_p95_late_over_early"] = late / early - 1.0
             out["fps"] = summarize([w["fps"] for w in windows])
+        after = [a.arrival_ns for a in arrivals if (a.arrival_ns - start_ns) / 1e9 >= warmup_s]
+        if len(after) >= 2:
+            out["max_output_gap_ms"] = float(np.max(np.diff(after)) / 1e6)
         lat_all = [a.latency_ms for a in arrivals if (a.arrival_ns - start_ns) / 1e9 >= warmup_s]
         out["latency_ms"] = summarize(lat_all)
     for key in ("frames_received", "frames_processed", "frames_dropped", "frames_failed"):
@@ -380,6 +393,19 @@ def soak_block(result: dict[str, Any]) -> str:
         lines.append(
             f"- latency after warm-up: median {lat['median']:.1f} ms, p95 {lat['p95']:.1f} ms; "
             f"output {fps.get('median', 0):.1f} frames/s (median of {WINDOW_S:g} s windows)"
+        )
+    if "input_loss" in a:
+        lines.append(
+            f"- input: the player published {a['frames_published']} frames, the node received "
+            f"{a['frames_received']} ({a['input_loss'] * 100:.1f} % lost before the node's image "
+            "callback; best-effort QoS, depth 1)"
+        )
+    if "max_output_gap_ms" in a:
+        calls = sorted(e["call_ms"] for e in events if "call_ms" in e)
+        slowest = f"; slowest service call {calls[-1]:.0f} ms" if calls else ""
+        lines.append(
+            f"- longest gap between two outputs after warm-up: {a['max_output_gap_ms']:.0f} ms"
+            f"{slowest}"
         )
     if result.get("plot"):
         lines.append(f"- plot: `{result['plot']}`")

@@ -32,9 +32,8 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import get_logger
 from rclpy.qos import (
@@ -139,9 +138,6 @@ class VosNode(LifecycleNode):
         self._state_label = "unconfigured"  # for diagnostics; updated by the transitions
         self._throttled_logger = self.get_logger()  # replaced at every configure
 
-        # Images get their own callback group so a slow service call never delays them.
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        self._request_group = MutuallyExclusiveCallbackGroup()
         self._image_sub = None
         self._prompts_sub = None
         self._instances_pub = None
@@ -222,29 +218,23 @@ class VosNode(LifecycleNode):
             config,
             on_change=lambda text: self.get_logger().info(text),
         )
-        group = self._request_group
         self._target_srvs = [
             self.create_service(
                 SetInitialMask,
                 "~/set_initial_mask",
                 _guarded(handlers.set_initial_mask, self),
-                callback_group=group,
             ),
             self.create_service(
                 AddObjects,
                 "~/add_objects",
                 _guarded(handlers.add_objects, self),
-                callback_group=group,
             ),
             self.create_service(
                 RemoveObjects,
                 "~/remove_objects",
                 _guarded(handlers.remove_objects, self),
-                callback_group=group,
             ),
-            self.create_service(
-                Trigger, "~/reset", _guarded(handlers.reset, self), callback_group=group
-            ),
+            self.create_service(Trigger, "~/reset", _guarded(handlers.reset, self)),
         ]
         if config.prompts_enabled:
             self._prompts_sub = self.create_subscription(
@@ -252,7 +242,6 @@ class VosNode(LifecycleNode):
                 "~/prompts",
                 lambda msg: self._prompts_cb(msg, handlers),
                 output_qos,
-                callback_group=group,
             )
 
         self._slot = LatestSlot()
@@ -276,12 +265,9 @@ class VosNode(LifecycleNode):
                 "image/compressed",
                 self._image_cb,
                 input_qos,
-                callback_group=self._image_group,
             )
         else:
-            self._image_sub = self.create_subscription(
-                Image, "image", self._image_cb, input_qos, callback_group=self._image_group
-            )
+            self._image_sub = self.create_subscription(Image, "image", self._image_cb, input_qos)
         self._active = True
         self._state_label = "active"
         self.get_logger().info(f"active: listening on {self._image_sub.topic_name}")
@@ -403,6 +389,8 @@ class VosNode(LifecycleNode):
             try:
                 self._process(msg, received)
             except Exception as exc:  # the thread must survive any frame
+                if not self.context.ok():
+                    return  # shut down (Ctrl-C) while this frame was published: not an error
                 self._stats.frame_failed(f"unexpected error: {exc}")
                 self._throttled_logger.error(
                     f"unexpected error on a frame: {exc!r}",
@@ -575,7 +563,12 @@ def main(
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node = VosNode(engine_factory=engine_factory)
-    executor = MultiThreadedExecutor(num_threads=3)
+    # One thread for every ROS callback: the engine has its own thread, so callbacks are short,
+    # and a service call holds up image intake only while it runs (a box prompt's GrabCut, tens
+    # of ms; the newest frame is taken afterwards). rclpy's MultiThreadedExecutor lost seconds
+    # of images after service calls (its spin loop re-queues tasks its pool has not started,
+    # ros2/rclpy#1452); docs/benchmarks.md, "Soak", has the measurements.
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

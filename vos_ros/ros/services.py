@@ -126,8 +126,9 @@ class TargetServices:
             return _fail(response, exc, self._tracked())
         response.success = True
         response.new_ids = new_ids
-        response.tracked_ids = self._tracked()
-        response.message = f"added ids {new_ids}; tracking {response.tracked_ids}"
+        tracked = self._tracked()
+        response.tracked_ids = tracked
+        response.message = f"added ids {new_ids}; tracking {tracked}"
         self._on_change(response.message)
         return response
 
