@@ -32,6 +32,9 @@ def main() -> int:
     parser.add_argument("--wall-stamps", action="store_true")
     parser.add_argument("--min-subscribers", type=int, default=1)
     parser.add_argument("--wait", type=float, default=30.0, help="max wait for subscribers (s)")
+    parser.add_argument(
+        "--linger", type=float, default=1.0, help="keep the publisher this long after the end (s)"
+    )
     args = parser.parse_args()
 
     import rclpy
@@ -84,6 +87,9 @@ def main() -> int:
             publisher.publish(message)
             count += 1
     print(f"published {count} frames in {time.monotonic() - start:.2f} s", flush=True)
+    # Fast DDS hands a sample to its transport (shared memory or TCP with LARGE_DATA) and
+    # delivers it asynchronously: destroying the participant at once can lose the last frame.
+    time.sleep(args.linger)
     node.destroy_node()
     rclpy.shutdown()
     return 0

@@ -48,7 +48,8 @@ class InProcessNode:
         from vos_ros.ros.node import VosNode
 
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=random.randint(100, 200))
+        # 1-101: DDS ports below Linux's ephemeral range (see ros_harness.isolated_env).
+        rclpy.init(context=self.context, domain_id=random.randint(1, 101))
         values = {"autostart": False, "warmup": False, "log_throttle_s": 0.1, **(parameters or {})}
         self.node = VosNode(
             context=self.context,

@@ -35,7 +35,9 @@ def require_ros() -> None:
 def isolated_env(domain_id: int | None = None) -> dict[str, str]:
     """This process's environment with a fresh ROS domain and the LARGE_DATA transport."""
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(10, 200))
+    # 1-101: the domains whose DDS ports stay below Linux's ephemeral range (32768-60999); above
+    # it an outgoing socket (LARGE_DATA's TCP connections) can take a discovery port.
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 101))
     env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
@@ -125,13 +127,22 @@ class RosClient:
         self.executor.add_node(self.node)
 
     def spin_until(
-        self, predicate: Callable[[], bool], timeout: float, what: str, on_fail: str = ""
+        self,
+        predicate: Callable[[], bool],
+        timeout: float,
+        what: str,
+        on_fail: str | Callable[[], str] = "",
     ) -> None:
-        """Process callbacks until ``predicate()`` holds; fail the test after ``timeout`` s."""
+        """Process callbacks until ``predicate()`` holds; fail the test after ``timeout`` s.
+
+        ``on_fail``: text for the failure, or a function that makes it when the wait fails (so
+        child logs show what happened during the wait).
+        """
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{on_fail}")
+                text = on_fail() if callable(on_fail) else on_fail
+                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{text}")
             self.executor.spin_once(timeout_sec=0.05)
 
     def spin_for(self, seconds: float) -> None:

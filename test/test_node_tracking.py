@@ -131,14 +131,25 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 str(SEED),
             )
 
-            def fail_text() -> str:
-                return f"node log:\n{node.log()}\nplayer log:\n{player.log()}"
-
             def index(stamp: int) -> int:
                 return round((stamp - first_stamp) * FPS / 1e9)
 
+            def fail_text() -> str:
+                newest = {
+                    name: index(max(outputs)) if outputs else None
+                    for name, outputs in (
+                        ("instances", instances),
+                        ("label_image", labels),
+                        ("detections", detections),
+                    )
+                }
+                return (
+                    f"newest output frame per topic: {newest}\n"
+                    f"node log:\n{node.log()}\nplayer log:\n{player.log()}"
+                )
+
             # 1. initial mask: ground truth of ids 1-3 on the first frame the node has output
-            ros.spin_until(lambda: bool(labels), 120.0, "first ~/label_image", fail_text())
+            ros.spin_until(lambda: bool(labels), 120.0, "first ~/label_image", fail_text)
             init_stamp = min(labels)
             gt0 = gt_frames[init_stamp].label.copy()
             gt0[gt0 > 3] = 0
@@ -160,7 +171,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 lambda: max(labels) >= first_stamp + ADD_AT_FRAME * 1e9 / FPS,
                 60.0,
                 f"output of frame {ADD_AT_FRAME}",
-                fail_text(),
+                fail_text,
             )
             add_stamp = max(labels)
             ys, xs = np.nonzero(gt_frames[add_stamp].label == 4)
@@ -188,7 +199,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 lambda: max(labels) >= first_stamp + REMOVE_AT_FRAME * 1e9 / FPS,
                 60.0,
                 f"output of frame {REMOVE_AT_FRAME}",
-                fail_text(),
+                fail_text,
             )
             remove_called = max(labels)
             response = ros.call(
@@ -206,7 +217,7 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
                 lambda: last in labels and last in instances and last in detections,
                 30.0,
                 "outputs of the last frame",
-                fail_text(),
+                fail_text,
             )
             ros.spin_for(0.5)
     finally:

@@ -408,7 +408,7 @@ def run_fault_soak(
         command = faulty_node_command(
             backend, model, threads, folder / "params", backend_error_every, max_pixels
         )
-        node = Child(NODE, command, env, folder)
+        node = Child(NODE, command, env, folder, dumps_stacks=True)
         frames = FramePublisher(client, clip, rate, bad_every)
         wait_for(frames.subscribed, NODE_START_TIMEOUT_S, "the node's image subscription", [node])
         frames.start()

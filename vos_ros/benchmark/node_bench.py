@@ -169,7 +169,11 @@ def run_node_bench(
 
         # 3. the node
         node = Child(
-            "vos_node", vos_node_command(backend, model, threads, folder / "params"), env, folder
+            "vos_node",
+            vos_node_command(backend, model, threads, folder / "params"),
+            env,
+            folder,
+            dumps_stacks=True,
         )
         children.append(node)
         wait_for(lambda: node_log.count() > 0, NODE_START_TIMEOUT_S, "vos_node output", children)

@@ -43,7 +43,9 @@ NODE_BACKEND_PARAMETERS: dict[str, dict[str, object]] = {
 def isolated_env() -> dict[str, str]:
     """This environment with a random ROS domain and the LARGE_DATA Fast DDS transport."""
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(random.randint(10, 200))
+    # 1-101: the domains whose DDS ports stay below Linux's ephemeral range (32768-60999); above
+    # it an outgoing socket (LARGE_DATA's TCP connections) can take a discovery port.
+    env["ROS_DOMAIN_ID"] = str(random.randint(1, 101))
     env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
@@ -51,10 +53,23 @@ def isolated_env() -> dict[str, str]:
 
 
 class Child:
-    """A child process with its output in a log file."""
+    """A child process with its output in a log file.
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+    :param dumps_stacks: the child prints every thread's stack on SIGUSR1 (``vos_node`` does), so
+        a wait that times out can show where it hangs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        dumps_stacks: bool = False,
+    ) -> None:
         self.name = name
+        self.dumps_stacks = dumps_stacks
         self.log_path = Path(log_dir) / f"{name}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -67,6 +82,13 @@ class Child:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def dump_stacks(self) -> bool:
+        """Ask the child to print its threads' stacks into its log; False if it cannot."""
+        if not (self.dumps_stacks and self.alive()):
+            return False
+        self.process.send_signal(signal.SIGUSR1)
+        return True
 
     def log_tail(self, lines: int = 30) -> str:
         if not self._log.closed:
@@ -301,7 +323,12 @@ def wait_for(
                     f"{what}:\n{child.log_tail()}"
                 )
         if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {c.name}:\n{c.log_tail()}" for c in children)
+            dumped = [c.name for c in children if c.dump_stacks()]
+            if dumped:
+                time.sleep(1.0)  # let the stack dumps reach the logs
+            tails = "\n".join(
+                f"--- {c.name}:\n{c.log_tail(120 if c.name in dumped else 30)}" for c in children
+            )
             raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
         time.sleep(0.1)
 
