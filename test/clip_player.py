@@ -13,6 +13,8 @@ depth 1), as camera drivers publish.
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import signal
 import sys
 import time
 
@@ -36,6 +38,8 @@ def main() -> int:
         "--linger", type=float, default=1.0, help="keep the publisher this long after the end (s)"
     )
     args = parser.parse_args()
+    # `kill -USR1 <pid>` prints the stack: a test that times out waiting for the player shows it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     import rclpy
     from rclpy.qos import qos_profile_sensor_data

@@ -81,6 +81,14 @@ class ManagedProcess:
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout)
 
+    def stacks(self) -> str:
+        """The log after asking the process for its threads' stacks (the node and the player
+        print them on SIGUSR1), for the failure text of a wait that timed out."""
+        if self.alive():
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+        return self.log()
+
     def __enter__(self) -> ManagedProcess:
         return self
 

@@ -75,7 +75,12 @@ def test_latency_stays_bounded_and_drops_are_reported(tmp_path):
             )
             assert response.success, response.message
             tracking_since = time.time() + 1.0  # let the first tracked frames pass
-            ros.spin_until(lambda: not player.alive(), 120.0, "end of the clip", player.log())
+            ros.spin_until(
+                lambda: not player.alive(),
+                120.0,
+                "end of the clip",
+                lambda: f"player:\n{player.stacks()}\nnode:\n{node.stacks()}",
+            )
             assert player.wait(1.0) == 0, player.log()
             ros.spin_for(2.5)  # last outputs and a diagnostics period
     finally:
