@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import signal
 import sys
 import time
@@ -41,11 +42,11 @@ def main() -> int:
     # `kill -USR1 <pid>` prints the stack: a test that times out waiting for the player shows it.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
-    import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
+    from vos_ros.benchmark.matched_publisher import MatchedPublisher
     from vos_ros.ros.image_msgs import array_to_msg
     from vos_ros.synthetic import SceneConfig, generate
 
@@ -67,15 +68,20 @@ def main() -> int:
         messages.append(array_to_msg(frame.image, "rgb8", header))
 
     print(f"rendered {len(messages)} frames of {args.width}x{args.height}", flush=True)
-    rclpy.init()
-    node = rclpy.create_node("clip_player")
-    publisher = node.create_publisher(Image, args.topic, qos_profile_sensor_data)
-    deadline = time.monotonic() + args.wait
-    while publisher.get_subscription_count() < args.min_subscribers:
-        if time.monotonic() > deadline:
-            print(f"no {args.min_subscribers} subscribers on {args.topic}", file=sys.stderr)
-            return 1
-        rclpy.spin_once(node, timeout_sec=0.05)
+    try:
+        publisher = MatchedPublisher(
+            "clip_player",
+            Image,
+            args.topic,
+            qos_profile_sensor_data,
+            min_subscribers=args.min_subscribers,
+            wait_s=args.wait,
+        )
+    except TimeoutError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        os._exit(1)  # the participants that discovered nothing could hang a normal exit
+    if publisher.attempts > 1:
+        print(f"matched with participant {publisher.attempts} (earlier ones discovered nothing)")
     print(f"publishing {len(messages)} frames x {args.loops} at {args.rate} Hz", flush=True)
 
     period = 1.0 / args.rate
@@ -87,16 +93,15 @@ def main() -> int:
             if delay > 0:
                 time.sleep(delay)  # pacing a fixed-rate stream, like a camera
             if args.wall_stamps:
-                message.header.stamp = node.get_clock().now().to_msg()
+                message.header.stamp = publisher.now_msg()
             publisher.publish(message)
             count += 1
     print(f"published {count} frames in {time.monotonic() - start:.2f} s", flush=True)
     # Fast DDS hands a sample to its transport (shared memory or TCP with LARGE_DATA) and
     # delivers it asynchronously: destroying the participant at once can lose the last frame.
     time.sleep(args.linger)
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    publisher.close()
+    return publisher.end_process(0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Overload across processes: a 60 Hz camera feeding an engine that needs ~30 ms per frame.
+"""Overload across processes: a 60 Hz camera feeding an engine that needs 40 ms per frame.
 
 The node must keep working on the newest frame: end-to-end latency (camera stamp to output
 received by a subscriber in another process, 95th percentile) stays below twice the engine's own
@@ -8,17 +8,34 @@ per-frame time (95th percentile), and the frames it could not take are counted a
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_harness import RosClient, isolated_env, node_process, player_process, require_ros
+from ros_harness import ManagedProcess, RosClient, isolated_env, player_process, require_ros
 
 require_ros()
 
 NODE = "/vos_node"
 RATE_HZ = 60.0
 SECONDS = 8
+MIN_STEP_MS = 40.0  # the engine's time per frame, whatever the machine: 2.4 input frames
+SLOW_NODE = Path(__file__).with_name("slow_node.py")
+
+
+def _slow_node_process(tmp_path: Path, env: dict[str, str]) -> ManagedProcess:
+    """The node as the launch file starts it, with every engine step padded to MIN_STEP_MS."""
+    from vos_ros.ros.launch_config import node_command
+
+    command = node_command(None, tmp_path / "node_params", python=sys.executable)
+    ros_args = command[command.index("--ros-args") :]
+    return ManagedProcess(
+        [sys.executable, str(SLOW_NODE), "--min-step-ms", str(MIN_STEP_MS), "--", *ros_args],
+        env,
+        tmp_path / "node.log",
+    )
 
 
 @pytest.mark.ros
@@ -32,9 +49,9 @@ def test_latency_stays_bounded_and_drops_are_reported(tmp_path):
     from vos_ros.srv import AddObjects
 
     env = isolated_env()
-    # The "medium" optical-flow preset makes the engine slower than the 60 Hz input on this
-    # machine class (about 30 ms per VGA frame on a 2-core CPU).
-    node = node_process(tmp_path, env, parameters={"engine.flow_preset": "medium"})
+    # A real engine's speed depends on the machine (13-30 ms per VGA frame on 2-core CPUs, so
+    # on a quiet one it keeps up with 60 Hz): the padded engine is slower than the camera always.
+    node = _slow_node_process(tmp_path, env)
     player = None
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
@@ -63,7 +80,21 @@ def test_latency_stays_bounded_and_drops_are_reported(tmp_path):
                 tmp_path, env, "--frames", str(frames), "--rate", str(RATE_HZ),
                 "--loops", str(SECONDS // 2), "--wall-stamps",
             )  # fmt: skip
-            ros.spin_until(lambda: bool(latencies), 60.0, "first output", node.log())
+
+            def graph() -> str:  # what this process sees of the other two
+                topic = "/camera/image_raw"
+                return (
+                    f"{topic}: {ros.node.count_publishers(topic)} publisher(s), "
+                    f"{ros.node.count_subscribers(topic)} subscriber(s); {NODE}/label_image: "
+                    f"{ros.node.count_publishers(NODE + '/label_image')} publisher(s)"
+                )
+
+            ros.spin_until(
+                lambda: bool(latencies),
+                60.0,
+                "first output",
+                lambda: f"{graph()}\nnode:\n{node.stacks()}\nplayer:\n{player.stacks()}",
+            )
             boxes = [
                 RegionOfInterest(x_offset=60, y_offset=250, width=140, height=150),
                 RegionOfInterest(x_offset=400, y_offset=260, width=160, height=140),
