@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import os
 import signal
 import sys
 import time
@@ -46,7 +45,7 @@ def main() -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from vos_ros.benchmark.matched_publisher import MatchedPublisher
+    from vos_ros.benchmark.matched_publisher import open_for_player
     from vos_ros.ros.image_msgs import array_to_msg
     from vos_ros.synthetic import SceneConfig, generate
 
@@ -68,20 +67,14 @@ def main() -> int:
         messages.append(array_to_msg(frame.image, "rgb8", header))
 
     print(f"rendered {len(messages)} frames of {args.width}x{args.height}", flush=True)
-    try:
-        publisher = MatchedPublisher(
-            "clip_player",
-            Image,
-            args.topic,
-            qos_profile_sensor_data,
-            min_subscribers=args.min_subscribers,
-            wait_s=args.wait,
-        )
-    except TimeoutError as exc:
-        print(exc, file=sys.stderr, flush=True)
-        os._exit(1)  # the participants that discovered nothing could hang a normal exit
-    if publisher.attempts > 1:
-        print(f"matched with participant {publisher.attempts} (earlier ones discovered nothing)")
+    publisher = open_for_player(
+        "clip_player",
+        Image,
+        args.topic,
+        qos_profile_sensor_data,
+        min_subscribers=args.min_subscribers,
+        wait_s=args.wait,
+    )
     print(f"publishing {len(messages)} frames x {args.loops} at {args.rate} Hz", flush=True)
 
     period = 1.0 / args.rate
@@ -100,8 +93,7 @@ def main() -> int:
     # Fast DDS hands a sample to its transport (shared memory or TCP with LARGE_DATA) and
     # delivers it asynchronously: destroying the participant at once can lose the last frame.
     time.sleep(args.linger)
-    publisher.close()
-    return publisher.end_process(0)
+    return publisher.finish(0)
 
 
 if __name__ == "__main__":

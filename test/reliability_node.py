@@ -6,7 +6,6 @@ fast and do not depend on discovery; the cross-process paths have their own test
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vos_ros.benchmark.ros_procs import random_domain_id
 from vos_ros.ros.diagnostics import values_of
 
 
@@ -48,8 +48,7 @@ class InProcessNode:
         from vos_ros.ros.node import VosNode
 
         self.context = Context()
-        # 1-101: DDS ports below Linux's ephemeral range (see ros_harness.isolated_env).
-        rclpy.init(context=self.context, domain_id=random.randint(1, 101))
+        rclpy.init(context=self.context, domain_id=random_domain_id())
         values = {"autostart": False, "warmup": False, "log_throttle_s": 0.1, **(parameters or {})}
         self.node = VosNode(
             context=self.context,

@@ -8,7 +8,6 @@ images survive best-effort QoS between processes. Processes are killed when a te
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -33,15 +32,12 @@ def require_ros() -> None:
 
 
 def isolated_env(domain_id: int | None = None) -> dict[str, str]:
-    """This process's environment with a fresh ROS domain and the LARGE_DATA transport."""
-    env = dict(os.environ)
-    # 1-101: the domains whose DDS ports stay below Linux's ephemeral range (32768-60999); above
-    # it an outgoing socket (LARGE_DATA's TCP connections) can take a discovery port.
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 101))
-    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    """The benchmarks' isolated environment (fresh ROS domain, LARGE_DATA transport), with one
+    OpenMP thread per child unless the caller set it."""
+    from vos_ros.benchmark.ros_procs import isolated_env as bench_env
+
+    env = bench_env(domain_id)
     env.setdefault("OMP_NUM_THREADS", "1")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return env
 
 

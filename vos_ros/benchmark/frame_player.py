@@ -15,7 +15,6 @@ instead of bursting (counted as ``late``).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from std_msgs.msg import Header
 
     from vos_ros.benchmark.clips import BenchClip
-    from vos_ros.benchmark.matched_publisher import MatchedPublisher
+    from vos_ros.benchmark.matched_publisher import open_for_player
     from vos_ros.benchmark.ros_procs import FRAME_ID_PREFIX, NS_PER_S
     from vos_ros.ros.image_msgs import array_to_msg
 
@@ -54,21 +53,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    try:
-        publisher = MatchedPublisher(
-            "bench_frame_player",
-            Image,
-            args.topic,
-            qos_profile_sensor_data,
-            wait_s=args.wait,
-            stop=lambda: stop,
-            init_options={"signal_handler_options": rclpy.signals.SignalHandlerOptions.NO},
-        )
-    except TimeoutError as exc:
-        print(exc, file=sys.stderr, flush=True)
-        os._exit(1)  # the participants that discovered nothing could hang a normal exit
-    if publisher.attempts > 1:
-        print(f"matched with participant {publisher.attempts} (earlier ones discovered nothing)")
+    publisher = open_for_player(
+        "bench_frame_player",
+        Image,
+        args.topic,
+        qos_profile_sensor_data,
+        wait_s=args.wait,
+        stop=lambda: stop,
+        init_options={"signal_handler_options": rclpy.signals.SignalHandlerOptions.NO},
+    )
     print(f"playing {len(messages)} frames back and forth at {args.rate} Hz", flush=True)
 
     period = 1.0 / args.rate
@@ -90,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         next_time += period
     elapsed = time.monotonic() - start
     print(f"published {step} frames in {elapsed:.1f} s ({step / elapsed:.2f} Hz), late {late}")
-    publisher.close()
-    return publisher.end_process(0)
+    return publisher.finish(0)
 
 
 if __name__ == "__main__":

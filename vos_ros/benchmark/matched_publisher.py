@@ -42,8 +42,8 @@ class MatchedPublisher:
 
         deadline = time.monotonic() + wait_s
         self.attempts = 0
-        # Participants that discovered nothing: destroying them can hang, so they are kept as
-        # they are; a process with any should end with os._exit (see end_process).
+        # Participants that discovered nothing: destroying them can hang, so they stay referenced
+        # (garbage collection would destroy them) and the process ends with os._exit (finish).
         self.abandoned: list[Any] = []
         while True:
             self.attempts += 1
@@ -71,18 +71,27 @@ class MatchedPublisher:
     def now_msg(self) -> Any:
         return self.node.get_clock().now().to_msg()
 
-    def close(self) -> None:
-        """Destroy the matched participant (abandoned ones are left alone)."""
+    def finish(self, code: int = 0) -> int:
+        """Destroy the matched participant; exit at once if one was abandoned (the interpreter's
+        clean-up could hang on it), otherwise return ``code`` for a normal exit."""
         import rclpy
 
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-
-    def end_process(self, code: int) -> int:
-        """Exit now if a participant was abandoned (the interpreter's clean-up could hang on it);
-        otherwise return ``code`` for a normal exit."""
         if self.abandoned:
             sys.stdout.flush()
-            sys.stderr.flush()
             os._exit(code)
         return code
+
+
+def open_for_player(*args: Any, **kwargs: Any) -> MatchedPublisher:
+    """:class:`MatchedPublisher` for a player's ``main``: on a timeout print why and exit with 1
+    (``os._exit``: the participants that discovered nothing could hang a normal exit)."""
+    try:
+        publisher = MatchedPublisher(*args, **kwargs)
+    except TimeoutError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        os._exit(1)
+    if publisher.attempts > 1:
+        print(f"matched with participant {publisher.attempts} (earlier ones discovered nothing)")
+    return publisher

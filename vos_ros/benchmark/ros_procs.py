@@ -40,12 +40,20 @@ NODE_BACKEND_PARAMETERS: dict[str, dict[str, object]] = {
 }
 
 
-def isolated_env() -> dict[str, str]:
-    """This environment with a random ROS domain and the LARGE_DATA Fast DDS transport."""
+def random_domain_id() -> int:
+    """A ROS domain id for one test or benchmark run.
+
+    1-101: the domains whose DDS ports stay below Linux's ephemeral range (32768-60999); above it
+    an outgoing socket (LARGE_DATA's TCP connections) can take a discovery port.
+    """
+    return random.randint(1, 101)
+
+
+def isolated_env(domain_id: int | None = None) -> dict[str, str]:
+    """This environment with a fresh ROS domain (``domain_id`` or a random one) and the
+    LARGE_DATA Fast DDS transport."""
     env = dict(os.environ)
-    # 1-101: the domains whose DDS ports stay below Linux's ephemeral range (32768-60999); above
-    # it an outgoing socket (LARGE_DATA's TCP connections) can take a discovery port.
-    env["ROS_DOMAIN_ID"] = str(random.randint(1, 101))
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random_domain_id())
     env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
