@@ -43,7 +43,12 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
     size = config.memory_size or manifest.memory_size or DEFAULT_MEMORY_SIZE
     memory = MemoryBank(permanent_size=config.permanent_size, ring_size=size, every=every)
     backend = create_backend(config, manifest, short_side=short_side)
+    adapter = None
+    if config.adapt_steps:
+        from vos_ros.engine.adaptation import OnlineAdapter
+
+        adapter = OnlineAdapter(config, manifest, backend, short_side)
     predictor = NetworkPredictor(
-        backend, memory, manifest.mean, manifest.std, manifest.prototype_scheme
+        backend, memory, manifest.mean, manifest.std, manifest.prototype_scheme, adapter
     )
     return VosEngine(config, predictor, short_side, every)

@@ -23,6 +23,7 @@ BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
+ADAPT_SCOPES = ("all", "decoder")
 FLOW_MODEL = "flow"  # the ``model`` value that selects the training-free flow fallback
 
 
@@ -73,12 +74,22 @@ class EngineConfig:
     cache_dir: str | None = None  # TensorRT engine + timing cache folder (None: ~/.cache/vos_ros)
     cuda_graphs: bool = False  # torch backend on CUDA: replay captured CUDA graphs
     verify_checksums: bool = True  # check the sha256 of every model file on load
+    # Online adaptation (OSVOS-style, network models only): on the first annotation of a stream
+    # the network is fine-tuned for ``adapt_steps`` steps on that frame before tracking starts
+    # (vos_ros.model.online_adapt). 0 = off. ``adapt_scope``: all | decoder. It blocks that
+    # frame for the whole fine-tuning (seconds on a CPU).
+    adapt_steps: int = 0
+    adapt_scope: str = "all"
+    adapt_lr: float = 1e-4
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("flow_preset", self.flow_preset, FLOW_PRESETS)
+        _check_choice("adapt_scope", self.adapt_scope, ADAPT_SCOPES)
+        _check_int("adapt_steps", self.adapt_steps, 0)
+        _check_float("adapt_lr", self.adapt_lr, 0.0, 1.0)
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError(f"model must be 'flow' or a model folder path, got {self.model!r}")
         _check_int("threads", self.threads, 0)

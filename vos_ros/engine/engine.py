@@ -22,6 +22,8 @@ prototype matching and comes back with the same id.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +124,7 @@ class VosEngine:
         self.memory_every = memory_every
         self._is_network = not isinstance(predictor, FlowPredictor)
         self._registry = TargetRegistry(config.max_targets)
+        self._adaptation_paused = False
         self._reset_stream()
 
     # ------------------------------------------------------------------ public API
@@ -143,6 +146,15 @@ class VosEngine:
         self._registry.clear()
         self.predictor.reset()
         self._reset_stream()
+
+    @contextmanager
+    def adaptation_paused(self) -> Iterator[None]:
+        """Within the block, annotations do not trigger online adaptation (e.g. a warm-up)."""
+        self._adaptation_paused = True
+        try:
+            yield
+        finally:
+            self._adaptation_paused = False
 
     def remove_targets(self, ids) -> list[int]:
         """Stop tracking ``ids``; returns the ids that were removed (unknown ids are ignored)."""
@@ -193,6 +205,8 @@ class VosEngine:
                 )
         small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
         last = self._last
+        if self._maybe_adapt(small, masks) and last is not None:
+            last.features = None  # encoded by the weights before the adaptation
         if last is not None and np.array_equal(small, last.small):
             self._prompt_last_frame(last, masks, classes)
         else:
@@ -220,6 +234,8 @@ class VosEngine:
 
         # 1. preprocess: one resize of the frame; everything else works on the small copy.
         small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
+        if prompt_masks:
+            self._maybe_adapt(small, prompt_masks)
         gray = to_gray(small, self._flow_wh)
         busy = bool(len(self._registry) or prompt_masks)
         prepared = self.predictor.prepare(small) if busy else None
@@ -459,6 +475,21 @@ class VosEngine:
                     self._recent_writes.append((target_id, state[slot]))
         return agg, ids, visible, scores
 
+    def _maybe_adapt(self, small: np.ndarray, masks: dict[int, np.ndarray]) -> bool:
+        """Online adaptation on the first annotation of a stream: only while no target has
+        memory, since memory written with the old encoder would not match the new one."""
+        if self._adaptation_paused or len(self._registry):
+            return False
+        if not getattr(self.predictor, "can_adapt", False):
+            return False
+        size = self._proc_wh
+        small_masks = [
+            cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+            for m in masks.values()
+        ]
+        self.predictor.adapt(small, small_masks)
+        return True
+
     def _write_recent_memory(self) -> None:
         """Write the last frame's queued recent-memory entries (with that frame's features)."""
         if self._recent_writes:
@@ -528,12 +559,20 @@ class VosEngine:
         h, w = self._input_hw
         n = len(ids)
         full = np.empty((n + 1, h, w), np.float32)
-        for c in range(n + 1):
-            cv2.resize(agg[c], (w, h), dst=full[c], interpolation=cv2.INTER_LINEAR)
-        # With several targets each one is compared only where it can win (exact, and ~N times
-        # less full-resolution work when the targets are small).
-        regions = winning_regions(agg, (h, w)) if n > 1 else None
-        index = argmax_channels(full, regions=regions)
+        if n == 1:
+            # Two channels that sum to 1 (bilinear upsampling keeps that): the target wins where
+            # it is above 0.5, so the background channel is never upsampled (one full-size
+            # resize less on the most common frame).
+            cv2.resize(agg[1], (w, h), dst=full[1], interpolation=cv2.INTER_LINEAR)
+            index = np.empty((h, w), np.uint8)
+            np.greater(full[1], np.float32(0.5), out=index, casting="unsafe")
+        else:
+            for c in range(n + 1):
+                cv2.resize(agg[c], (w, h), dst=full[c], interpolation=cv2.INTER_LINEAR)
+            # With several targets each one is compared only where it can win (exact, and ~N
+            # times less full-resolution work when the targets are small).
+            regions = winning_regions(agg, (h, w)) if n > 1 else None
+            index = argmax_channels(full, regions=regions)
         if prompt_masks:
             for target_id, mask in prompt_masks.items():
                 slot = ids.index(target_id)

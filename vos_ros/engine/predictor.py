@@ -62,8 +62,12 @@ class NetworkPredictor:
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         prototype_scheme: str,
+        adapter=None,
     ) -> None:
         self.backend = backend
+        self._base_backend = backend
+        # vos_ros.engine.adaptation.OnlineAdapter, or None when online adaptation is off
+        self.adapter = adapter
         self.prototype_scheme = check_prototype_scheme(prototype_scheme)
         # Decoder windows pay off on CPUs, where the decoder's cost follows its pixel count. On
         # a GPU a small decoder run costs its launch overhead whatever its size, and varying
@@ -89,6 +93,19 @@ class NetworkPredictor:
             np.multiply(plane, np.float32(self._scale[c]), out=out[0, c], dtype=np.float32)
             out[0, c] += np.float32(self._offset[c])
         return out
+
+    @property
+    def can_adapt(self) -> bool:
+        return self.adapter is not None
+
+    def adapt(self, small_rgb: np.ndarray, masks: list[np.ndarray]) -> None:
+        """Run the network fine-tuned on this annotated frame from now on (until ``reset``).
+
+        Memory written before is computed with the old encoder, so the engine calls this only
+        when no target has memory yet.
+        """
+        self.backend = self.adapter.adapt(small_rgb, masks)
+        self._key_cache = None
 
     def encode(self, image: np.ndarray) -> tuple[Any, Any, Any]:
         # A backend may reuse its output buffers (CUDA graphs): a new frame invalidates the copy.
@@ -196,6 +213,7 @@ class NetworkPredictor:
     def reset(self) -> None:
         self.memory.clear()
         self._key_cache = None
+        self.backend = self._base_backend  # a new stream starts from the shipped weights
 
     def memory_nbytes(self) -> int:
         return self.memory.nbytes()

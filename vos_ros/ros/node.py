@@ -524,6 +524,8 @@ def build_node_engine(config: NodeConfig):
             max_targets=config.engine_max_targets,
             flow_preset=config.engine_flow_preset,
             decoder_window_scale=config.engine_decoder_window_scale,
+            adapt_steps=config.engine_adapt_steps,
+            adapt_scope=config.engine_adapt_scope,
             cache_dir=config.engine_tensorrt_cache_dir or None,
         )
     )
@@ -533,8 +535,9 @@ def build_node_engine(config: NodeConfig):
         labels = np.zeros(_WARMUP_SHAPE[:2], np.uint16)
         height, width = labels.shape
         labels[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 1
-        engine.step(blank, Prompt(labels, {1: "warmup"}))
-        engine.step(blank)
+        with engine.adaptation_paused():  # no fine-tuning on a blank frame
+            engine.step(blank, Prompt(labels, {1: "warmup"}))
+            engine.step(blank)
         engine.reset()
     return engine
 
