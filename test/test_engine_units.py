@@ -7,7 +7,7 @@ import pytest
 import yaml
 from engine_testlib import write_model_dir
 
-from vos_ros.engine import ConfigError, EngineConfig, build_engine
+from vos_ros.engine import ConfigError, EngineConfig, Prompt, build_engine
 from vos_ros.engine.aggregation import argmax_channels, mask_box, soft_aggregate
 from vos_ros.engine.engine import processing_size
 from vos_ros.engine.manifest import ModelFileError, load_manifest
@@ -168,3 +168,29 @@ def test_argmax_in_winning_regions_equals_the_dense_argmax(n):
     sparse = argmax_channels(full, regions=winning_regions(agg, (out_h, out_w)))
     np.testing.assert_array_equal(sparse, dense)
     np.testing.assert_array_equal(dense, np.argmax(full, axis=0))
+
+
+def test_prepare_normalises_like_the_training_pipeline():
+    from vos_ros.engine.predictor import NetworkPredictor
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    backend = type("Backend", (), {"name": "none", "device": "cpu"})()
+    predictor = NetworkPredictor(backend, MemoryBank(1, 1, 1), mean, std, "local-bg")
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    expected = (rgb.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
+    got = predictor.prepare(rgb)
+    assert got.shape == (1, 3, 64, 96) and got.dtype == np.float32
+    np.testing.assert_allclose(got[0], expected.transpose(2, 0, 1), atol=1e-5)
+
+
+def test_single_target_result_matches_its_label_image():
+    engine = build_engine(EngineConfig(model="flow", processing_short_side=64))
+    labels = np.zeros((72, 128), np.uint16)
+    labels[20:50, 30:80] = 1
+    frame = np.random.default_rng(1).integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    engine.step(frame, Prompt(labels))
+    result = engine.step(frame)
+    (target,) = result.targets
+    assert target.mask.dtype == bool
+    np.testing.assert_array_equal(target.mask, result.label_image == 1)
+    assert target.box == mask_box(target.mask)

@@ -142,6 +142,6 @@ def test_node_engine_warm_up_does_not_adapt():
     )
     engine = build_node_engine(config)
     assert engine.predictor.adapter is not None and engine.predictor.adapter.last_report is None
-    (frame0, labels0), (frame1, _) = _clip(2)
+    ((frame0, labels0),) = _clip(1)
     engine.step(frame0, Prompt(labels0))  # the first real annotation is learned
     assert engine.predictor.adapter.last_report.steps == 1

@@ -590,7 +590,8 @@ class VosEngine:
         targets = []
         for slot, target_id in enumerate(ids):
             if visible[slot]:
-                mask = index == slot + 1
+                # one target: the index is already its 0/1 mask
+                mask = index.view(bool) if n == 1 else index == slot + 1
                 box = mask_box(mask)
             else:
                 mask = np.zeros((h, w), bool)
