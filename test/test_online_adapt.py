@@ -91,12 +91,15 @@ def test_engine_adapts_on_the_first_annotation_and_restores_on_reset():
     engine = build_engine(EngineConfig(model=str(MODEL), adapt_steps=1, threads=1))
     base = engine.predictor.backend
     (frame0, labels0), *rest = _clip()
-    engine.step(frame0, Prompt(labels0))
+    first = engine.step(frame0, Prompt(labels0))
+    assert first.timings_ms["adapt"] > 0
+    assert first.timings_ms["preprocess"] < first.timings_ms["adapt"]
     adapted = engine.predictor.backend
     assert adapted is not base and adapted.name == "onnxruntime"
     assert engine.predictor.adapter.last_report.steps == 1
     for frame, _ in rest:
         result = engine.step(frame)
+        assert "adapt" not in result.timings_ms
     assert result.targets[0].visible
     # A second target while the first is tracked: the memory would not match a new encoder.
     more = np.zeros_like(labels0)

@@ -36,4 +36,5 @@ class FrameResult:
     frame_index: int
     targets: list[TargetResult]
     label_image: np.ndarray  # uint16 (H, W): pixel = target id, 0 = background
-    timings_ms: dict[str, float] = field(default_factory=dict)  # stage name -> milliseconds
+    # stage name -> milliseconds; "adapt" only on a frame that ran online adaptation
+    timings_ms: dict[str, float] = field(default_factory=dict)

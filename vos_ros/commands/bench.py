@@ -113,6 +113,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument(
         "--clip-length", type=int, default=40, help="synthetic clip length, played back and forth"
     )
+    engine.add_argument(
+        "--adapt-steps",
+        type=int,
+        default=None,
+        help="online adaptation steps on each case's annotated frame (engine adapt_steps; off)",
+    )
     ros = parser.add_argument_group("node and soak")
     ros.add_argument("--rate", type=float, default=30.0, help="publishing rate in Hz (30)")
     ros.add_argument(
@@ -141,7 +147,7 @@ def _default_model() -> str:
 # Options that matter for each mode, in the order the reproducing command line lists them.
 _MODE_OPTIONS = {
     "engine": ("model", "backends", "sizes", "targets", "threads", "frames", "warmup",
-               "clip_length", "profile"),
+               "clip_length", "adapt_steps", "profile"),
     "node": ("model", "backends", "sizes", "targets", "threads", "rate", "seconds",
              "warmup_seconds"),
     "soak": ("model", "backends", "sizes", "threads", "rate", "minutes", "change_every"),
@@ -292,6 +298,7 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
         clip_length=args.clip_length,
         progress=print,
         profiler=profiler,
+        adapt_steps=args.adapt_steps or 0,
     )
     if profiler is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)

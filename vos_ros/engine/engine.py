@@ -234,13 +234,17 @@ class VosEngine:
 
         # 1. preprocess: one resize of the frame; everything else works on the small copy.
         small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
+        adapt_ms = 0.0
         if prompt_masks:
-            self._maybe_adapt(small, prompt_masks)
+            t_adapt = time.perf_counter()
+            if self._maybe_adapt(small, prompt_masks):
+                adapt_ms = (time.perf_counter() - t_adapt) * 1e3
+                timings["adapt"] = adapt_ms  # only on the frame that was learned
         gray = to_gray(small, self._flow_wh)
         busy = bool(len(self._registry) or prompt_masks)
         prepared = self.predictor.prepare(small) if busy else None
         t_pre = time.perf_counter()
-        timings["preprocess"] = (t_pre - t_flushed) * 1e3
+        timings["preprocess"] = (t_pre - t_flushed) * 1e3 - adapt_ms
 
         # 2. flow: carry the previous masks to this frame. With nothing to carry the frame is only
         # kept as the flow reference of the next one (targets may be added later).
