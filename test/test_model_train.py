@@ -142,3 +142,14 @@ def test_flow_warp_follows_motion_and_matches_grid_sample():
         padding_mode="zeros",
     )[0, 0].numpy()
     np.testing.assert_allclose(pulled, warped, atol=1e-3)
+
+
+def test_training_clips_give_up_on_objects_too_small_to_crop():
+    from vos_ros.model.data import Sequence
+
+    frames = np.zeros((3, 96, 160, 3), np.uint8)
+    masks = np.zeros((3, 96, 160), np.uint8)
+    masks[:, 40, 80] = 1  # one pixel
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="too small"):
+        make_training_clip(rng, [Sequence("dot", frames, masks)], 3, 1, (64, 96), 0.0)

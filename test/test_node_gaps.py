@@ -532,3 +532,77 @@ def test_rss_growth_is_measured_after_the_warm_up() -> None:
     block = fault_soak_block(result)
     assert "102.2 MiB → 105.8 MiB at the end (+3.6 MiB, +3.5%)" in block, block
     assert "median 12.0 ms, p95 30.0 ms over 3 outputs" in block, block
+
+
+# -- online adaptation in the node ---------------------------------------------------------------
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(180)
+def test_background_online_adaptation_never_stops_the_stream() -> None:
+    """With engine.adapt_steps the node keeps processing every frame while the network learns
+    the annotated frame on a worker thread; the diagnostics show the adaptation running, then
+    done, and the target is tracked throughout."""
+    _ros()
+    from reliability_node import InProcessNode
+
+    model = str(TEST_DIR.parent / "models" / "protonet-s")
+    node = InProcessNode({"model": model, "engine.adapt_steps": 3, "engine.threads": 1})
+    try:
+        _select_square(node, 1.0)
+        assert node.status()[2]["online_adaptation"] == "running"
+        states = []
+        deadline = time.monotonic() + 150
+        index = 1
+        while not states or states[-1] == "running":
+            assert time.monotonic() < deadline, "the adaptation never finished"
+            started = time.monotonic()
+            msg = _message(index % FRAMES, "raw")
+            assert node.feed(msg, stamp_s=1.0 + index / 10) == "processed"
+            assert time.monotonic() - started < 10.0  # no frame waits for the fine-tuning
+            (instance,) = node.outputs["_instances_pub"].messages[-1].instances
+            assert instance.id == 1 and instance.visible
+            states.append(node.status()[2]["online_adaptation"])
+            index += 1
+        assert states[-1] == "done", states[-1]
+        for step in range(3):  # the adapted network tracks on
+            assert node.feed(_message(step, "raw"), stamp_s=100.0 + step) == "processed"
+            assert node.outputs["_instances_pub"].messages[-1].instances[0].visible
+    finally:
+        node.close()
+
+
+# -- the spin loop ----------------------------------------------------------------------------
+
+
+def test_spin_survives_a_failed_take_and_gives_up_on_a_broken_rclpy() -> None:
+    """One exception out of rclpy's take-and-dispatch costs that message, not the node; an
+    endless run of them ends the spin with the error."""
+    _ros()
+    from vos_ros.ros.node import MAX_DISPATCH_FAILURES, spin_resiliently
+
+    class Executor:
+        def __init__(self, script: list[str]) -> None:
+            self.script, self.calls = script, 0
+
+        def spin_once(self, timeout_sec: float) -> None:
+            self.calls += 1
+            if self.script[self.calls - 1] == "fail":
+                raise RuntimeError("Unable to convert call argument '0' to Python object")
+
+    class Logger:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def error(self, text: str) -> None:
+            self.lines.append(text)
+
+    executor, logger = Executor(["ok", "fail", "ok", "fail", "ok"]), Logger()
+    spin_resiliently(executor, logger, lambda: executor.calls < 5)
+    assert executor.calls == 5 and len(logger.lines) == 2
+    assert "(1 in a row)" in logger.lines[0] and "convert call argument" in logger.lines[0]
+
+    broken = Executor(["fail"] * (MAX_DISPATCH_FAILURES + 5))
+    with pytest.raises(RuntimeError, match="convert call argument"):
+        spin_resiliently(broken, Logger(), lambda: True)
+    assert broken.calls == MAX_DISPATCH_FAILURES

@@ -144,7 +144,135 @@ def test_node_engine_warm_up_does_not_adapt():
         {"model": str(MODEL), "engine.adapt_steps": 1, "engine.threads": 1}
     )
     engine = build_node_engine(config)
-    assert engine.predictor.adapter is not None and engine.predictor.adapter.last_report is None
+    adapter = engine.predictor.adapter
+    assert adapter is not None and adapter.last_report is None and adapter.state == "idle"
     ((frame0, labels0),) = _clip(1)
     engine.step(frame0, Prompt(labels0))  # the first real annotation is learned
-    assert engine.predictor.adapter.last_report.steps == 1
+    assert adapter.state == "running"  # in the background: the node's default
+    engine.reset()
+
+
+def test_tiny_targets_are_tracked_without_adaptation():
+    engine = build_engine(EngineConfig(model=str(MODEL), adapt_steps=1, threads=1))
+    base = engine.predictor.backend
+    (frame0, _), (frame1, _) = _clip(2)
+    labels = np.zeros(frame0.shape[:2], np.uint16)
+    labels[60:66, 100:106] = 1  # 36 pixels: no crop of it passes the training clip filter
+    engine.step(frame0, Prompt(labels))
+    assert engine.predictor.backend is base and engine.target_ids == [1]
+    engine.step(frame1)
+    with pytest.raises(ValueError, match="too small"):
+        adapt_network(build_network().eval(), frame0, [labels > 0], AdaptSettings(steps=1))
+
+
+def test_a_failed_adaptation_is_named_and_changes_nothing(monkeypatch):
+    import vos_ros.model.online_adapt as online_adapt
+    from vos_ros.engine.backends.base import BackendError
+
+    engine = build_engine(EngineConfig(model=str(MODEL), adapt_steps=1, threads=1))
+    base = engine.predictor.backend
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(online_adapt, "adapt_network", broken)
+    (frame0, labels0), (frame1, _) = _clip(2)
+    with pytest.raises(BackendError, match="online adaptation failed: out of memory"):
+        engine.step(frame0, Prompt(labels0))
+    assert engine.predictor.backend is base and engine.target_ids == []
+    monkeypatch.undo()
+    engine.step(frame1, Prompt(labels0))  # the engine still works afterwards
+    assert engine.target_ids == [1] and engine.predictor.backend is not base
+
+
+def _step_until_swapped(engine, frames, base, timeout_s: float = 120.0):
+    """Step frames (played back and forth) until the adapted backend is in; returns the
+    number of frames it took."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    count = 0
+    while engine.predictor.backend is base:
+        assert time.monotonic() < deadline, "background adaptation never finished"
+        engine.step(frames[count % len(frames)])
+        count += 1
+        time.sleep(0.05)
+    return count
+
+
+def test_background_adaptation_keeps_tracking_and_swaps_in_with_rebuilt_memory():
+    engine = build_engine(
+        EngineConfig(model=str(MODEL), adapt_steps=2, adapt_background=True, threads=1)
+    )
+    base = engine.predictor.backend
+    clip = _clip(6)
+    (frame0, labels0), rest = clip[0], [f for f, _ in clip[1:]]
+    first = engine.step(frame0, Prompt(labels0))
+    assert "adapt" not in first.timings_ms and engine.predictor.backend is base
+    assert engine.predictor.adapter.state == "running"
+    frames = _step_until_swapped(engine, rest, base)
+    assert frames >= 1 and engine.predictor.adapter.state == "done"
+    # The permanent entry was computed again with the adapted encoder; recent ones dropped.
+    memory = engine.predictor.memory.get(1)
+    assert memory.num_entries == 1
+    expected = build_engine(EngineConfig(model=str(MODEL), threads=1)).predictor
+    expected.backend = engine.predictor.backend
+    small = engine._annotations.frames([1])[0][0]
+    mask = engine._annotations.frames([1])[0][1][0][1]
+    expected.memorize(expected.encode(expected.prepare(small)), 1, mask, "permanent")
+    np.testing.assert_allclose(memory.entries()[0], expected.memory.get(1).entries()[0], atol=1e-6)
+    assert engine.step(rest[0]).targets[0].visible
+    engine.reset()
+    assert engine.predictor.backend is base and engine.predictor.adapter.state == "done"
+
+
+def test_background_adaptation_is_dropped_by_reset_and_failures_keep_the_shipped_weights(
+    monkeypatch,
+):
+    import vos_ros.model.online_adapt as online_adapt
+
+    engine = build_engine(
+        EngineConfig(model=str(MODEL), adapt_steps=2000, adapt_background=True, threads=1)
+    )
+    base = engine.predictor.backend
+    clip = _clip(3)
+    engine.step(clip[0][0], Prompt(clip[0][1]))
+    assert engine.predictor.adapter.state == "running"
+    engine.reset()  # a new stream: the running job is stopped and never used
+    assert engine.predictor.adapter.state == "idle"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no memory left")
+
+    monkeypatch.setattr(online_adapt, "adapt_network", broken)
+    engine.step(clip[0][0], Prompt(clip[0][1]))
+    import time
+
+    deadline = time.monotonic() + 30
+    while engine.predictor.adapter.state == "running" and time.monotonic() < deadline:
+        engine.step(clip[1][0])
+        time.sleep(0.05)
+    assert engine.predictor.adapter.state == "failed"
+    assert "no memory left" in engine.predictor.adapter.error
+    assert engine.predictor.backend is base and engine.step(clip[2][0]).targets
+
+
+def test_annotation_log_mirrors_the_permanent_memory_slots():
+    from vos_ros.engine.annotations import AnnotationLog
+
+    log = AnnotationLog(permanent_size=2)
+    frames = [np.full((4, 4, 3), i, np.uint8) for i in range(4)]
+    masks = [np.full((1, 1), i, np.float32) for i in range(4)]
+    log.record(frames[0], {1: masks[0], 2: masks[0]}, "permanent")
+    log.record(frames[1], {1: masks[1]}, "permanent")
+    log.record(frames[2], {1: masks[2]}, "permanent")  # full: overwrites the newest
+    log.record(frames[3], {2: masks[3]}, "replace")
+    replay = log.frames([1, 2])
+    assert [int(f[0, 0, 0]) for f, _ in replay] == [0, 2, 3]
+    assert [(t, float(m[0, 0])) for _, pairs in replay for t, m in pairs] == [
+        (1, 0.0),
+        (1, 2.0),
+        (2, 3.0),
+    ]
+    log.forget(1)
+    assert [t for _, pairs in log.frames([1, 2]) for t, _ in pairs] == [2]

@@ -320,11 +320,14 @@ def run_engine_bench(
     progress: Callable[[str], None] | None = None,
     profiler: Any = None,
     adapt_steps: int = 0,
+    adapt_background: bool = False,
 ) -> list[dict[str, Any]]:
     """Every case of ``backends`` x ``sizes`` x ``targets``; returns the case records.
 
     ``adapt_steps`` > 0: every case starts with online adaptation on its annotated frame, so
-    the measured frames run the adapted network (the record gets its ``adapt_ms``).
+    the measured frames run the adapted network (the record gets its ``adapt_ms``); with
+    ``adapt_background`` the adaptation runs on its worker thread during the measured frames
+    instead (what tracking costs while the network learns).
 
     A backend that cannot be built here is reported as a record with an ``error`` and skipped.
     """
@@ -335,7 +338,9 @@ def run_engine_bench(
     records: list[dict[str, Any]] = []
     for backend in backends:
         try:
-            overrides = {"adapt_steps": adapt_steps} if adapt_steps else {}
+            overrides: dict[str, Any] = {}
+            if adapt_steps:
+                overrides = {"adapt_steps": adapt_steps, "adapt_background": adapt_background}
             engine = build_bench_engine(backend, model, threads, **overrides)
         except (ValueError, ImportError, OSError, RuntimeError) as exc:
             records.append({"backend": backend, "error": str(exc)})

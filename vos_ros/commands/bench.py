@@ -119,6 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="online adaptation steps on each case's annotated frame (engine adapt_steps; off)",
     )
+    engine.add_argument(
+        "--adapt-background",
+        action="store_true",
+        default=None,
+        help="with --adapt-steps: learn on the worker thread during the measured frames",
+    )
     ros = parser.add_argument_group("node and soak")
     ros.add_argument("--rate", type=float, default=30.0, help="publishing rate in Hz (30)")
     ros.add_argument(
@@ -147,7 +153,7 @@ def _default_model() -> str:
 # Options that matter for each mode, in the order the reproducing command line lists them.
 _MODE_OPTIONS = {
     "engine": ("model", "backends", "sizes", "targets", "threads", "frames", "warmup",
-               "clip_length", "adapt_steps", "profile"),
+               "clip_length", "adapt_steps", "adapt_background", "profile"),
     "node": ("model", "backends", "sizes", "targets", "threads", "rate", "seconds",
              "warmup_seconds"),
     "soak": ("model", "backends", "sizes", "threads", "rate", "minutes", "change_every"),
@@ -159,7 +165,10 @@ def _command_line(args: argparse.Namespace) -> str:
     words = ["vos-ros", "bench"] + ([args.mode] if args.mode != "engine" else [])
     for name in _MODE_OPTIONS[args.mode]:
         value = getattr(args, name)
-        if value is None:
+        if value is None or value is False:
+            continue
+        if value is True:  # a flag
+            words.append(f"--{name.replace('_', '-')}")
             continue
         if isinstance(value, list):
             value = ",".join(
@@ -299,6 +308,7 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
         progress=print,
         profiler=profiler,
         adapt_steps=args.adapt_steps or 0,
+        adapt_background=bool(args.adapt_background),
     )
     if profiler is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,20 @@
 adapted network (:mod:`vos_ros.model.online_adapt` does the learning).
 
 The adapted network replaces the predictor's backend for the rest of the stream; ``reset``
-brings the shipped weights back. ONNX Runtime runs the adapted network from a fresh export (the
-sessions read the files once, so the temporary folder is deleted right after); the torch
-backend runs the module itself. TensorRT would need an engine build per stream and is refused.
+brings the shipped weights back. Blocking mode learns inside the frame that brought the
+annotation; background mode (:meth:`OnlineAdapter.start`) learns on a worker thread while the
+shipped weights keep tracking, and the engine swaps the backend in at the next frame after it
+is done. ONNX Runtime runs the adapted network from a fresh export (the sessions read the
+files once, so the temporary folder is deleted right after); the torch backend runs the module
+itself. TensorRT would need an engine build per stream and is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ from vos_ros.engine.backends.base import Backend, BackendError
 from vos_ros.engine.config import ConfigError, EngineConfig
 
 ADAPTABLE_BACKENDS = ("onnxruntime", "torch")
+_EXPORT_LOCK = threading.Lock()
 
 
 class OnlineAdapter:
@@ -55,8 +62,62 @@ class OnlineAdapter:
         self._short_side = short_side
         self._network: Any = None  # the shipped weights, loaded on first use
         self.last_report = None
+        self._job: Future | None = None
+        self._stop: threading.Event | None = None
+        self._lock = threading.Lock()  # _base_network from the worker and the engine thread
+        self.state = "idle"  # idle | running | done | failed
+        self.error = ""
+
+    # ------------------------------------------------------------------ background mode
+    def start(self, small_rgb: np.ndarray, masks: list[np.ndarray]) -> None:
+        """Learn on a daemon thread (it never holds up the process's exit); :meth:`take_ready`
+        hands the backend over when done. A job still running from an earlier stream is
+        stopped at its next step and its result is never used."""
+        self.cancel()
+        frame, copies = small_rgb.copy(), [m.copy() for m in masks]
+        job: Future = Future()
+        stop = threading.Event()
+        # One torch thread unless configured: the other core keeps tracking meanwhile.
+        settings = dataclasses.replace(self.settings, threads=self._config.threads or 1)
+
+        def work() -> None:
+            try:
+                job.set_result(self.adapt(frame, copies, settings, stop))
+            except BaseException as exc:  # handed to the engine thread by take_ready
+                job.set_exception(exc)
+
+        self._job, self._stop = job, stop
+        self.state, self.error = "running", ""
+        threading.Thread(target=work, name="vos-adapt", daemon=True).start()
+
+    def take_ready(self) -> Backend | None:
+        """The adapted backend once the background job is done (once), else None. A failed
+        job is recorded in ``state``/``error`` and tracking goes on with the shipped weights."""
+        job = self._job
+        if job is None or not job.done():
+            return None
+        self._job = None
+        try:
+            backend = job.result()
+        except Exception as exc:  # adapt() names its failures as BackendError
+            self.state, self.error = "failed", str(exc)
+            return None
+        self.state = "done"
+        return backend
+
+    def cancel(self) -> None:
+        """Stop and forget the background job (a new stream, or no target left)."""
+        if self._stop is not None:
+            self._stop.set()
+        self._job, self._stop = None, None
+        if self.state == "running":
+            self.state = "idle"
 
     def _base_network(self):
+        with self._lock:
+            return self._load_base_network()
+
+    def _load_base_network(self):
         if self._network is None:
             from vos_ros.engine.backends.torch_backend import DEFAULT_BUILDER, load_network
 
@@ -64,20 +125,45 @@ class OnlineAdapter:
             self._network = load_network(self._manifest.weights_path, self._manifest.arch, builder)
         return self._network
 
-    def adapt(self, small_rgb: np.ndarray, masks: list[np.ndarray]) -> Backend:
+    def adapt(
+        self,
+        small_rgb: np.ndarray,
+        masks: list[np.ndarray],
+        settings: Any = None,
+        stop: threading.Event | None = None,
+    ) -> Backend:
         """A backend running the network fine-tuned on ``small_rgb`` (processing size) and its
-        target ``masks`` (same size, non-zero = target)."""
-        from vos_ros.model.online_adapt import adapt_network
+        target ``masks`` (same size, non-zero = target).
 
-        network, self.last_report = adapt_network(
-            self._base_network(),
-            small_rgb,
-            masks,
-            self.settings,
-            prototype_scheme=self._manifest.prototype_scheme,
-            device=self._device,
-        )
+        :raises BackendError: when the fine-tuning or the export fails or ``stop`` is set.
+        """
+        from vos_ros.model.online_adapt import AdaptationStoppedError, adapt_network
+
+        try:
+            network, self.last_report = adapt_network(
+                self._base_network(),
+                small_rgb,
+                masks,
+                settings or self.settings,
+                prototype_scheme=self._manifest.prototype_scheme,
+                device=self._device,
+                stop=stop,
+            )
+        except AdaptationStoppedError:
+            raise BackendError("online adaptation stopped (new stream)") from None
+        except BackendError:
+            raise
+        except Exception as exc:  # torch raises RuntimeError and others: name the stage
+            raise BackendError(f"online adaptation failed: {exc}") from exc
+        if stop is not None and stop.is_set():  # no export for a result nobody will use
+            raise BackendError("online adaptation stopped (new stream)")
         return self._backend_for(network)
+
+    def worth_adapting(self, masks: list[np.ndarray]) -> bool:
+        """False when every target is too small to learn from (tracking goes on unadapted)."""
+        from vos_ros.model.online_adapt import large_enough
+
+        return any(large_enough(m, self.settings) for m in masks)
 
     def _backend_for(self, network) -> Backend:
         if self._backend_name == "torch":
@@ -91,7 +177,9 @@ class OnlineAdapter:
         from vos_ros.engine.backends.onnxruntime_backend import OnnxRuntimeBackend
         from vos_ros.model.export import export_onnx
 
-        with tempfile.TemporaryDirectory(prefix="vos_ros-adapted-") as tmp:
+        # torch.onnx.export keeps global state: two at once (a background job of an earlier
+        # stream still exporting) fail with "GLOBALS.in_onnx_export must be False".
+        with _EXPORT_LOCK, tempfile.TemporaryDirectory(prefix="vos_ros-adapted-") as tmp:
             folder = Path(tmp)
             try:
                 export_onnx(network.cpu(), folder, self._short_side)

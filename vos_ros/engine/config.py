@@ -81,6 +81,9 @@ class EngineConfig:
     adapt_steps: int = 0
     adapt_scope: str = "all"
     adapt_lr: float = 1e-4
+    # Background mode: the shipped weights track while the adaptation runs on a worker thread;
+    # the adapted network takes over at the first frame after it is done (the node's default).
+    adapt_background: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
@@ -117,7 +120,13 @@ class EngineConfig:
         _check_float("min_area_fraction", self.min_area_fraction, 0.0, 1.0)
         _check_float("visible_score", self.visible_score, 0.0, 1.0)
         _check_float("memory_score", self.memory_score, 0.0, 1.0)
-        for name in ("use_flow", "use_box_prior", "cuda_graphs", "verify_checksums"):
+        for name in (
+            "use_flow",
+            "use_box_prior",
+            "cuda_graphs",
+            "verify_checksums",
+            "adapt_background",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

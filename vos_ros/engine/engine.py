@@ -37,6 +37,7 @@ from vos_ros.engine.aggregation import (
     target_scores,
     winning_regions,
 )
+from vos_ros.engine.annotations import AnnotationLog
 from vos_ros.engine.config import EngineConfig, EngineError
 from vos_ros.engine.fallback import FlowPredictor
 from vos_ros.engine.flow import FlowWarper, to_gray
@@ -125,6 +126,10 @@ class VosEngine:
         self._is_network = not isinstance(predictor, FlowPredictor)
         self._registry = TargetRegistry(config.max_targets)
         self._adaptation_paused = False
+        # Background adaptation swaps the encoder mid-stream: the annotated frames are kept so
+        # that the permanent memory can be computed again with the adapted network.
+        self._background = config.adapt_background and getattr(predictor, "can_adapt", False)
+        self._annotations = AnnotationLog(config.permanent_size) if self._background else None
         self._reset_stream()
 
     # ------------------------------------------------------------------ public API
@@ -145,7 +150,18 @@ class VosEngine:
         """Forget every target and the stream (frame size, flow history, memory)."""
         self._registry.clear()
         self.predictor.reset()
+        if self._annotations is not None:
+            self._annotations.clear()
         self._reset_stream()
+
+    @property
+    def adaptation_state(self) -> str:
+        """``off``, or the online adaptation's ``idle`` | ``running`` | ``done`` |
+        ``failed: <why>`` (for diagnostics)."""
+        adapter = getattr(self.predictor, "adapter", None)
+        if adapter is None:
+            return "off"
+        return f"failed: {adapter.error}" if adapter.state == "failed" else adapter.state
 
     @contextmanager
     def adaptation_paused(self) -> Iterator[None]:
@@ -171,7 +187,11 @@ class VosEngine:
             if self._last is not None:
                 self._last.forget(target_id)
             self.predictor.forget(target_id)
+            if self._annotations is not None:
+                self._annotations.forget(target_id)
             removed.append(target_id)
+        if removed and not len(self._registry) and self._background:
+            self.predictor.cancel_adaptation()  # learnt for targets that are gone
         return removed
 
     def add_targets(
@@ -218,6 +238,8 @@ class VosEngine:
         t_start = time.perf_counter()
         frame = self._check_frame(frame_rgb)
         self._write_recent_memory()  # the previous frame's, now that no prompt can change it
+        if self._background:
+            self._swap_in_adapted()
         t_flushed = time.perf_counter()
         prompt_masks: dict[int, np.ndarray] = {}
         if prompt is not None:
@@ -311,7 +333,7 @@ class VosEngine:
         # Memory writes of the annotations (the recent entries wait for the next step).
         t_mem = time.perf_counter()
         mode = "replace" if prompt is not None and prompt.replace else "permanent"
-        self._memorize_prompts(features, prompt_small, mode)
+        self._memorize_prompts(features, prompt_small, mode, small)
         t_post = time.perf_counter()
         timings["memory"] = gather_ms + (t_post - t_mem + t_flushed - t_start) * 1e3
 
@@ -491,6 +513,11 @@ class VosEngine:
             cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
             for m in masks.values()
         ]
+        if not self.predictor.worth_adapting(small_masks):
+            return False  # only tiny targets: tracked with the shipped weights
+        if self._background:
+            self.predictor.start_adaptation(small, small_masks)
+            return False  # the shipped weights track until the adapted ones are ready
         self.predictor.adapt(small, small_masks)
         return True
 
@@ -501,11 +528,34 @@ class VosEngine:
                 self.predictor.memorize(self._last.features, target_id, mask, "recent")
             self._recent_writes = []
 
-    def _memorize_prompts(self, features, masks: dict[int, np.ndarray], mode: str) -> None:
+    def _memorize_prompts(
+        self, features, masks: dict[int, np.ndarray], mode: str, small: np.ndarray
+    ) -> None:
         """Memory entries of annotated masks ``{id: (mh, mw) float32}`` on the frame of
-        ``features``."""
+        ``features`` (``small``: that frame at processing size)."""
         for target_id, mask in masks.items():
             self.predictor.memorize(features, target_id, mask, mode)
+        if self._annotations is not None and masks:
+            self._annotations.record(small, masks, mode)
+
+    def _swap_in_adapted(self) -> None:
+        """Run the network a background adaptation finished, from this frame on.
+
+        Memory written with the shipped encoder does not match the adapted one, so every
+        target's annotation entries are computed again from the kept frames; recent entries are
+        dropped and refill within ``memory_every`` frames.
+        """
+        if not self.predictor.take_adapted_backend():
+            return
+        ids = self._registry.ids
+        for target_id in ids:
+            self.predictor.forget(target_id)
+        for small, entries in self._annotations.frames(ids):
+            features = self.predictor.encode(self.predictor.prepare(small))
+            for target_id, mask in entries:
+                self.predictor.memorize(features, target_id, mask, "permanent")
+        if self._last is not None:
+            self._last.features = None  # encoded by the shipped weights
 
     def _prompt_last_frame(
         self, ctx: _FrameContext, masks: dict[int, np.ndarray], classes: dict
@@ -520,7 +570,7 @@ class VosEngine:
             self._append_target(target_id, label, new[target_id])
         ctx.prompts.update(new)
         self._settle_frame(ctx)
-        self._memorize_prompts(ctx.features, new, "permanent")
+        self._memorize_prompts(ctx.features, new, "permanent", ctx.small)
 
     def _add_on_older_frame(
         self, small: np.ndarray, masks: dict[int, np.ndarray], classes: dict
@@ -540,7 +590,7 @@ class VosEngine:
             label = str(classes.get(target_id, DEFAULT_CLASS))
             self._append_target(target_id, label, new[target_id])
             self._pending[target_id] = (gray, new[target_id])
-        self._memorize_prompts(features, new, "permanent")
+        self._memorize_prompts(features, new, "permanent", small)
 
     def _warp_previous(self, gray: np.ndarray, motion) -> np.ndarray:
         """Previous masks carried to this frame; pending targets use their own reference frame."""

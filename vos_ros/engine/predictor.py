@@ -104,11 +104,33 @@ class NetworkPredictor:
     def adapt(self, small_rgb: np.ndarray, masks: list[np.ndarray]) -> None:
         """Run the network fine-tuned on this annotated frame from now on (until ``reset``).
 
+        :raises BackendError: when the fine-tuning or the export fails (the backend is kept).
+
         Memory written before is computed with the old encoder, so the engine calls this only
         when no target has memory yet.
         """
         self.backend = self.adapter.adapt(small_rgb, masks)
         self._key_cache = None
+
+    def start_adaptation(self, small_rgb: np.ndarray, masks: list[np.ndarray]) -> None:
+        """Learn this annotated frame in the background (see :meth:`take_adapted_backend`)."""
+        self.adapter.start(small_rgb, masks)
+
+    def take_adapted_backend(self) -> bool:
+        """Switch to the backend a background adaptation finished; True when it switched."""
+        backend = self.adapter.take_ready() if self.adapter is not None else None
+        if backend is None:
+            return False
+        self.backend = backend
+        self._key_cache = None
+        return True
+
+    def cancel_adaptation(self) -> None:
+        if self.adapter is not None:
+            self.adapter.cancel()
+
+    def worth_adapting(self, masks: list[np.ndarray]) -> bool:
+        return self.adapter is not None and self.adapter.worth_adapting(masks)
 
     def encode(self, image: np.ndarray) -> tuple[Any, Any, Any]:
         # A backend may reuse its output buffers (CUDA graphs): a new frame invalidates the copy.
@@ -217,6 +239,7 @@ class NetworkPredictor:
         self.memory.clear()
         self._key_cache = None
         self.backend = self._base_backend  # a new stream starts from the shipped weights
+        self.cancel_adaptation()
 
     def memory_nbytes(self) -> int:
         return self.memory.nbytes()

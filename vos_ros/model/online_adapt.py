@@ -18,6 +18,7 @@ The result is a copy of the network; the engine exports it and swaps its backend
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from vos_ros.engine.config import ADAPT_SCOPES
 from vos_ros.model.contract import DEFAULT_PROTOTYPE_SCHEME
 from vos_ros.model.data import Sequence
 from vos_ros.model.network import ProtoNet
+from vos_ros.model.synth_pairs import MIN_FIRST_FRAME_FRACTION
 from vos_ros.model.train import clip_forward, clip_loss, make_batch
 from vos_ros.model.train_config import TrainConfig
 
@@ -68,6 +70,25 @@ class AdaptReport:
     last_loss: float
 
 
+class AdaptationStoppedError(RuntimeError):
+    """The caller asked a running adaptation to stop (its result is no longer wanted)."""
+
+
+class TooSmallError(ValueError):
+    """No target of the frame is large enough for the training crops."""
+
+
+def min_target_pixels(settings: AdaptSettings) -> int:
+    """Targets below this many pixels are left out of the adaptation: the crops scale a frame by
+    0.55-1.1 and keep clips whose target covers MIN_FIRST_FRAME_FRACTION of the crop, so a
+    smaller one would be drawn again and again (twice that area passes about half the time)."""
+    return int(np.ceil(2 * MIN_FIRST_FRAME_FRACTION * settings.crop_h * settings.crop_w / 1.1**2))
+
+
+def large_enough(mask: np.ndarray, settings: AdaptSettings) -> bool:
+    return int(np.count_nonzero(mask)) >= min_target_pixels(settings)
+
+
 def _frame_sequences(frame_rgb: np.ndarray, masks: list[np.ndarray], length: int) -> list[Sequence]:
     """One still 'video' per target: the frame repeated (the augmentation adds the motion)."""
     frames = np.repeat(frame_rgb[None], length, axis=0)
@@ -92,16 +113,24 @@ def adapt_network(
     settings: AdaptSettings,
     prototype_scheme: str = DEFAULT_PROTOTYPE_SCHEME,
     device: str = "cpu",
+    stop: threading.Event | None = None,
 ) -> tuple[ProtoNet, AdaptReport]:
     """A copy of ``net`` fine-tuned on one annotated frame, on ``device`` (``cpu`` | ``cuda``).
 
     :param frame_rgb: uint8 ``[H, W, 3]`` RGB at the engine's processing size.
     :param masks: one ``[H, W]`` mask per target (non-zero = target); empty masks are skipped.
-    :raises ValueError: when no mask has a pixel, or the frame is smaller than the crop.
+    :param stop: checked before every step; when set, :class:`AdaptationStoppedError` is raised.
+    :raises ValueError: when no mask has a pixel or every target is too small.
     """
     masks = [m for m in masks if np.count_nonzero(m)]
     if not masks:
         raise ValueError("online adaptation needs at least one non-empty target mask")
+    masks = [m for m in masks if large_enough(m, settings)]
+    if not masks:
+        raise TooSmallError(
+            f"every target is smaller than {min_target_pixels(settings)} pixels at the "
+            "processing size: too small to learn from crops"
+        )
     if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
         raise ValueError(f"frame must be uint8 [H, W, 3], got {frame_rgb.dtype} {frame_rgb.shape}")
     previous_threads = torch.get_num_threads()
@@ -133,6 +162,8 @@ def adapt_network(
     losses: list[float] = []
     try:
         for step in range(settings.steps):
+            if stop is not None and stop.is_set():
+                raise AdaptationStoppedError(f"stopped after {step} of {settings.steps} steps")
             batch = make_batch(cfg, sequences, step)
             outputs = clip_forward(adapted, batch, torch_device, prototype_scheme)
             loss = clip_loss(outputs, batch, torch_device)["loss"]

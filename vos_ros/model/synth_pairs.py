@@ -15,6 +15,7 @@ from vos_ros.model.augment import random_clip_geometry, random_photometric
 from vos_ros.model.data import Sequence, sample_clip_indices
 
 MIN_FIRST_FRAME_FRACTION = 0.003  # a target must cover this much of the first frame to be used
+MAX_TRIES = 1000  # clips drawn before giving up (only objects far too small never pass)
 
 
 def _translate(images: np.ndarray, dx: float, dy: float, nearest: bool) -> np.ndarray:
@@ -74,7 +75,7 @@ def make_training_clip(
         masks, K in {1, 2}; every target is visible on the first frame.
     """
     min_area = MIN_FIRST_FRAME_FRACTION * out_hw[0] * out_hw[1]
-    while True:
+    for _ in range(MAX_TRIES):
         seq_index = int(rng.integers(len(sequences)))
         seq = sequences[seq_index]
         idx = sample_clip_indices(rng, seq, length, max_gap)
@@ -96,3 +97,7 @@ def make_training_clip(
                 continue
             targets = targets[keep]
         return random_photometric(rng, frames), targets
+    raise ValueError(
+        f"no clip with a target covering {MIN_FIRST_FRAME_FRACTION:.1%} of its first frame in "
+        f"{MAX_TRIES} tries: the objects are too small for {out_hw[1]}x{out_hw[0]} crops"
+    )

@@ -170,6 +170,7 @@ def build_diagnostic_array(
     active: bool,
     thresholds: DiagnosticThresholds,
     stamp,
+    adaptation: str = "off",
 ):
     """A ``DiagnosticArray`` with one status for the node (``stamp``: builtin_interfaces/Time)."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -192,6 +193,7 @@ def build_diagnostic_array(
         "frames_dropped": str(snapshot.dropped),
         "frames_failed": str(snapshot.failed),
         "last_error": snapshot.last_error,
+        "online_adaptation": adaptation,
     }
     status = DiagnosticStatus(
         level=bytes([level]),

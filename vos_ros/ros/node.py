@@ -20,6 +20,7 @@ engine took it is dropped and counted, so latency never builds up behind a slow 
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import signal
 import sys
@@ -331,6 +332,9 @@ class VosNode(LifecycleNode):
     def _release_all(self) -> None:
         self._release_io()
         with self._engine_lock:
+            if self._engine is not None:
+                # stops a background online adaptation, which would otherwise run to its end
+                _reset_quietly(self._engine)
             self._engine = None
         self._frames = None
         self._config = None
@@ -486,6 +490,7 @@ class VosNode(LifecycleNode):
             active=self._active,
             thresholds=thresholds,
             stamp=self.get_clock().now().to_msg(),
+            adaptation=_adaptation_state(engine),
         )
         self._diagnostics_pub.publish(array)
 
@@ -526,6 +531,7 @@ def build_node_engine(config: NodeConfig):
             decoder_window_scale=config.engine_decoder_window_scale,
             adapt_steps=config.engine_adapt_steps,
             adapt_scope=config.engine_adapt_scope,
+            adapt_background=config.engine_adapt_background,
             cache_dir=config.engine_tensorrt_cache_dir or None,
         )
     )
@@ -542,6 +548,22 @@ def build_node_engine(config: NodeConfig):
     return engine
 
 
+def _reset_quietly(engine: Any) -> None:
+    """``engine.reset()`` for engines that have one (test doubles may not)."""
+    reset = getattr(engine, "reset", None)
+    if callable(reset):
+        # an engine being released must not fail the transition
+        with contextlib.suppress(Exception):
+            reset()
+
+
+def _adaptation_state(engine: Any) -> str:
+    """The engine's online adaptation state (through the resolution adapter), or ``off``."""
+    inner = getattr(engine, "engine", engine)
+    state = getattr(inner, "adaptation_state", "off")
+    return state if isinstance(state, str) else "off"
+
+
 def _empty_result(shape: tuple[int, int]) -> FrameResult:
     """The result for a frame while no target is tracked."""
     return FrameResult(frame_index=-1, targets=[], label_image=np.zeros(shape, np.uint16))
@@ -553,6 +575,31 @@ def _backend_name(engine: Any, config: NodeConfig | None) -> str:
     if isinstance(name, str) and name:
         return name
     return config.backend if config else ""
+
+
+MAX_DISPATCH_FAILURES = 20  # in a row: rclpy itself is broken, the node exits
+
+
+def spin_resiliently(executor: Any, logger: Any, ok: Callable[[], bool]) -> None:
+    """``executor.spin()`` that survives an exception out of rclpy's take-and-dispatch.
+
+    Seen under fault injection: ``RuntimeError: Unable to convert call argument '0' to Python
+    object`` raised by ``take_message`` for one image message, which ended ``spin()`` and with it
+    the node and every target it tracked. Such an error now costs that message only; after
+    ``MAX_DISPATCH_FAILURES`` failures in a row the error is raised (the node exits).
+    """
+    failures = 0
+    while ok():
+        try:
+            executor.spin_once(timeout_sec=0.5)
+            failures = 0
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as exc:  # rclpy raises RuntimeError and pybind11's own types
+            failures += 1
+            logger.error(f"taking or dispatching a ROS message failed ({failures} in a row): {exc}")
+            if failures >= MAX_DISPATCH_FAILURES:
+                raise
 
 
 def main(
@@ -574,7 +621,7 @@ def main(
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        spin_resiliently(executor, node.get_logger(), lambda: rclpy.ok(context=node.context))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

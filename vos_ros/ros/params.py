@@ -156,9 +156,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         0,
         "Online adaptation (network models, onnxruntime or torch backend): on the first "
         "annotation of a stream the network is fine-tuned on that frame for this many steps "
-        "before tracking goes on (OSVOS-style; 100 raised DAVIS J&F from 0.62 to 0.67 with "
-        "protonet-s). It blocks the stream meanwhile: about 55 s for 100 steps on a 2-core "
-        "CPU. 0 = off.",
+        "(OSVOS-style; 100 raised DAVIS J&F from 0.62 to 0.67 with protonet-s), about 50 s for "
+        "100 steps on a 2-core CPU. 0 = off.",
         int_range=(0, 10000),
     ),
     ParamSpec(
@@ -167,6 +166,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "What online adaptation fine-tunes: the whole network, or only the decoder (faster, "
         "smaller gain).",
         choices=("all", "decoder"),
+    ),
+    ParamSpec(
+        "engine.adapt_background",
+        True,
+        "Online adaptation on a worker thread: the shipped weights keep tracking and the "
+        "adapted network takes over when it is ready (state in the diagnostics' "
+        "online_adaptation value); false blocks the stream until the fine-tuning is done.",
     ),
     ParamSpec(
         "engine.tensorrt_cache_dir",
@@ -313,6 +319,7 @@ class NodeConfig:
     engine_decoder_window_scale: float
     engine_adapt_steps: int
     engine_adapt_scope: str
+    engine_adapt_background: bool
     engine_tensorrt_cache_dir: str
     warmup: bool
     input_compressed: bool
