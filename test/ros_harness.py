@@ -8,14 +8,15 @@ images survive best-effort QoS between processes. Processes are killed when a te
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from vos_ros.benchmark.ros_procs import Child
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLAYER = Path(__file__).with_name("clip_player.py")
@@ -41,55 +42,16 @@ def isolated_env(domain_id: int | None = None) -> dict[str, str]:
     return env
 
 
-class ManagedProcess:
-    """A child process whose output goes to a log file; stopped (and killed if needed) on exit."""
+class ManagedProcess(Child):
+    """A node or player process of the tests (:class:`vos_ros.benchmark.ros_procs.Child`): run
+    from the repository root, log at ``log_path``, stacks printed on SIGUSR1."""
 
     def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.command = command
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, env=env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        if log_path.suffix != ".log":
+            raise ValueError(f"log files end in .log: {log_path}")
+        super().__init__(
+            log_path.stem, command, env, log_path.parent, dumps_stacks=True, cwd=REPO_ROOT
         )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT (clean rclpy shutdown), then SIGKILL after ``timeout``; returns the exit code."""
-        if self.alive():
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGUSR1)  # the node dumps its threads' stacks
-                time.sleep(1.0)
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
-        return self.process.returncode
-
-    def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout)
-
-    def stacks(self) -> str:
-        """The log after asking the process for its threads' stacks (the node and the player
-        print them on SIGUSR1), for the failure text of a wait that timed out."""
-        if self.alive():
-            self.process.send_signal(signal.SIGUSR1)
-            time.sleep(1.0)
-        return self.log()
-
-    def __enter__(self) -> ManagedProcess:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
 
 def node_process(
@@ -111,6 +73,9 @@ def node_process(
 def player_process(tmp_path: Path, env: dict[str, str], *args: str) -> ManagedProcess:
     """Start ``test/clip_player.py`` with ``args`` (see its --help)."""
     return ManagedProcess([sys.executable, str(PLAYER), *args], env, tmp_path / "player.log")
+
+
+_ABANDONED_CLIENTS: list[RosClient] = []
 
 
 class RosClient:
@@ -180,14 +145,29 @@ class RosClient:
         request = ChangeState.Request(transition=Transition(id=transition_id))
         return self.call(ChangeState, f"{node_name}/change_state", request, 60.0, on_fail).success
 
-    def close(self) -> None:
+    def close(self, timeout: float = 20.0) -> None:
+        """Shut the client down. Destroying a Fast DDS participant now and then hangs inside
+        rmw (the camera players met it too; cause unknown): the teardown runs on a daemon
+        thread, and after ``timeout`` the test goes on without it (its processes are stopped
+        by their own ``finally``); the hung client is kept referenced so nothing frees it."""
         import rclpy
 
         from vos_ros.ros.teardown import shutdown_executor
 
-        shutdown_executor(self.executor)
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        def teardown() -> None:
+            shutdown_executor(self.executor)
+            self.node.destroy_node()
+            rclpy.shutdown(context=self.context)
+
+        worker = threading.Thread(target=teardown, name="ros-client-teardown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            _ABANDONED_CLIENTS.append(self)
+            print(
+                f"RosClient teardown still hanging after {timeout:.0f} s; left behind",
+                file=sys.stderr,
+            )
 
     def __enter__(self) -> RosClient:
         return self

@@ -61,10 +61,12 @@ def isolated_env(domain_id: int | None = None) -> dict[str, str]:
 
 
 class Child:
-    """A child process with its output in a log file.
+    """A child process with its output in a log file; stopped (and killed if needed) on exit
+    from a ``with`` block. The test harness's node and player processes are this class too.
 
-    :param dumps_stacks: the child prints every thread's stack on SIGUSR1 (``vos_node`` does), so
-        a wait that times out can show where it hangs.
+    :param dumps_stacks: the child prints every thread's stack on SIGUSR1 (``vos_node`` and the
+        camera players do), so a wait that times out can show where it hangs.
+    :param cwd: working directory of the child (None: this process's).
     """
 
     def __init__(
@@ -75,13 +77,15 @@ class Child:
         log_dir: Path,
         *,
         dumps_stacks: bool = False,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
+        self.command = command
         self.dumps_stacks = dumps_stacks
         self.log_path = Path(log_dir) / f"{name}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     @property
@@ -98,22 +102,46 @@ class Child:
         self.process.send_signal(signal.SIGUSR1)
         return True
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log(self) -> str:
+        """The whole log so far."""
         if not self._log.closed:
             self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def stacks(self) -> str:
+        """The log after asking the child for its threads' stacks (the failure text of a wait
+        that timed out)."""
+        if self.dump_stacks():
+            time.sleep(1.0)
+        return self.log()
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGINT (clean rclpy shutdown), then SIGKILL after ``timeout`` (with a stack dump
+        first when the child can print one); returns the exit code."""
         if self.alive():
             self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                if self.dump_stacks():
+                    time.sleep(1.0)
                 self.process.kill()
                 self.process.wait(5)
         if not self._log.closed:
             self._log.close()
         return self.process.returncode
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
 
 def player_command(clip_path: Path, rate: float, topic: str = IMAGE_TOPIC) -> list[str]:
