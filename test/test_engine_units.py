@@ -9,7 +9,7 @@ from engine_testlib import write_model_dir
 
 from vos_ros.engine import ConfigError, EngineConfig, Prompt, build_engine
 from vos_ros.engine.aggregation import argmax_channels, mask_box, soft_aggregate
-from vos_ros.engine.engine import processing_size
+from vos_ros.engine.engine import VosEngine, processing_size
 from vos_ros.engine.manifest import ModelFileError, load_manifest
 from vos_ros.engine.memory import MemoryBank
 from vos_ros.engine.prior import apply_box_prior, enlarged_box
@@ -29,6 +29,7 @@ from vos_ros.model.contract import KEY_DIM, PROTOS_PER_FRAME
         ("model", "", "model must be"),
         ("decoder_window_scale", 0.5, "0 \\(off\\) or at least 1"),
         ("decoder_window_min", 1.5, "decoder_window_min must be in"),
+        ("lost_search_every", 0, "lost_search_every must be at least 1"),
     ],
 )
 def test_config_errors_name_the_field(field, value, message):
@@ -194,3 +195,79 @@ def test_single_target_result_matches_its_label_image():
     assert target.mask.dtype == bool
     np.testing.assert_array_equal(target.mask, result.label_image == 1)
     assert target.box == mask_box(target.mask)
+
+
+def test_network_engine_runs_numpy_blas_on_one_thread(tmp_path):
+    # Memory writes multiply small matrices; a BLAS split over busy cores stalls (cpu_threads).
+    from threadpoolctl import threadpool_info
+
+    build_engine(EngineConfig(model=str(write_model_dir(tmp_path / "tiny"))))
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas)
+
+
+def test_flow_runs_at_the_mask_resolution(tmp_path):
+    engine = build_engine(EngineConfig(model=str(write_model_dir(tmp_path / "tiny"))))
+    frame = np.zeros((180, 320, 3), np.uint8)
+    labels = np.zeros((180, 320), np.uint16)
+    labels[40:120, 100:200] = 1
+    engine.step(frame, Prompt(labels))
+    assert engine._flow_wh == engine._mask_wh
+
+
+def _three_targets(tmp_path, every: int):
+    model = str(write_model_dir(tmp_path / "tiny"))
+    engine = build_engine(EngineConfig(model=model, lost_search_every=every))
+    frame = np.zeros((180, 320, 3), np.uint8)
+    labels = np.zeros((180, 320), np.uint16)
+    labels[20:80, 20:100], labels[100:160, 20:100], labels[20:80, 200:300] = 1, 2, 3
+    engine.step(frame, Prompt(labels))
+    return engine, frame
+
+
+def test_lost_targets_are_searched_after_the_loss_then_every_kth_frame(tmp_path):
+    engine, _ = _three_targets(tmp_path, every=3)
+    now = engine._frame_index
+    engine._visible = np.array([True, False, False])
+    slots = np.arange(3)
+    expected = {1: True, 2: False, 3: False, 4: True, 5: False, 7: True}  # frames lost so far
+    for frames_lost, searched in expected.items():
+        engine._lost_since = np.array([-1, now - frames_lost, now - frames_lost])
+        assert engine._searched(slots).tolist() == [True, searched, searched], frames_lost
+
+
+def test_a_lost_target_skipped_on_a_frame_stays_tracked_and_invisible(tmp_path):
+    engine, frame = _three_targets(tmp_path, every=3)
+    decoded: list[list[int]] = []
+    predict = engine.predictor.predict
+
+    def recording_predict(features, ids, previous, windows=None):
+        decoded.append(list(ids))
+        return predict(features, ids, previous, windows)
+
+    for _ in range(3):
+        engine.step(frame)
+    engine.predictor.predict = recording_predict
+    engine._visible = np.array([True, True, False])
+    engine._lost_since = np.array([-1, -1, engine._frame_index - 2])  # lost 2 frames: skipped
+    result = engine.step(frame)
+    assert decoded == [[1, 2]]
+    third = next(t for t in result.targets if t.target_id == 3)
+    assert not third.visible and not third.mask.any()
+    assert engine._lost_since[2] == engine._frame_index - 3  # the loss goes on, same start
+
+
+def test_loss_starts_are_the_same_when_a_frame_is_settled_twice():
+    since = np.array([-1, -1, 4])
+    visible = np.array([True, False, False])
+    once = VosEngine._loss_starts(since, visible, 9)
+    assert once.tolist() == [-1, 9, 4]
+    assert VosEngine._loss_starts(once, visible, 9).tolist() == once.tolist()
+
+
+def test_lost_search_every_one_decodes_every_target_each_frame(tmp_path):
+    model = str(write_model_dir(tmp_path / "tiny"))
+    engine = build_engine(EngineConfig(model=model, lost_search_every=1))
+    engine._visible = np.array([True, False])
+    engine._frame_index = 7
+    assert engine._searched(np.array([0, 1])).all()

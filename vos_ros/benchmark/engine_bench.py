@@ -321,6 +321,7 @@ def run_engine_bench(
     profiler: Any = None,
     adapt_steps: int = 0,
     adapt_background: bool = False,
+    engine_settings: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every case of ``backends`` x ``sizes`` x ``targets``; returns the case records.
 
@@ -328,6 +329,8 @@ def run_engine_bench(
     the measured frames run the adapted network (the record gets its ``adapt_ms``); with
     ``adapt_background`` the adaptation runs on its worker thread during the measured frames
     instead (what tracking costs while the network learns).
+
+    ``engine_settings``: more :class:`~vos_ros.engine.EngineConfig` fields for every case.
 
     A backend that cannot be built here is reported as a record with an ``error`` and skipped.
     """
@@ -338,9 +341,9 @@ def run_engine_bench(
     records: list[dict[str, Any]] = []
     for backend in backends:
         try:
-            overrides: dict[str, Any] = {}
+            overrides: dict[str, Any] = dict(engine_settings or {})
             if adapt_steps:
-                overrides = {"adapt_steps": adapt_steps, "adapt_background": adapt_background}
+                overrides.update(adapt_steps=adapt_steps, adapt_background=adapt_background)
             engine = build_bench_engine(backend, model, threads, **overrides)
         except (ValueError, ImportError, OSError, RuntimeError) as exc:
             records.append({"backend": backend, "error": str(exc)})

@@ -114,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clip-length", type=int, default=40, help="synthetic clip length, played back and forth"
     )
     engine.add_argument(
+        "--engine-set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set a field of vos_ros.engine.EngineConfig, e.g. lost_search_every=1 (repeatable)",
+    )
+    engine.add_argument(
         "--adapt-steps",
         type=int,
         default=None,
@@ -272,6 +278,7 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
         run_engine_bench,
     )
     from vos_ros.benchmark.report import engine_table, targets_list
+    from vos_ros.evaluation.session import EvaluationInputError, parse_engine_settings
 
     profiler = None
     if args.profile:
@@ -281,6 +288,11 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
             print("error: --profile needs pyinstrument: pip install pyinstrument", file=sys.stderr)
             return 2
         profiler = Profiler(interval=0.0005)
+    try:
+        settings = parse_engine_settings(args.engine_set or [])
+    except EvaluationInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     backends = args.backends or available_backends()
     if model == "flow":
         backends = ["flow"]
@@ -309,6 +321,7 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
         profiler=profiler,
         adapt_steps=args.adapt_steps or 0,
         adapt_background=bool(args.adapt_background),
+        engine_settings=settings,
     )
     if profiler is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)

@@ -31,10 +31,12 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
         )
 
     from vos_ros.engine.backends.select import create_backend
+    from vos_ros.engine.cpu_threads import limit_blas_threads
     from vos_ros.engine.manifest import load_manifest
     from vos_ros.engine.memory import MemoryBank
     from vos_ros.engine.predictor import NetworkPredictor
 
+    limit_blas_threads()  # memory writes multiply small matrices (see cpu_threads)
     manifest = load_manifest(config.model, verify_checksums=config.verify_checksums)
     short_side = config.round_short_side(
         config.processing_short_side or manifest.short_side or DEFAULT_SHORT_SIDE

@@ -54,7 +54,7 @@ class EngineConfig:
     # Previous-mask guidance warped by DIS optical flow.
     use_flow: bool = True
     flow_preset: str = "ultrafast"  # ultrafast | fast | medium (OpenCV DIS presets)
-    flow_short_side: int | None = None  # None: half the processing short side (model mode)
+    flow_short_side: int | None = None  # None: the mask's short side (model mode)
     # Localization prior: outside the previous mask's box enlarged by ``prior_scale``, responses
     # weaker than ``prior_keep_prob`` are dropped (a strong response far away survives).
     use_box_prior: bool = True
@@ -65,6 +65,11 @@ class EngineConfig:
     # not on the whole frame; 0 = whole frame always (vos_ros.engine.window).
     decoder_window_scale: float = 2.0
     decoder_window_min: float = 0.25
+    # A lost target (not visible) is searched for on the whole frame, the most expensive decoder
+    # run, on the first frame after the loss and then on every ``lost_search_every``-th frame
+    # only; 1 = every frame. It comes back at most that many frames later. 2 scored the same as 1 on
+    # the training and validation splits (docs/benchmarks.md, "Changes of 2026-12-02, third round").
+    lost_search_every: int = 2
     # A target is visible when its mask covers at least ``min_area_fraction`` of the frame and
     # its mean probability inside the mask is at least ``visible_score``.
     min_area_fraction: float = 2e-4
@@ -105,6 +110,7 @@ class EngineConfig:
             if value is not None:
                 _check_int(name, value, 1)
         _check_int("permanent_size", self.permanent_size, 1)
+        _check_int("lost_search_every", self.lost_search_every, 1)
         _check_int("max_targets", self.max_targets, 1)
         if self.max_targets > 255:
             raise ConfigError(f"max_targets must be at most 255, got {self.max_targets}")

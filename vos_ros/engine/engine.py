@@ -182,6 +182,7 @@ class VosEngine:
             slot = self._registry.remove(target_id)
             self._state = np.delete(self._state, slot, axis=0)
             self._visible = np.delete(self._visible, slot)
+            self._lost_since = np.delete(self._lost_since, slot)
             self._pending.pop(target_id, None)
             self._recent_writes = [w for w in self._recent_writes if w[0] != target_id]
             if self._last is not None:
@@ -297,19 +298,28 @@ class VosEngine:
         tracked_previous = np.ascontiguousarray(previous[tracked_slots])
         mh, mw = self._mask_wh[1], self._mask_wh[0]
         gather_ms = 0.0
-        if tracked:
+        searched = self._searched(tracked_slots)
+        if searched.any():
+            decode = np.flatnonzero(searched)
+            ids = [tracked[row] for row in decode]
+            decode_previous = tracked_previous if searched.all() else tracked_previous[decode]
             windows = None
             if self.predictor.uses_windows and self.config.decoder_window_scale > 0:
                 windows = target_windows(
-                    tracked_previous,
-                    self._visible[tracked_slots],
+                    decode_previous,
+                    self._visible[tracked_slots[decode]],
                     self.config.decoder_window_scale,
                     self.config.decoder_window_min,
                 )
-            tracked_probs = self.predictor.predict(features, tracked, tracked_previous, windows)
+            probs = self.predictor.predict(features, ids, decode_previous, windows)
+            if searched.all():
+                tracked_probs = probs
+            else:  # lost targets not searched on this frame: nothing found, still lost
+                tracked_probs = np.zeros((len(tracked), mh, mw), np.float32)
+                tracked_probs[decode] = probs
             gather_ms = self.predictor.timings_ms["memory"]
         else:
-            tracked_probs = np.zeros((0, mh, mw), np.float32)
+            tracked_probs = np.zeros((len(tracked), mh, mw), np.float32)
         t_dec = time.perf_counter()
         # decoder stage: the network's decoder run, or the fallback's flow + colour combination
         timings["decoder"] = (t_dec - t_enc) * 1e3 - gather_ms
@@ -356,6 +366,8 @@ class VosEngine:
         self._warper: FlowWarper | None = None
         self._state = np.zeros((0, 1, 1), np.float32)
         self._visible = np.zeros(0, bool)
+        # per slot: index of the first frame of the current loss (-1 while visible)
+        self._lost_since = np.zeros(0, np.int64)
         self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._frame_index = 0
         self._last: _FrameContext | None = None
@@ -390,7 +402,9 @@ class VosEngine:
         pw, ph = self._proc_wh
         if self._is_network:
             self._mask_wh = (pw // SKIP_STRIDE, ph // SKIP_STRIDE)
-            flow_short = self.config.flow_short_side or self.short_side // 2
+            # Flow at the resolution of the masks it warps: a quarter of the DIS work of half
+            # resolution, same scores (docs/benchmarks.md, "Changes of 2026-12-02, third round").
+            flow_short = self.config.flow_short_side or min(self._mask_wh)
         else:
             self._mask_wh = (pw, ph)
             flow_short = self.config.flow_short_side or self.short_side
@@ -433,6 +447,7 @@ class VosEngine:
         self._registry.add(target_id, class_label)
         self._state = np.concatenate([self._state, small_mask[None]])
         self._visible = np.append(self._visible, True)
+        self._lost_since = np.append(self._lost_since, -1)
 
     def _settle_frame(
         self, ctx: _FrameContext
@@ -484,10 +499,14 @@ class VosEngine:
         if len(ids) == len(all_ids):
             self._state = state
             self._visible = visible
+            self._lost_since = self._loss_starts(self._lost_since, visible, ctx.frame_index)
         else:
             slots = [all_ids.index(i) for i in ids]
             self._state[slots] = state
             self._visible[slots] = visible
+            self._lost_since[slots] = self._loss_starts(
+                self._lost_since[slots], visible, ctx.frame_index
+            )
         for target_id in ids:
             self._pending.pop(target_id, None)
 
@@ -500,6 +519,25 @@ class VosEngine:
                 if target_id in row_of and confident:
                     self._recent_writes.append((target_id, state[slot]))
         return agg, ids, visible, scores
+
+    def _searched(self, slots: np.ndarray) -> np.ndarray:
+        """Which of the tracked targets at ``slots`` get a decoder run on this frame: every
+        visible one, and a lost one on the first frame after it was lost (a brief dropout comes
+        back at once), then on every ``lost_search_every``-th frame. The schedule counts from
+        the loss, not from the stream's start, so results do not depend on when a stream began
+        (the node and the offline evaluator see the same)."""
+        every = self.config.lost_search_every
+        visible = self._visible[slots]
+        if every == 1 or visible.all():
+            return np.ones(len(slots), bool)
+        frames_lost = self._frame_index - self._lost_since[slots]  # 1 on the frame after
+        return visible | ((frames_lost - 1) % every == 0)
+
+    @staticmethod
+    def _loss_starts(since: np.ndarray, visible: np.ndarray, frame_index: int) -> np.ndarray:
+        """Update the loss starts with a frame's visibility (the same when a frame is settled
+        twice, as :meth:`add_targets` does)."""
+        return np.where(visible, -1, np.where(since < 0, frame_index, since))
 
     def _maybe_adapt(self, small: np.ndarray, masks: dict[int, np.ndarray]) -> bool:
         """Online adaptation on the first annotation of a stream: only while no target has

@@ -75,21 +75,17 @@ PROTOS_PER_FRAME = FG_GRID * FG_GRID + 1  # fg and bg are padded to the same cou
 _EPS = 1e-6
 
 
-def _masked_mean(key: np.ndarray, weight: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Weighted mean of key vectors (key: [C, h, w], weight: [h, w]); ``fallback`` if no weight."""
-    total = float(weight.sum())
-    if total < _EPS:
-        return fallback
-    return (key * weight[None]).reshape(key.shape[0], -1).sum(axis=1) / total
-
-
 def _normalize(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), _EPS)
 
 
 def _grid_edges(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
-    edges = np.linspace(lo, hi, n + 1).round().astype(int)
-    return [(int(a), int(max(b, a + 1))) for a, b in itertools.pairwise(edges)]
+    """``n`` cells splitting ``[lo, hi)``, each at least one pixel wide."""
+    # np.linspace(lo, hi, n + 1).round() in plain Python (same arithmetic, same half-to-even
+    # rounding), 10x cheaper for these few numbers.
+    step = (hi - lo) / n
+    edges = [round(i * step + lo) for i in range(n)] + [hi]
+    return [(a, max(b, a + 1)) for a, b in itertools.pairwise(edges)]
 
 
 def check_prototype_scheme(scheme: str) -> str:
@@ -137,34 +133,51 @@ def frame_prototypes(
     c, h, w = key.shape
     fg_w = prob.astype(np.float32)
     bg_w = 1.0 - fg_w
-    zero = np.zeros(c, dtype=np.float32)
-    fg_global = _masked_mean(key, fg_w, zero)
-    bg_global = _masked_mean(key, bg_w, zero)
-
-    fg = [fg_global]
     ys, xs = np.nonzero(fg_w > 0.5)
     if len(ys):
         y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     else:
         y0, y1, x0, x1 = 0, h, 0, w
-    for ya, yb in _grid_edges(y0, y1, FG_GRID):
-        for xa, xb in _grid_edges(x0, x1, FG_GRID):
-            fg.append(_masked_mean(key[:, ya:yb, xa:xb], fg_w[ya:yb, xa:xb], fg_global))
-
+    fg_cells = [
+        (ya, yb, xa, xb)
+        for ya, yb in _grid_edges(y0, y1, FG_GRID)
+        for xa, xb in _grid_edges(x0, x1, FG_GRID)
+    ]
     if scheme == "local-bg":
-        bg = [bg_global] + [
-            _masked_mean(key[:, ya:yb, xa:xb], bg_w[ya:yb, xa:xb], bg_global)
-            for ya, yb, xa, xb in local_bg_cells((y0, y1, x0, x1), h, w)
+        bg_cells = local_bg_cells((y0, y1, x0, x1), h, w)
+    else:  # the heaviest background cells of the frame grid; stable: equal masses keep grid order
+        grid = [
+            (ya, yb, xa, xb)
+            for ya, yb in _grid_edges(0, h, BG_GRID)
+            for xa, xb in _grid_edges(0, w, BG_GRID)
         ]
-    else:
-        cells = []
-        for ya, yb in _grid_edges(0, h, BG_GRID):
-            for xa, xb in _grid_edges(0, w, BG_GRID):
-                cw = bg_w[ya:yb, xa:xb]
-                cells.append((float(cw.sum()), _masked_mean(key[:, ya:yb, xa:xb], cw, bg_global)))
-        cells.sort(key=lambda item: -item[0])  # stable: equal masses keep grid order
-        bg = [bg_global] + [v for _, v in cells[: PROTOS_PER_FRAME - 1]]
-    return (
-        _normalize(np.stack(fg).astype(np.float32)),
-        _normalize(np.stack(bg).astype(np.float32)),
-    )
+        mass = [float(bg_w[ya:yb, xa:xb].sum()) for ya, yb, xa, xb in grid]
+        order = sorted(range(len(grid)), key=lambda i: -mass[i])
+        bg_cells = [grid[i] for i in order[: PROTOS_PER_FRAME - 1]]
+
+    # Every masked mean in one matrix product: one weight map per prototype (the global fg and
+    # bg weights, then each cell's weights with zeros around it) times the key. Ten separate
+    # means cost ~0.5 ms per memory write, the product ~0.05.
+    regions = [(fg_w, None), (bg_w, None)]
+    regions += [(fg_w, cell) for cell in fg_cells] + [(bg_w, cell) for cell in bg_cells]
+    weights = np.zeros((len(regions), h, w), np.float32)
+    totals = np.empty(len(regions), np.float64)
+    for row, (weight, cell) in enumerate(regions):
+        if cell is None:
+            weights[row] = weight
+            totals[row] = float(weight.sum())
+        else:
+            ya, yb, xa, xb = cell
+            weights[row, ya:yb, xa:xb] = weight[ya:yb, xa:xb]
+            totals[row] = float(weight[ya:yb, xa:xb].sum())
+    sums = (key.reshape(c, -1) @ weights.reshape(len(regions), -1).T).T  # [regions, C]
+    means = sums / np.maximum(totals, _EPS)[:, None].astype(np.float32)
+    # A region without weight falls back: the global means to 0, the cells to their global mean.
+    empty = totals < _EPS
+    fallback = np.zeros_like(means)
+    fallback[2 : 2 + len(fg_cells)] = means[0] if not empty[0] else 0.0
+    fallback[2 + len(fg_cells) :] = means[1] if not empty[1] else 0.0
+    means[empty] = fallback[empty]
+    fg = np.concatenate([means[:1], means[2 : 2 + len(fg_cells)]])
+    bg = np.concatenate([means[1:2], means[2 + len(fg_cells) :]])
+    return _normalize(fg.astype(np.float32)), _normalize(bg.astype(np.float32))

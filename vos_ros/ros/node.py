@@ -529,6 +529,7 @@ def build_node_engine(config: NodeConfig):
             max_targets=config.engine_max_targets,
             flow_preset=config.engine_flow_preset,
             decoder_window_scale=config.engine_decoder_window_scale,
+            lost_search_every=config.engine_lost_search_every,
             adapt_steps=config.engine_adapt_steps,
             adapt_scope=config.engine_adapt_scope,
             adapt_background=config.engine_adapt_background,

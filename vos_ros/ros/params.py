@@ -152,11 +152,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         float_range=(0.0, 10.0),
     ),
     ParamSpec(
+        "engine.lost_search_every",
+        2,
+        "A lost target (not seen) is searched for on the whole frame, the most expensive "
+        "decoder run, on every this-many-th frame only (staggered over the lost targets), so it "
+        "comes back at most this many frames later; 1 = every frame.",
+        int_range=(1, 30),
+    ),
+    ParamSpec(
         "engine.adapt_steps",
         0,
         "Online adaptation (network models, onnxruntime or torch backend): on the first "
         "annotation of a stream the network is fine-tuned on that frame for this many steps "
-        "(OSVOS-style; 100 raised DAVIS J&F from 0.62 to 0.67 with protonet-s), about 50 s for "
+        "(OSVOS-style; 100 raised DAVIS J&F from 0.63 to 0.67 with protonet-s), about 50 s for "
         "100 steps on a 2-core CPU. 0 = off.",
         int_range=(0, 10000),
     ),
@@ -317,6 +325,7 @@ class NodeConfig:
     engine_max_targets: int
     engine_flow_preset: str
     engine_decoder_window_scale: float
+    engine_lost_search_every: int
     engine_adapt_steps: int
     engine_adapt_scope: str
     engine_adapt_background: bool
