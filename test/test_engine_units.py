@@ -227,8 +227,7 @@ def _three_targets(tmp_path, every: int):
 
 def test_lost_targets_are_searched_after_the_loss_then_every_kth_frame(tmp_path):
     engine, _ = _three_targets(tmp_path, every=3)
-    now = engine._frame_index
-    engine._visible = np.array([True, False, False])
+    engine._frame_index = now = 20  # late enough in the stream for every loss start below
     slots = np.arange(3)
     expected = {1: True, 2: False, 3: False, 4: True, 5: False, 7: True}  # frames lost so far
     for frames_lost, searched in expected.items():
@@ -248,7 +247,6 @@ def test_a_lost_target_skipped_on_a_frame_stays_tracked_and_invisible(tmp_path):
     for _ in range(3):
         engine.step(frame)
     engine.predictor.predict = recording_predict
-    engine._visible = np.array([True, True, False])
     engine._lost_since = np.array([-1, -1, engine._frame_index - 2])  # lost 2 frames: skipped
     result = engine.step(frame)
     assert decoded == [[1, 2]]
@@ -268,6 +266,6 @@ def test_loss_starts_are_the_same_when_a_frame_is_settled_twice():
 def test_lost_search_every_one_decodes_every_target_each_frame(tmp_path):
     model = str(write_model_dir(tmp_path / "tiny"))
     engine = build_engine(EngineConfig(model=model, lost_search_every=1))
-    engine._visible = np.array([True, False])
+    engine._lost_since = np.array([-1, 5])
     engine._frame_index = 7
     assert engine._searched(np.array([0, 1])).all()

@@ -181,7 +181,6 @@ class VosEngine:
                 continue
             slot = self._registry.remove(target_id)
             self._state = np.delete(self._state, slot, axis=0)
-            self._visible = np.delete(self._visible, slot)
             self._lost_since = np.delete(self._lost_since, slot)
             self._pending.pop(target_id, None)
             self._recent_writes = [w for w in self._recent_writes if w[0] != target_id]
@@ -301,7 +300,7 @@ class VosEngine:
         searched = self._searched(tracked_slots)
         if searched.any():
             decode = np.flatnonzero(searched)
-            ids = [tracked[row] for row in decode]
+            decode_ids = [tracked[row] for row in decode]
             decode_previous = tracked_previous if searched.all() else tracked_previous[decode]
             windows = None
             if self.predictor.uses_windows and self.config.decoder_window_scale > 0:
@@ -311,7 +310,7 @@ class VosEngine:
                     self.config.decoder_window_scale,
                     self.config.decoder_window_min,
                 )
-            probs = self.predictor.predict(features, ids, decode_previous, windows)
+            probs = self.predictor.predict(features, decode_ids, decode_previous, windows)
             if searched.all():
                 tracked_probs = probs
             else:  # lost targets not searched on this frame: nothing found, still lost
@@ -365,8 +364,7 @@ class VosEngine:
         self._flow_wh = (0, 0)
         self._warper: FlowWarper | None = None
         self._state = np.zeros((0, 1, 1), np.float32)
-        self._visible = np.zeros(0, bool)
-        # per slot: index of the first frame of the current loss (-1 while visible)
+        # per slot: index of the first frame of the current loss, -1 while visible
         self._lost_since = np.zeros(0, np.int64)
         self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._frame_index = 0
@@ -446,7 +444,6 @@ class VosEngine:
     def _append_target(self, target_id: int, class_label: str, small_mask: np.ndarray) -> None:
         self._registry.add(target_id, class_label)
         self._state = np.concatenate([self._state, small_mask[None]])
-        self._visible = np.append(self._visible, True)
         self._lost_since = np.append(self._lost_since, -1)
 
     def _settle_frame(
@@ -498,12 +495,10 @@ class VosEngine:
         state[~visible] = 0.0  # lost targets: no previous mask, no prior -> searched everywhere
         if len(ids) == len(all_ids):
             self._state = state
-            self._visible = visible
             self._lost_since = self._loss_starts(self._lost_since, visible, ctx.frame_index)
         else:
             slots = [all_ids.index(i) for i in ids]
             self._state[slots] = state
-            self._visible[slots] = visible
             self._lost_since[slots] = self._loss_starts(
                 self._lost_since[slots], visible, ctx.frame_index
             )
@@ -519,6 +514,11 @@ class VosEngine:
                 if target_id in row_of and confident:
                     self._recent_writes.append((target_id, state[slot]))
         return agg, ids, visible, scores
+
+    @property
+    def _visible(self) -> np.ndarray:
+        """Per slot: was the target seen on the last settled frame."""
+        return self._lost_since < 0
 
     def _searched(self, slots: np.ndarray) -> np.ndarray:
         """Which of the tracked targets at ``slots`` get a decoder run on this frame: every

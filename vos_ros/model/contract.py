@@ -156,28 +156,24 @@ def frame_prototypes(
         bg_cells = [grid[i] for i in order[: PROTOS_PER_FRAME - 1]]
 
     # Every masked mean in one matrix product: one weight map per prototype (the global fg and
-    # bg weights, then each cell's weights with zeros around it) times the key. Ten separate
-    # means cost ~0.5 ms per memory write, the product ~0.05.
-    regions = [(fg_w, None), (bg_w, None)]
+    # bg weights, then each cell's weights with zeros around it) times the key; 0.54 -> 0.18 ms
+    # per memory write against ten separate means (docs/benchmarks.md).
+    whole = (0, h, 0, w)
+    regions = [(fg_w, whole), (bg_w, whole)]
     regions += [(fg_w, cell) for cell in fg_cells] + [(bg_w, cell) for cell in bg_cells]
     weights = np.zeros((len(regions), h, w), np.float32)
     totals = np.empty(len(regions), np.float64)
-    for row, (weight, cell) in enumerate(regions):
-        if cell is None:
-            weights[row] = weight
-            totals[row] = float(weight.sum())
-        else:
-            ya, yb, xa, xb = cell
-            weights[row, ya:yb, xa:xb] = weight[ya:yb, xa:xb]
-            totals[row] = float(weight[ya:yb, xa:xb].sum())
+    for row, (weight, (ya, yb, xa, xb)) in enumerate(regions):
+        weights[row, ya:yb, xa:xb] = weight[ya:yb, xa:xb]
+        totals[row] = float(weight[ya:yb, xa:xb].sum())
     sums = (key.reshape(c, -1) @ weights.reshape(len(regions), -1).T).T  # [regions, C]
     means = sums / np.maximum(totals, _EPS)[:, None].astype(np.float32)
     # A region without weight falls back: the global means to 0, the cells to their global mean.
     empty = totals < _EPS
-    fallback = np.zeros_like(means)
-    fallback[2 : 2 + len(fg_cells)] = means[0] if not empty[0] else 0.0
-    fallback[2 + len(fg_cells) :] = means[1] if not empty[1] else 0.0
-    means[empty] = fallback[empty]
-    fg = np.concatenate([means[:1], means[2 : 2 + len(fg_cells)]])
-    bg = np.concatenate([means[1:2], means[2 + len(fg_cells) :]])
-    return _normalize(fg.astype(np.float32)), _normalize(bg.astype(np.float32))
+    fg_rows, bg_rows = slice(2, 2 + len(fg_cells)), slice(2 + len(fg_cells), None)
+    means[:2][empty[:2]] = 0.0
+    means[fg_rows][empty[fg_rows]] = means[0]
+    means[bg_rows][empty[bg_rows]] = means[1]
+    fg = np.concatenate([means[:1], means[fg_rows]])
+    bg = np.concatenate([means[1:2], means[bg_rows]])
+    return _normalize(fg), _normalize(bg)
