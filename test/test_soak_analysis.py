@@ -37,3 +37,54 @@ def test_without_a_common_target_count_all_samples_are_compared() -> None:
     result = rss_growth(samples)
     assert "rss_growth_targets" not in result
     assert result["rss_growth"] == pytest.approx(LEVEL[3] / LEVEL[1] - 1.0)
+
+
+def test_rss_parts_add_up_to_vmrss() -> None:
+    import os
+
+    from vos_ros.benchmark.ros_procs import rss_kib, rss_parts_kib
+
+    parts = rss_parts_kib(os.getpid())
+    assert set(parts) == {"anon", "file", "shmem"}
+    assert parts["anon"] > 0 and parts["file"] > 0
+    # two reads of a live process: equal up to the pages touched in between
+    assert abs(sum(parts.values()) - rss_kib(os.getpid())) < 4096
+    assert rss_parts_kib(2**22 + 12345) == {}  # no such process
+
+
+def test_a_step_in_file_backed_pages_is_told_apart_from_the_heap() -> None:
+    from vos_ros.benchmark.soak import analyze
+
+    samples = []
+    for i in range(120):
+        n = [1, 2, 3, 2][(i // 5) % 4]
+        anon = 300.0 + 3.0 * n
+        files = 120.0 + (12.0 if i >= 70 else 0.0)  # a library path paged in once, at 70 s
+        samples.append(
+            {
+                "t_s": float(i),
+                "targets": n,
+                "rss_mib": anon + files,
+                "rss_anon_mib": anon,
+                "rss_file_mib": files,
+            }
+        )
+    kinds = analyze(samples, None, 120.0, {}, 0)["rss_by_kind"]
+    assert kinds["anon"]["growth_mib"] == pytest.approx(0.0)
+    assert kinds["file"]["growth_mib"] == pytest.approx(12.0)
+
+
+def test_anonymous_memory_by_mapping_finds_the_main_heap() -> None:
+    import os
+
+    import numpy as np
+
+    from vos_ros.benchmark.ros_procs import anon_by_mapping_kib, rss_parts_kib
+
+    big = np.ones(64 << 20, np.uint8)  # above the mmap threshold: its own anonymous mapping
+    parts = anon_by_mapping_kib(os.getpid())
+    assert set(parts) == {"main_heap", "thread_arenas", "other_mmap"}
+    assert parts["main_heap"] > 0
+    assert parts["other_mmap"] >= big.nbytes // 1024
+    assert sum(parts.values()) <= rss_parts_kib(os.getpid())["anon"] + 4096
+    assert anon_by_mapping_kib(2**22 + 12345) == {}

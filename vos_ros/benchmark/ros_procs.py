@@ -206,6 +206,86 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def rss_parts_kib(pid: int) -> dict[str, int]:
+    """Resident memory of ``pid`` by kind, in KiB: ``anon``, ``file`` and ``shmem``.
+
+    ``VmRSS`` is their sum. The split tells a heap that grows (``anon``) from library code and
+    mapped files paged in the first time a rarely used path runs (``file``), which is not a leak.
+    Empty when the process is gone.
+    """
+    keys = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+    parts: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                name = line.split(maxsplit=1)[0] if line.strip() else ""
+                if name in keys:
+                    parts[keys[name]] = int(line.split()[1])
+    except OSError:
+        return {}
+    return parts
+
+
+# glibc maps each thread arena's heap at an address aligned to its maximum size (64 MiB on 64-bit)
+GLIBC_ARENA_HEAP_BYTES = 64 << 20
+
+
+def anon_by_mapping_kib(pid: int) -> dict[str, int]:
+    """Anonymous resident memory of ``pid`` by where it lives, in KiB (from /proc/<pid>/smaps).
+
+    - ``main_heap``: the ``[heap]`` (brk) segment, glibc's main arena;
+    - ``thread_arenas``: glibc's per-thread arenas, which threads that allocate concurrently
+      create: anonymous mappings aligned to and at most :data:`GLIBC_ARENA_HEAP_BYTES`, not
+      marked for huge pages (numpy marks its large buffers, and such a mark can split a buffer
+      at an aligned address);
+    - ``other_mmap``: every other anonymous mapping (large ``malloc`` blocks above the mmap
+      threshold, Python's object arenas, thread stacks).
+
+    A growing ``main_heap`` or ``thread_arenas`` with everything else flat points at heap
+    fragmentation or live objects in the heap; ``other_mmap`` at large buffers. Empty when
+    the process is gone. Reading smaps takes milliseconds: sample it every few seconds.
+    """
+    parts = {"main_heap": 0, "thread_arenas": 0, "other_mmap": 0}
+
+    def add(header: list[str], anonymous: int, flags: list[str]) -> None:
+        start, end = (int(x, 16) for x in header[0].split("-"))
+        path = header[5] if len(header) > 5 else ""
+        if path == "[heap]":
+            parts["main_heap"] += anonymous
+        elif path and not path.startswith("[stack"):
+            return  # file-backed: its private copies are not the heap
+        elif (
+            start % GLIBC_ARENA_HEAP_BYTES == 0
+            and end - start <= GLIBC_ARENA_HEAP_BYTES
+            and "hg" not in flags
+        ):
+            parts["thread_arenas"] += anonymous
+        else:
+            parts["other_mmap"] += anonymous
+
+    header: list[str] | None = None
+    anonymous, flags = 0, []
+    try:
+        with open(f"/proc/{pid}/smaps") as handle:
+            for line in handle:
+                fields = line.split()
+                if not fields:
+                    continue
+                if not fields[0].endswith(":"):  # "start-end perms offset dev inode [path]"
+                    if header is not None:
+                        add(header, anonymous, flags)
+                    header, anonymous, flags = fields, 0, []
+                elif fields[0] == "Anonymous:":
+                    anonymous = int(fields[1])
+                elif fields[0] == "VmFlags:":
+                    flags = fields[1:]
+            if header is not None:
+                add(header, anonymous, flags)
+    except OSError:
+        return {}
+    return parts
+
+
 @dataclass
 class Arrival:
     """One ``~/instances`` message as the client saw it."""

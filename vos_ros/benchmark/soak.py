@@ -34,11 +34,13 @@ from vos_ros.benchmark.ros_procs import (
     BenchClient,
     Child,
     TopicLog,
+    anon_by_mapping_kib,
     isolated_env,
     ns_to_time,
     player_command,
     player_published,
     rss_kib,
+    rss_parts_kib,
     vos_node_command,
     wait_for,
 )
@@ -47,6 +49,22 @@ from vos_ros.benchmark.stats import load_average, summarize
 SOAK_OBJECTS = 4  # objects in the clip: one is the permanent target, the others come and go
 MAX_TARGETS = 3
 WINDOW_S = 10.0  # latency p95 / frame rate windows for the trend
+MAPPING_SAMPLE_EVERY_S = 5  # anonymous memory by mapping (smaps: milliseconds to read)
+# the parts of RSS the report follows, and the sample key of each
+RSS_KINDS = {
+    "anon": "rss_anon_mib",
+    "file": "rss_file_mib",
+    "main_heap": "anon_main_heap_mib",
+    "thread_arenas": "anon_thread_arenas_mib",
+    "other_mmap": "anon_other_mmap_mib",
+}
+RSS_KIND_NAMES = {
+    "anon": "anonymous",
+    "file": "file-backed (libraries, mapped files)",
+    "main_heap": "of which main heap",
+    "thread_arenas": "malloc thread arenas",
+    "other_mmap": "other anonymous mappings",
+}
 
 
 class TargetCycler:
@@ -225,9 +243,13 @@ def _sample(t_s: float, pid: int, log: TopicLog, client: BenchClient, end: float
     latencies = [a.latency_ms for a in arrivals]
     diag = client.diagnostics_of("vos_node")
     rss = rss_kib(pid)
-    return {
+    parts = rss_parts_kib(pid)
+    nan = float("nan")
+    sample = {
         "t_s": round(t_s, 2),
-        "rss_mib": rss / 1024 if rss is not None else float("nan"),
+        "rss_mib": rss / 1024 if rss is not None else nan,
+        "rss_anon_mib": parts["anon"] / 1024 if "anon" in parts else nan,
+        "rss_file_mib": parts["file"] / 1024 if "file" in parts else nan,
         "output_hz": float(len(arrivals)),
         "latency_median_ms": float(np.median(latencies)) if latencies else float("nan"),
         "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else float("nan"),
@@ -237,6 +259,10 @@ def _sample(t_s: float, pid: int, log: TopicLog, client: BenchClient, end: float
         "received": int(diag.get("frames_received", "0") or 0),
         "load_1min": load_average()[0] if load_average() else None,
     }
+    if round(t_s) % MAPPING_SAMPLE_EVERY_S == 0:
+        for where, kib in anon_by_mapping_kib(pid).items():
+            sample[f"anon_{where}_mib"] = kib / 1024
+    return sample
 
 
 def analyze(
@@ -259,6 +285,19 @@ def analyze(
     if len(steady) >= 20:
         out.update(rss_growth(steady))
         out["rss_max_mib"] = max(s["rss_mib"] for s in steady)
+        # the same comparison per kind of memory: where a step came from (heap or mapped files)
+        kinds = {}
+        for kind, key in RSS_KINDS.items():
+            having = [s for s in steady if np.isfinite(s.get(key, float("nan")))]
+            if len(having) >= 20:
+                growth = rss_growth(having, key)
+                kinds[kind] = {
+                    "after_warmup_mib": growth["rss_after_warmup_mib"],
+                    "end_mib": growth["rss_end_mib"],
+                    "growth_mib": growth["rss_end_mib"] - growth["rss_after_warmup_mib"],
+                }
+        if kinds:
+            out["rss_by_kind"] = kinds
     if log is not None:
         arrivals = log.between(start_ns, 2**63 - 1)
         stamps = [a.stamp_ns for a in arrivals]
@@ -303,19 +342,20 @@ def analyze(
     return out
 
 
-def rss_growth(steady: list[dict[str, Any]]) -> dict[str, Any]:
+def rss_growth(steady: list[dict[str, Any]], key: str = "rss_mib") -> dict[str, Any]:
     """RSS growth from the first to the last third of the steady samples, at equal load.
 
     RSS follows the number of targets (their buffers come and go as the soak adds and removes
     them), so the thirds are compared per target count: the median RSS of the samples with N
     targets in the last third against the same in the first, and the worst N is reported. A
     leak raises every level; a change in the mix of target counts near the end does not.
+    ``key`` names the sampled quantity (``rss_mib``, or one kind, e.g. ``rss_anon_mib``).
     """
     third = max(10, len(steady) // 3)
     early, late = steady[:third], steady[-third:]
 
     def median_rss(samples: list[dict[str, Any]], targets: Any) -> tuple[float, int]:
-        values = [s["rss_mib"] for s in samples if s.get("targets") == targets]
+        values = [s[key] for s in samples if s.get("targets") == targets]
         return (float(np.median(values)) if values else float("nan")), len(values)
 
     worst: dict[str, Any] | None = None
@@ -332,8 +372,8 @@ def rss_growth(steady: list[dict[str, Any]]) -> dict[str, Any]:
                 "rss_growth_targets": targets,
             }
     if worst is None:  # no load level in both thirds: compare all samples
-        first = float(np.median([s["rss_mib"] for s in early]))
-        last = float(np.median([s["rss_mib"] for s in late]))
+        first = float(np.median([s[key] for s in early]))
+        last = float(np.median([s[key] for s in late]))
         worst = {"rss_after_warmup_mib": first, "rss_end_mib": last, "rss_growth": last / first - 1}
     return worst
 
@@ -393,7 +433,13 @@ def plot_soak(samples: list[dict[str, Any]], events: list[dict[str, Any]], path:
 
     t = np.array([s["t_s"] for s in samples]) / 60.0
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    axes[0].plot(t, [s["rss_mib"] for s in samples], color="tab:blue")
+    axes[0].plot(t, [s["rss_mib"] for s in samples], color="tab:blue", label="total (VmRSS)")
+    if all("rss_anon_mib" in s for s in samples):
+        anon = [s["rss_anon_mib"] for s in samples]
+        files = [s["rss_file_mib"] for s in samples]
+        axes[0].plot(t, anon, color="tab:cyan", label="anonymous (heap)")
+        axes[0].plot(t, files, color="tab:gray", label="file-backed (code)")
+        axes[0].legend(loc="center right")
     axes[0].set_ylabel("node RSS (MiB)")
     axes[1].plot(t, [s["latency_median_ms"] for s in samples], label="median", color="tab:green")
     axes[1].plot(t, [s["latency_p95_ms"] for s in samples], label="p95", color="tab:red")
@@ -448,6 +494,15 @@ def soak_block(result: dict[str, Any]) -> str:
             f"- longest gap between two outputs after warm-up: {a['max_output_gap_ms']:.0f} ms"
             f"{slowest}"
         )
+    kinds = a.get("rss_by_kind")
+    if kinds:
+        parts = [
+            f"{RSS_KIND_NAMES[k]} {v['after_warmup_mib']:.1f} → {v['end_mib']:.1f} MiB "
+            f"({v['growth_mib']:+.1f})"
+            for k, v in kinds.items()
+        ]
+        head = "- RSS by kind, first vs last third at the same target count: "
+        lines.append(head + "; ".join(parts))
     if result.get("plot"):
         lines.append(f"- plot: `{result['plot']}`")
     if result.get("error"):

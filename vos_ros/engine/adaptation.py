@@ -186,5 +186,9 @@ class OnlineAdapter:
             except Exception as exc:  # torch.onnx raises many types
                 raise BackendError(f"exporting the adapted network failed: {exc}") from None
             return OnnxRuntimeBackend(
-                folder / "encoder.onnx", folder / "decoder.onnx", self._device, self._config.threads
+                folder / "encoder.onnx",
+                folder / "decoder.onnx",
+                self._device,
+                self._config.threads,
+                memory_arena=self._config.cpu_memory_arena,
             )

@@ -41,6 +41,13 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda (auto: cuda when the backend can use it)
     precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16
     threads: int = 0  # intra-op threads of the CPU backends; 0 = library default
+    # ONNX Runtime's CPU memory arena: off. An arena keeps the largest working set any run ever
+    # needed: decoder windows change shape every frame and a rare whole-frame search of several
+    # lost targets needs tens of MiB, so with it the resident size steps up at such a run and
+    # never comes back. Without it each run allocates through malloc and what it frees goes
+    # back to the system (the node's heap trim); no slower in alternated runs
+    # (docs/benchmarks.md, "Soak: the RSS step").
+    cpu_memory_arena: bool = False
     # Processing resolution: the frame is resized so its short side is about this many pixels
     # (rounded to the nearest multiple of 32, which the network needs: 360 runs at 352); results
     # come back at the input resolution. None = manifest / 288.
@@ -128,6 +135,7 @@ class EngineConfig:
         _check_float("memory_score", self.memory_score, 0.0, 1.0)
         for name in (
             "use_flow",
+            "cpu_memory_arena",
             "use_box_prior",
             "cuda_graphs",
             "verify_checksums",

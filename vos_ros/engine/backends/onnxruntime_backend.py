@@ -36,17 +36,41 @@ def _feeds(key, f4, f8, proto_fg, proto_bg, prev_mask) -> dict[str, np.ndarray]:
     }
 
 
+def _session_options(ort: Any, threads: int, arena: bool) -> Any:
+    """Options of one session: ``threads`` intra-op threads (0 = ONNX Runtime's choice)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = arena
+    # No busy-waiting of the worker threads between runs: on a small, shared CPU they spin
+    # on the cores the rest of the frame (resizing, flow, messages) needs. Measured on the
+    # 2-core development machine under load: 3 targets at 854x480 went from 119 to 39 ms per
+    # frame (docs/benchmarks.md, "Profiling").
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
 class OnnxRuntimeBackend:
     """Two :class:`onnxruntime.InferenceSession` objects (encoder, decoder).
 
     :param device: ``cpu`` or ``cuda`` (CUDA execution provider; raises when it is missing).
     :param threads: intra-op threads per session; 0 lets ONNX Runtime decide.
+    :param memory_arena: ONNX Runtime's CPU memory arena (see ``EngineConfig.cpu_memory_arena``).
     """
 
     name = "onnxruntime"
 
     def __init__(
-        self, encoder_path: Path, decoder_path: Path, device: str = "cpu", threads: int = 0
+        self,
+        encoder_path: Path,
+        decoder_path: Path,
+        device: str = "cpu",
+        threads: int = 0,
+        memory_arena: bool = False,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -67,29 +91,23 @@ class OnnxRuntimeBackend:
         else:
             raise BackendError(f"onnxruntime backend: unknown device {device!r}")
         self.device = device
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        # No busy-waiting of the worker threads between runs: on a small, shared CPU they spin
-        # on the cores the rest of the frame (resizing, flow, messages) needs. Measured on the
-        # 2-core development machine under load: 3 targets at 854x480 went from 119 to 39 ms per
-        # frame (docs/benchmarks.md, "Profiling").
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
+        self.memory_arena = memory_arena
+        # Decoder shapes change every frame (windows, lost targets), where an arena keeps the
+        # largest working set ever needed (EngineConfig.cpu_memory_arena).
+        encoder_options = _session_options(ort, threads, arena=memory_arena)
+        decoder_options = _session_options(ort, threads, arena=memory_arena)
         # Small decoder runs (one per decoder window) use one thread each and run side by side:
         # a window is too small to split well over cores, a frame's windows are not (measured
         # effect: docs/benchmarks.md, "Changes of 2026-12-02").
         self._workers = threads or min(4, os.cpu_count() or 1)
-        single = ort.SessionOptions()
-        single.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        single.intra_op_num_threads = 1
-        single.inter_op_num_threads = 1
+        single = _session_options(ort, 1, arena=memory_arena)
         try:
-            self._encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
-            self._decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
+            self._encoder = ort.InferenceSession(
+                str(encoder_path), encoder_options, providers=providers
+            )
+            self._decoder = ort.InferenceSession(
+                str(decoder_path), decoder_options, providers=providers
+            )
             self._decoder_single = None
             if device == "cpu" and self._workers > 1:
                 self._decoder_single = ort.InferenceSession(

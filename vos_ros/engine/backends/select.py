@@ -129,7 +129,11 @@ def create_backend(
         from vos_ros.engine.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(
-            manifest.encoder_path, manifest.decoder_path, device, config.threads
+            manifest.encoder_path,
+            manifest.decoder_path,
+            device,
+            config.threads,
+            memory_arena=config.cpu_memory_arena,
         )
     precision = resolve_precision(config.precision, device)
     if backend == "torch":
