@@ -62,11 +62,10 @@ def test_memory_ring_keeps_annotation_and_bounded_recent_entries(tmp_path):
 
 
 def _anon_mib_after_trim() -> float:
-    import ctypes
-
     from vos_ros.benchmark.ros_procs import anon_by_mapping_kib
+    from vos_ros.heap_trim import trim_heap
 
-    ctypes.CDLL(None).malloc_trim(0)  # what the node does every few seconds (vos_ros.heap_trim)
+    trim_heap()  # what the node does every few seconds
     return sum(anon_by_mapping_kib(os.getpid()).values()) / 1024
 
 

@@ -35,6 +35,14 @@ def heap_trim_available() -> bool:
     return _MALLOC_TRIM is not None
 
 
+def trim_heap() -> bool:
+    """``malloc_trim(0)`` now; False where the C library has none."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
 class HeapTrimmer:
     """Calls ``malloc_trim(0)`` at most once per ``period_s`` (0 = never)."""
 
@@ -56,7 +64,7 @@ class HeapTrimmer:
             return False
         self._last = now
         start = time.perf_counter()
-        _MALLOC_TRIM(0)
+        trim_heap()
         self.last_ms = (time.perf_counter() - start) * 1e3
         self.trims += 1
         return True

@@ -194,16 +194,24 @@ def vos_node_command(
     return node_command(overrides, params_dir, extra, python=sys.executable)
 
 
-def rss_kib(pid: int) -> int | None:
-    """Resident set size of process ``pid`` in KiB (``VmRSS`` of /proc/<pid>/status)."""
+def _status_kib(pid: int, fields: dict[str, str]) -> dict[str, int]:
+    """The KiB values of ``fields`` (``/proc/<pid>/status`` name -> key) of process ``pid``;
+    empty when the process is gone."""
+    values: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                name, _, rest = line.partition(":")
+                if name in fields:
+                    values[fields[name]] = int(rest.split()[0])
     except OSError:
-        return None
-    return None
+        return {}
+    return values
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of process ``pid`` in KiB (``VmRSS`` of /proc/<pid>/status)."""
+    return _status_kib(pid, {"VmRSS": "rss"}).get("rss")
 
 
 def rss_parts_kib(pid: int) -> dict[str, int]:
@@ -213,17 +221,7 @@ def rss_parts_kib(pid: int) -> dict[str, int]:
     mapped files paged in the first time a rarely used path runs (``file``), which is not a leak.
     Empty when the process is gone.
     """
-    keys = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
-    parts: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                name = line.split(maxsplit=1)[0] if line.strip() else ""
-                if name in keys:
-                    parts[keys[name]] = int(line.split()[1])
-    except OSError:
-        return {}
-    return parts
+    return _status_kib(pid, {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"})
 
 
 # glibc maps each thread arena's heap at an address aligned to its maximum size (64 MiB on 64-bit)

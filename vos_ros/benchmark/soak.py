@@ -437,8 +437,8 @@ def plot_soak(samples: list[dict[str, Any]], events: list[dict[str, Any]], path:
     if all("rss_anon_mib" in s for s in samples):
         anon = [s["rss_anon_mib"] for s in samples]
         files = [s["rss_file_mib"] for s in samples]
-        axes[0].plot(t, anon, color="tab:cyan", label="anonymous (heap)")
-        axes[0].plot(t, files, color="tab:gray", label="file-backed (code)")
+        axes[0].plot(t, anon, color="tab:cyan", label=RSS_KIND_NAMES["anon"])
+        axes[0].plot(t, files, color="tab:gray", label=RSS_KIND_NAMES["file"])
         axes[0].legend(loc="center right")
     axes[0].set_ylabel("node RSS (MiB)")
     axes[1].plot(t, [s["latency_median_ms"] for s in samples], label="median", color="tab:green")

@@ -91,23 +91,17 @@ class OnnxRuntimeBackend:
         else:
             raise BackendError(f"onnxruntime backend: unknown device {device!r}")
         self.device = device
-        self.memory_arena = memory_arena
         # Decoder shapes change every frame (windows, lost targets), where an arena keeps the
         # largest working set ever needed (EngineConfig.cpu_memory_arena).
-        encoder_options = _session_options(ort, threads, arena=memory_arena)
-        decoder_options = _session_options(ort, threads, arena=memory_arena)
+        options = _session_options(ort, threads, arena=memory_arena)
         # Small decoder runs (one per decoder window) use one thread each and run side by side:
         # a window is too small to split well over cores, a frame's windows are not (measured
         # effect: docs/benchmarks.md, "Changes of 2026-12-02").
         self._workers = threads or min(4, os.cpu_count() or 1)
         single = _session_options(ort, 1, arena=memory_arena)
         try:
-            self._encoder = ort.InferenceSession(
-                str(encoder_path), encoder_options, providers=providers
-            )
-            self._decoder = ort.InferenceSession(
-                str(decoder_path), decoder_options, providers=providers
-            )
+            self._encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
+            self._decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
             self._decoder_single = None
             if device == "cpu" and self._workers > 1:
                 self._decoder_single = ort.InferenceSession(
