@@ -171,6 +171,31 @@ def test_argmax_in_winning_regions_equals_the_dense_argmax(n):
     np.testing.assert_array_equal(dense, np.argmax(full, axis=0))
 
 
+@pytest.mark.parametrize("n", [2, 5, 12])
+def test_masks_from_winning_regions_equal_full_frame_masks(n):
+    import cv2
+
+    from vos_ros.engine.aggregation import region_mask, winning_regions
+
+    rng = np.random.default_rng(n)
+    h, w, out_h, out_w = 36, 64, 121, 230
+    probs = np.zeros((n, h, w), np.float32)
+    for i in range(n):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        probs[i, max(0, y - 6) : y + 6, max(0, x - 8) : x + 8] = rng.uniform(0.5, 1.0)
+        probs[i] += rng.uniform(0, 0.05, (h, w)).astype(np.float32)
+    agg = soft_aggregate(np.clip(probs, 0, 1))
+    full = np.stack([cv2.resize(c, (out_w, out_h), interpolation=cv2.INTER_LINEAR) for c in agg])
+    regions = winning_regions(agg, (out_h, out_w))
+    index = argmax_channels(full, regions=regions)
+    for slot in range(n):
+        mask, box = region_mask(index, slot + 1, regions[slot])
+        np.testing.assert_array_equal(mask, index == slot + 1)
+        assert box == mask_box(index == slot + 1)
+    empty, box = region_mask(index, n + 1, (0, 0, 0, 0))
+    assert not empty.any() and empty.shape == index.shape and box == (0, 0, 0, 0)
+
+
 def test_prepare_normalises_like_the_training_pipeline():
     from vos_ros.engine.predictor import NetworkPredictor
 

@@ -129,6 +129,25 @@ def mask_box(mask: np.ndarray) -> Box:
     return (int(x), int(y), int(x + w), int(y + h))
 
 
+def region_mask(index: np.ndarray, value: int, region: Region | None) -> tuple[np.ndarray, Box]:
+    """Full-size bool mask of ``index == value`` and its box, compared only inside ``region``.
+
+    ``region`` must hold every pixel of the value (a :func:`winning_regions` entry; ``None`` =
+    the whole image). Exact, and with many small targets much less work than a full-frame
+    compare and box scan per target (both are per-target costs of every frame).
+    """
+    mask = np.zeros(index.shape, bool)  # calloc'd: pages outside the region are never touched
+    y0, y1, x0, x1 = region if region is not None else (0, index.shape[0], 0, index.shape[1])
+    if y0 >= y1 or x0 >= x1:
+        return mask, (0, 0, 0, 0)
+    window = mask[y0:y1, x0:x1]
+    np.equal(index[y0:y1, x0:x1], value, out=window)
+    bx0, by0, bx1, by1 = mask_box(window)
+    if bx1 == 0:
+        return mask, (0, 0, 0, 0)
+    return mask, (bx0 + x0, by0 + y0, bx1 + x0, by1 + y0)
+
+
 def target_scores(agg: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Area (pixels) and mean probability inside each target's argmax region.
 

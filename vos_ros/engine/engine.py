@@ -31,8 +31,10 @@ import cv2
 import numpy as np
 
 from vos_ros.engine.aggregation import (
+    Region,
     argmax_channels,
     mask_box,
+    region_mask,
     soft_aggregate,
     target_scores,
     winning_regions,
@@ -651,6 +653,7 @@ class VosEngine:
         h, w = self._input_hw
         n = len(ids)
         full = np.empty((n + 1, h, w), np.float32)
+        regions: list[Region | None] | None = None
         if n == 1:
             # Two channels that sum to 1 (bilinear upsampling keeps that): the target wins where
             # it is above 0.5, so the background channel is never upsampled (one full-size
@@ -663,7 +666,7 @@ class VosEngine:
                 cv2.resize(agg[c], (w, h), dst=full[c], interpolation=cv2.INTER_LINEAR)
             # With several targets each one is compared only where it can win (exact, and ~N
             # times less full-resolution work when the targets are small).
-            regions = winning_regions(agg, (h, w)) if n > 1 else None
+            regions = winning_regions(agg, (h, w))
             index = argmax_channels(full, regions=regions)
         if prompt_masks:
             for target_id, mask in prompt_masks.items():
@@ -671,6 +674,8 @@ class VosEngine:
                 index[index == slot + 1] = 0
                 index[mask] = slot + 1
                 full[slot + 1] = mask
+                if regions is not None:  # a prompt may cover pixels outside the region
+                    regions[slot] = None
         # index -> target id; targets that are not visible are shown as background. cv2.LUT on
         # the uint8 index is ~5x faster than numpy fancy indexing (max_targets ≤ 255).
         if n and bool(np.all(visible)) and ids == list(range(1, n + 1)):
@@ -683,8 +688,10 @@ class VosEngine:
         for slot, target_id in enumerate(ids):
             if visible[slot]:
                 # one target: the index is already its 0/1 mask
-                mask = index.view(bool) if n == 1 else index == slot + 1
-                box = mask_box(mask)
+                if n == 1:
+                    mask, box = index.view(bool), mask_box(index.view(bool))
+                else:  # a target's pixels all lie in its winning region
+                    mask, box = region_mask(index, slot + 1, regions[slot])
             else:
                 mask = np.zeros((h, w), bool)
                 box = (0, 0, 0, 0)
