@@ -49,3 +49,53 @@ def test_a_child_without_a_stack_handler_gets_no_signal(tmp_path) -> None:
         assert child.alive()
     finally:
         child.stop()
+
+
+# Logs what the node logs once active, then idles like a node that never got a frame.
+ACTIVE_CHILD = """
+import sys, time
+print("[INFO] [vos_node]: active: listening on /bench/image_raw", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_node_that_never_connects_is_started_again(tmp_path) -> None:
+    from vos_ros.benchmark.ros_procs import start_connected
+
+    started: list[Child] = []
+
+    def make(attempt: int) -> Child:
+        child = Child(f"node_{attempt}", [sys.executable, "-c", ACTIVE_CHILD], {}, tmp_path)
+        started.append(child)
+        return child
+
+    children: list[Child] = []
+    try:
+        # connected from the second attempt on: the first node is stopped and replaced
+        child, attempt = start_connected(
+            make,
+            lambda: len(started) >= 2,
+            children,
+            what="output",
+            start_timeout=30.0,
+            connect_timeout=0.5,
+            progress=lambda _: None,
+        )
+        assert attempt == 2 and child is started[1] and children == [child]
+        assert not started[0].alive()
+        with pytest.raises(RuntimeError, match="waiting for output"):
+            start_connected(
+                make,
+                lambda: False,
+                children,
+                what="output",
+                start_timeout=30.0,
+                connect_timeout=0.2,
+                attempts=2,
+                progress=lambda _: None,
+            )
+        assert len(started) == 4
+    finally:
+        for child in started:
+            child.stop()

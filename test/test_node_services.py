@@ -163,6 +163,9 @@ def test_diagnostic_levels_follow_the_stats():
     limits = DiagnosticThresholds(latency_warn_ms=50.0, stale_input_s=2.0, error_hold_s=2.0)
     assert status_level(stats.snapshot(), False, limits)[0] == 1  # inactive
     assert "waiting" in status_level(stats.snapshot(), True, limits)[1]
+    # a publisher in the graph whose samples never arrive points at the DDS transports
+    assert "DDS transports" in status_level(stats.snapshot(), True, limits, 1)[1]
+    assert "no publisher" in status_level(stats.snapshot(), True, limits, 0)[1]
     for _ in range(3):
         stats.frame_received()
         now[0] += 0.1

@@ -49,12 +49,21 @@ def random_domain_id() -> int:
     return random.randint(1, 101)
 
 
-def isolated_env(domain_id: int | None = None) -> dict[str, str]:
+# The Fast DDS settings a participant reads when it is created.
+FASTDDS_ENV_KEYS = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def isolated_env(domain_id: int | None = None, profile: str | None = None) -> dict[str, str]:
     """This environment with a fresh ROS domain (``domain_id`` or a random one) and the
-    LARGE_DATA Fast DDS transport."""
+    LARGE_DATA Fast DDS transport, or the Fast DDS XML ``profile`` instead."""
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random_domain_id())
-    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    if profile:
+        env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    else:
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return env
@@ -336,7 +345,11 @@ class BenchClient:
         from rclpy.executors import SingleThreadedExecutor
 
         # Fast DDS reads the transport when the participant is created.
-        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = env["FASTDDS_BUILTIN_TRANSPORTS"]
+        for key in FASTDDS_ENV_KEYS:
+            if key in env:
+                os.environ[key] = env[key]
+            else:
+                os.environ.pop(key, None)
         self.context = Context()
         rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
         self.node = rclpy.create_node(name, context=self.context)
@@ -445,6 +458,55 @@ def wait_for(
             )
             raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
         time.sleep(0.1)
+
+
+# The node logs this once it is active (vos_ros.ros.node, on_activate).
+NODE_ACTIVE_LOG = "active: listening on"
+
+
+def start_connected(
+    make_child: Callable[[int], Child],
+    connected: Callable[[], bool],
+    children: list[Child],
+    *,
+    what: str,
+    start_timeout: float,
+    connect_timeout: float = 30.0,
+    attempts: int = 3,
+    progress: Callable[[str], None] = print,
+) -> tuple[Child, int]:
+    """Start a node with :func:`make_child` until ``connected()`` holds; returns it and the attempt.
+
+    Why: with Fast DDS's LARGE_DATA transports a participant that joins a running graph now and
+    then never connects to some of the others over TCP (docs/benchmarks.md, "Node start"); the
+    process itself runs normally. A node that logged :data:`NODE_ACTIVE_LOG` but shows no
+    ``what`` within ``connect_timeout`` is stopped and started again, at most ``attempts`` times.
+
+    :param make_child: attempt number (1, 2, ...) -> a freshly started :class:`Child`.
+    :raises RuntimeError: as :func:`wait_for`, when the last attempt fails.
+    """
+    for attempt in range(1, attempts + 1):
+        child = make_child(attempt)
+        children.append(child)
+        wait_for(
+            lambda log=child.log: NODE_ACTIVE_LOG in log(),
+            start_timeout,
+            f"{child.name} active",
+            children,
+        )
+        try:
+            wait_for(connected, connect_timeout, what, children)
+            return child, attempt
+        except RuntimeError as exc:
+            if attempt == attempts or not child.alive():
+                raise
+            progress(
+                f"{child.name} active but no {what} after {connect_timeout:.0f} s "
+                f"(attempt {attempt}): starting it again\n{str(exc).splitlines()[0]}"
+            )
+            child.stop()
+            children.remove(child)
+    raise AssertionError("unreachable")
 
 
 def label_image_msg(labels: np.ndarray) -> Any:

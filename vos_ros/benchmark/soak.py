@@ -41,8 +41,8 @@ from vos_ros.benchmark.ros_procs import (
     player_published,
     rss_kib,
     rss_parts_kib,
+    start_connected,
     vos_node_command,
-    wait_for,
 )
 from vos_ros.benchmark.stats import load_average, summarize
 
@@ -176,17 +176,23 @@ def run_soak(
     try:
         client.watch_diagnostics()
         log = client.watch_instances("/vos_node/instances")
-        node = Child(
-            "vos_node",
-            vos_node_command(backend, model, threads, folder / "params"),
-            env,
-            folder,
-            dumps_stacks=True,
-        )
-        children.append(node)
         player = Child("player", player_command(clip_path, rate), env, folder)
         children.append(player)
-        wait_for(lambda: log.count() > 0, NODE_START_TIMEOUT_S, "vos_node output", children)
+        command = vos_node_command(backend, model, threads, folder / "params")
+        node, result["node_start_attempts"] = start_connected(
+            lambda attempt: Child(
+                f"vos_node_{attempt}" if attempt > 1 else "vos_node",
+                command,
+                env,
+                folder,
+                dumps_stacks=True,
+            ),
+            lambda: log.count() > 0,
+            children,
+            what="vos_node output",
+            start_timeout=NODE_START_TIMEOUT_S,
+            connect_timeout=45.0,
+        )
         result["set_initial_mask"] = set_targets(client, log, clip.with_targets(1), "vos_node")
         cycler = TargetCycler(client, log, clip, "vos_node")
         start = time.time()

@@ -137,9 +137,16 @@ class DiagnosticThresholds:
 
 
 def status_level(
-    snapshot: StatsSnapshot, active: bool, thresholds: DiagnosticThresholds
+    snapshot: StatsSnapshot,
+    active: bool,
+    thresholds: DiagnosticThresholds,
+    input_publishers: int | None = None,
 ) -> tuple[int, str]:
-    """``(level, message)`` with level 0 = OK, 1 = WARN, 2 = ERROR (``DiagnosticStatus``)."""
+    """``(level, message)`` with level 0 = OK, 1 = WARN, 2 = ERROR (``DiagnosticStatus``).
+
+    :param input_publishers: publishers of the image topic in the ROS graph (None: unknown). A
+        publisher that is seen but delivers nothing points at the DDS transports, not the camera.
+    """
     if snapshot.seconds_since_error is not None and (
         snapshot.seconds_since_error <= thresholds.error_hold_s
     ):
@@ -147,15 +154,27 @@ def status_level(
     if not active:
         return 1, "inactive: not subscribed to images (lifecycle state is not active)"
     if snapshot.seconds_since_input is None:
-        return 1, "active, waiting for the first image"
+        return 1, "active, waiting for the first image" + _publishers_hint(input_publishers)
     if snapshot.seconds_since_input > thresholds.stale_input_s:
-        return 1, f"no image for {snapshot.seconds_since_input:.1f} s"
+        return 1, (
+            f"no image for {snapshot.seconds_since_input:.1f} s"
+            + _publishers_hint(input_publishers)
+        )
     if snapshot.latency_p95_ms > thresholds.latency_warn_ms:
         return 1, (
             f"latency p95 {snapshot.latency_p95_ms:.0f} ms above "
             f"{thresholds.latency_warn_ms:.0f} ms"
         )
     return 0, f"running at {snapshot.output_hz:.1f} Hz"
+
+
+def _publishers_hint(input_publishers: int | None) -> str:
+    if not input_publishers:
+        return "" if input_publishers is None else " (no publisher on the image topic)"
+    return (
+        f" although {input_publishers} publisher(s) of the image topic are in the graph: "
+        "their samples do not arrive (DDS transports, README 'DDS transports')"
+    )
 
 
 def build_diagnostic_array(
@@ -171,11 +190,12 @@ def build_diagnostic_array(
     thresholds: DiagnosticThresholds,
     stamp,
     adaptation: str = "off",
+    input_publishers: int | None = None,
 ):
     """A ``DiagnosticArray`` with one status for the node (``stamp``: builtin_interfaces/Time)."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-    level, message = status_level(snapshot, active, thresholds)
+    level, message = status_level(snapshot, active, thresholds, input_publishers)
     values = {
         "lifecycle_state": lifecycle_state,
         "model": model,
@@ -194,6 +214,7 @@ def build_diagnostic_array(
         "frames_failed": str(snapshot.failed),
         "last_error": snapshot.last_error,
         "online_adaptation": adaptation,
+        "input_publishers": "" if input_publishers is None else str(input_publishers),
     }
     status = DiagnosticStatus(
         level=bytes([level]),

@@ -491,8 +491,16 @@ class VosNode(LifecycleNode):
             thresholds=thresholds,
             stamp=self.get_clock().now().to_msg(),
             adaptation=_adaptation_state(engine),
+            input_publishers=self._input_publishers(),
         )
         self._diagnostics_pub.publish(array)
+
+    def _input_publishers(self) -> int | None:
+        """Publishers of the subscribed image topic in the graph; None while not subscribed."""
+        subscription = self._image_sub
+        if subscription is None:
+            return None
+        return self.count_publishers(subscription.topic_name)
 
 
 def _guarded(handler, node: VosNode):
