@@ -23,6 +23,7 @@ RATE_HZ = 60.0
 SECONDS = 8
 MIN_STEP_MS = 40.0  # the engine's time per frame, whatever the machine: 2.4 input frames
 SLOW_NODE = Path(__file__).with_name("slow_node.py")
+TRANSPORT_ALLOWANCE_MS = 15.0  # two DDS hops of the latency, with room for a loaded machine
 
 
 def _slow_node_process(tmp_path: Path, env: dict[str, str]) -> ManagedProcess:
@@ -135,10 +136,17 @@ def test_latency_stays_bounded_and_drops_are_reported(tmp_path):
     )
     assert measured.size > 50
     assert engine_ms > 1e3 / RATE_HZ, "the engine is not slower than the input: no overload"
-    # Same percentile on both sides: on a shared 2-core machine the engine's own time varies
-    # (its p95 is about twice its mean), and a queue would push latency far beyond either.
+    # With only the newest frame kept, the worst case is a frame that arrives just after the
+    # engine started: it waits one engine time, takes one, and crosses DDS twice (image in,
+    # result out; 4-6 ms on this machine, more under load). Same percentile on both sides: on
+    # a shared 2-core machine the engine's own time varies. A queue would push latency far
+    # beyond this, growing with every frame.
     engine_p95 = float(status["engine_p95_ms"])
-    assert p95 < 2.0 * engine_p95, f"latency p95 {p95:.1f} ms >= 2 x engine p95 {engine_p95:.1f} ms"
+    bound = 2.0 * engine_p95 + TRANSPORT_ALLOWANCE_MS
+    assert p95 < bound, (
+        f"latency p95 {p95:.1f} ms >= 2 x engine p95 {engine_p95:.1f} ms + "
+        f"{TRANSPORT_ALLOWANCE_MS:.0f} ms transport"
+    )
     assert dropped > 0
     assert received >= processed + dropped  # every frame is processed, dropped or in flight
     assert received - processed - dropped <= 2

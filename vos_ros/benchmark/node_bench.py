@@ -42,6 +42,7 @@ from vos_ros.benchmark.ros_procs import (
     TopicLog,
     isolated_env,
     label_image_msg,
+    node_children,
     ns_to_time,
     passthrough_command,
     player_command,
@@ -171,13 +172,7 @@ def run_node_bench(
         # 3. the node
         command = vos_node_command(backend, model, threads, folder / "params")
         _, result["node_start_attempts"] = start_connected(
-            lambda attempt: Child(
-                f"vos_node_{attempt}" if attempt > 1 else "vos_node",
-                command,
-                env,
-                folder,
-                dumps_stacks=True,
-            ),
+            node_children(command, env, folder),
             lambda: node_log.count() > 0,
             children,
             what="vos_node output",

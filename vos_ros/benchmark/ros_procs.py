@@ -509,6 +509,19 @@ def start_connected(
     raise AssertionError("unreachable")
 
 
+def node_children(
+    command: list[str], env: dict[str, str], log_dir: Path, name: str = "vos_node"
+) -> Callable[[int], Child]:
+    """:func:`start_connected`'s ``make_child`` for ``command``: attempt n logs to
+    ``<name>.log``, later attempts to ``<name>_<n>.log``."""
+
+    def make(attempt: int) -> Child:
+        label = name if attempt == 1 else f"{name}_{attempt}"
+        return Child(label, command, env, log_dir, dumps_stacks=True)
+
+    return make
+
+
 def label_image_msg(labels: np.ndarray) -> Any:
     """A mono8 / mono16 ``sensor_msgs/Image`` of a label image."""
     from std_msgs.msg import Header

@@ -36,6 +36,7 @@ from vos_ros.benchmark.ros_procs import (
     TopicLog,
     anon_by_mapping_kib,
     isolated_env,
+    node_children,
     ns_to_time,
     player_command,
     player_published,
@@ -180,13 +181,7 @@ def run_soak(
         children.append(player)
         command = vos_node_command(backend, model, threads, folder / "params")
         node, result["node_start_attempts"] = start_connected(
-            lambda attempt: Child(
-                f"vos_node_{attempt}" if attempt > 1 else "vos_node",
-                command,
-                env,
-                folder,
-                dumps_stacks=True,
-            ),
+            node_children(command, env, folder),
             lambda: log.count() > 0,
             children,
             what="vos_node output",
