@@ -6,7 +6,6 @@ test plays VGA frames between two processes that both load it, as a camera and t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from ros_harness import require_ros
 
-from vos_ros.benchmark.ros_procs import random_domain_id
+from vos_ros.benchmark.ros_procs import isolated_env
 
 PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm_udp.xml"
 NS = {"dds": "http://www.eprosima.com"}
@@ -74,9 +73,7 @@ def test_profile_uses_large_shared_memory_segments_and_no_builtin_transports():
 
 def test_vga_frames_cross_processes_with_the_profile():
     require_ros()
-    env = dict(os.environ, ROS_DOMAIN_ID=str(random_domain_id()))
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+    env = isolated_env(profile=str(PROFILE))
     sub = subprocess.Popen(
         [sys.executable, "-c", SUBSCRIBER], env=env, stdout=subprocess.PIPE, text=True
     )

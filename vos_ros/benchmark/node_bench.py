@@ -104,6 +104,28 @@ def set_targets(client: BenchClient, log: TopicLog, clip: BenchClip, node: str) 
     return response.message
 
 
+def start_vos_node(
+    command: list[str],
+    env: dict[str, str],
+    folder: Path,
+    log: TopicLog,
+    children: list[Child],
+    connect_timeout: float = 30.0,
+    progress: Callable[[str], None] = print,
+) -> tuple[Child, int]:
+    """Start ``vos_node`` until its ``~/instances`` reach ``log`` (:func:`start_connected`);
+    returns the node and the attempt that connected."""
+    return start_connected(
+        node_children(command, env, folder),
+        lambda: log.count() > 0,
+        children,
+        what="vos_node output",
+        start_timeout=NODE_START_TIMEOUT_S,
+        connect_timeout=connect_timeout,
+        progress=progress,
+    )
+
+
 def run_node_bench(
     backend: str,
     model: str,
@@ -171,13 +193,8 @@ def run_node_bench(
 
         # 3. the node
         command = vos_node_command(backend, model, threads, folder / "params")
-        _, result["node_start_attempts"] = start_connected(
-            node_children(command, env, folder),
-            lambda: node_log.count() > 0,
-            children,
-            what="vos_node output",
-            start_timeout=NODE_START_TIMEOUT_S,
-            progress=progress,
+        _, result["node_start_attempts"] = start_vos_node(
+            command, env, folder, node_log, children, progress=progress
         )
         node_cases = {}
         for count in targets:

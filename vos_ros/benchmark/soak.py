@@ -29,20 +29,18 @@ from typing import Any
 import numpy as np
 
 from vos_ros.benchmark.clips import BenchClip, make_clip
-from vos_ros.benchmark.node_bench import NODE_START_TIMEOUT_S, set_targets
+from vos_ros.benchmark.node_bench import set_targets, start_vos_node
 from vos_ros.benchmark.ros_procs import (
     BenchClient,
     Child,
     TopicLog,
     anon_by_mapping_kib,
     isolated_env,
-    node_children,
     ns_to_time,
     player_command,
     player_published,
     rss_kib,
     rss_parts_kib,
-    start_connected,
     vos_node_command,
 )
 from vos_ros.benchmark.stats import load_average, summarize
@@ -180,13 +178,8 @@ def run_soak(
         player = Child("player", player_command(clip_path, rate), env, folder)
         children.append(player)
         command = vos_node_command(backend, model, threads, folder / "params")
-        node, result["node_start_attempts"] = start_connected(
-            node_children(command, env, folder),
-            lambda: log.count() > 0,
-            children,
-            what="vos_node output",
-            start_timeout=NODE_START_TIMEOUT_S,
-            connect_timeout=45.0,
+        node, result["node_start_attempts"] = start_vos_node(
+            command, env, folder, log, children, connect_timeout=45.0
         )
         result["set_initial_mask"] = set_targets(client, log, clip.with_targets(1), "vos_node")
         cycler = TargetCycler(client, log, clip, "vos_node")

@@ -687,9 +687,9 @@ class VosEngine:
         targets = []
         for slot, target_id in enumerate(ids):
             if visible[slot]:
-                # one target: the index is already its 0/1 mask
-                if n == 1:
-                    mask, box = index.view(bool), mask_box(index.view(bool))
+                if n == 1:  # the index is already its 0/1 mask
+                    mask = index.view(bool)
+                    box = mask_box(mask)
                 else:  # a target's pixels all lie in its winning region
                     mask, box = region_mask(index, slot + 1, regions[slot])
             else:
