@@ -80,7 +80,10 @@ def test_short_soak_with_faults_keeps_the_node_and_its_targets(tmp_path):
 def test_target_changes_do_not_stall_image_intake(tmp_path):
     """VGA frames at 30 Hz with a target added or removed every 1.5 s: the node must keep taking
     frames. With rclpy's MultiThreadedExecutor the node lost a third of them here (runs of up to
-    2 s after a service call); with the single-threaded one about 5 % (start-up included)."""
+    2 s after a service call); with the single-threaded one 5-8 % while the soak runs. Counted
+    from the player's start it was 14-15 %, and 15.01 % once in CI: that figure includes the
+    frames sent while the node started (slower, and sometimes restarted, on a loaded machine),
+    which says nothing about the node's intake, so the bound applies to the soak's window."""
     from vos_ros.benchmark.soak import run_soak
 
     result = run_soak(
@@ -99,4 +102,6 @@ def test_target_changes_do_not_stall_image_intake(tmp_path):
     events = result["events"]
     assert len(events) >= 10 and all(e["success"] for e in events), events
     assert analysis["frames_published"] > 500, summary
+    assert analysis["window_frames_sent"] > 400, summary
+    print(f"input loss while the soak ran {analysis['input_loss']:.3f}", summary)
     assert analysis["input_loss"] < 0.15, summary

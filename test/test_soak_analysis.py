@@ -88,3 +88,25 @@ def test_anonymous_memory_by_mapping_finds_the_main_heap() -> None:
     assert parts["other_mmap"] >= big.nbytes // 1024
     assert sum(parts.values()) <= rss_parts_kib(os.getpid())["anon"] + 4096
     assert anon_by_mapping_kib(2**22 + 12345) == {}
+
+
+def test_intake_loss_counts_only_the_frames_sent_while_the_soak_ran(tmp_path) -> None:
+    from vos_ros.benchmark.ros_procs import player_progress, published_at
+    from vos_ros.benchmark.soak import intake_loss
+
+    # The player ran 10 s at 30 Hz before the node did; then the node took 27 of every 30 frames.
+    log = tmp_path / "player.log"
+    lines = [f"progress {t * 10**9} ns {30 * t} frames" for t in range(1, 31)]
+    log.write_text("playing 60 frames back and forth at 30.0 Hz\n" + "\n".join(lines) + "\n")
+    progress = player_progress(log)
+    assert progress[0] == (10**9, 30) and len(progress) == 30
+    assert published_at(progress, int(2.5e9)) == pytest.approx(75.0)
+    assert published_at(progress, 0) is None and published_at(progress, 31 * 10**9) is None
+    samples = [
+        {"diag_ns": (10 + k) * 10**9 + 5 * 10**8, "received": 27 * k + 1} for k in range(1, 20)
+    ]
+    samples.insert(0, {"diag_ns": 0, "received": 0})  # before any diagnostics: left out
+    result = intake_loss(samples, progress)
+    assert result["window_frames_sent"] == 30 * 18 and result["window_frames_received"] == 27 * 18
+    assert result["input_loss"] == pytest.approx(0.1)
+    assert intake_loss(samples[:2], progress) == {}  # one pair is no window

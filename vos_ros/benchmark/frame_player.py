@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     period = 1.0 / args.rate
     start = time.monotonic()
     next_time = start
+    next_progress = start + 1.0
     step = late = 0
     while not stop and time.monotonic() - start < args.max_seconds:
         delay = next_time - time.monotonic()
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         publisher.publish(message)
         step += 1
         next_time += period
+        if time.monotonic() >= next_progress:
+            # once a second: lets a benchmark count the frames sent in any time window
+            print(f"progress {now} ns {step} frames", flush=True)
+            next_progress += 1.0
     elapsed = time.monotonic() - start
     print(f"published {step} frames in {elapsed:.1f} s ({step / elapsed:.2f} Hz), late {late}")
     return publisher.finish(0)

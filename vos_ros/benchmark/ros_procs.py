@@ -179,6 +179,25 @@ def player_published(log_path: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
+def player_progress(log_path: Path) -> list[tuple[int, int]]:
+    """(wall-clock ns, frames published so far) pairs the player prints once a second."""
+    import re
+
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return []
+    return [(int(t), int(n)) for t, n in re.findall(r"progress (\d+) ns (\d+) frames", text)]
+
+
+def published_at(progress: list[tuple[int, int]], t_ns: int) -> float | None:
+    """Frames the player had published at ``t_ns`` (interpolated); None outside its lines."""
+    if len(progress) < 2 or not progress[0][0] <= t_ns <= progress[-1][0]:
+        return None
+    times, counts = zip(*progress, strict=True)
+    return float(np.interp(t_ns, times, counts))
+
+
 def passthrough_command(topic: str = IMAGE_TOPIC) -> list[str]:
     return [
         sys.executable,

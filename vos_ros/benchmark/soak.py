@@ -38,7 +38,9 @@ from vos_ros.benchmark.ros_procs import (
     isolated_env,
     ns_to_time,
     player_command,
+    player_progress,
     player_published,
+    published_at,
     rss_kib,
     rss_parts_kib,
     vos_node_command,
@@ -224,12 +226,40 @@ def run_soak(
     if result["frames_published"] and "frames_received" in result["analysis"]:
         received = result["analysis"]["frames_received"]
         result["analysis"]["frames_published"] = result["frames_published"]
-        result["analysis"]["input_loss"] = 1.0 - received / result["frames_published"]
+        # counted from the player's start, so it includes the frames sent before the node ran
+        result["analysis"]["input_loss_since_player_start"] = (
+            1.0 - received / result["frames_published"]
+        )
+    if player:
+        result["analysis"].update(intake_loss(samples, player_progress(player.log_path)))
     if plot_path and samples:
         plot_soak(samples, result["events"], plot_path)
         result["plot"] = str(plot_path)
     result["checks"] = soak_checks(result["analysis"])
     return result
+
+
+def intake_loss(samples: list[dict[str, Any]], progress: list[tuple[int, int]]) -> dict[str, Any]:
+    """Frames lost before the node's image callback while the soak ran (start-up excluded).
+
+    The node's received count comes with each diagnostics message, the player's published count
+    once a second; the player's count is interpolated at the times the diagnostics arrived, and
+    the first and last such pair within the soak are compared.
+    """
+    pairs = []
+    for s in samples:
+        published = published_at(progress, s.get("diag_ns", 0))
+        if published is not None and s["received"] > 0:
+            pairs.append((published, s["received"]))
+    if len(pairs) < 2 or pairs[-1][0] - pairs[0][0] < 1:
+        return {}
+    sent = pairs[-1][0] - pairs[0][0]
+    got = pairs[-1][1] - pairs[0][1]
+    return {
+        "window_frames_sent": round(sent),
+        "window_frames_received": got,
+        "input_loss": 1.0 - got / sent,
+    }
 
 
 def _sample(t_s: float, pid: int, log: TopicLog, client: BenchClient, end: float) -> dict[str, Any]:
@@ -251,6 +281,7 @@ def _sample(t_s: float, pid: int, log: TopicLog, client: BenchClient, end: float
         "dropped": int(diag.get("frames_dropped", "0") or 0),
         "processed": int(diag.get("frames_processed", "0") or 0),
         "received": int(diag.get("frames_received", "0") or 0),
+        "diag_ns": int(diag.get("_received_ns", "0") or 0),  # when those counts arrived
         "load_1min": load_average()[0] if load_average() else None,
     }
     if round(t_s) % MAPPING_SAMPLE_EVERY_S == 0:
@@ -477,9 +508,15 @@ def soak_block(result: dict[str, Any]) -> str:
         )
     if "input_loss" in a:
         lines.append(
-            f"- input: the player published {a['frames_published']} frames, the node received "
-            f"{a['frames_received']} ({a['input_loss'] * 100:.1f} % lost before the node's image "
-            "callback; best-effort QoS, depth 1)"
+            f"- input while the soak ran: the player published {a['window_frames_sent']} frames, "
+            f"the node received {a['window_frames_received']} ({a['input_loss'] * 100:.1f} % lost "
+            "before the node's image callback; best-effort QoS, depth 1)"
+        )
+    if "input_loss_since_player_start" in a:
+        lines.append(
+            f"- input since the player started: {a['frames_published']} published, "
+            f"{a['frames_received']} received "
+            f"({a['input_loss_since_player_start'] * 100:.1f} % lost, node start-up included)"
         )
     if "max_output_gap_ms" in a:
         calls = sorted(e["call_ms"] for e in events if "call_ms" in e)
