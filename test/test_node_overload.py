@@ -1,8 +1,9 @@
 """Overload across processes: a 60 Hz camera feeding an engine that needs 40 ms per frame.
 
-The node must keep working on the newest frame: end-to-end latency (camera stamp to output
-received by a subscriber in another process, 95th percentile) stays below twice the engine's own
-per-frame time (95th percentile), and the frames it could not take are counted as dropped on
+The node must keep working on the newest frame: its own latency (receipt to publish, 95th
+percentile, from /diagnostics) stays below twice the engine's per-frame time (95th percentile);
+end-to-end latency (camera stamp to output received by a subscriber in another process) stays
+below that plus the two DDS hops; the frames it could not take are counted as dropped on
 /diagnostics.
 """
 
@@ -142,6 +143,13 @@ def test_latency_stays_bounded_and_drops_are_reported(tmp_path):
     # a shared 2-core machine the engine's own time varies. A queue would push latency far
     # beyond this, growing with every frame.
     engine_p95 = float(status["engine_p95_ms"])
+    # The node's own part of it, without DDS: no allowance. At 60 Hz a frame waits at most about
+    # one input period, so quiet runs give ~59 ms against 2 x 41 ms; with three CPU-bound
+    # processes beside it on 2 cores, 114.5 ms against 2 x 83.1 ms.
+    node_p95 = float(status["latency_p95_ms"])
+    assert node_p95 < 2.0 * engine_p95, (
+        f"node latency p95 {node_p95:.1f} ms >= 2 x engine p95 {engine_p95:.1f} ms"
+    )
     bound = 2.0 * engine_p95 + TRANSPORT_ALLOWANCE_MS
     assert p95 < bound, (
         f"latency p95 {p95:.1f} ms >= 2 x engine p95 {engine_p95:.1f} ms + "
