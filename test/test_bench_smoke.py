@@ -81,3 +81,26 @@ def test_summarize_median_and_spread():
     assert summary["median"] == 3.0
     assert summary["p5"] < summary["q25"] < summary["median"] < summary["q75"] < summary["p95"]
     assert summarize([])["n"] == 0
+
+
+def test_node_and_soak_records_name_the_fastdds_profile(tmp_path):
+    import argparse
+
+    from vos_ros.benchmark.ros_procs import isolated_env, transport_label
+    from vos_ros.commands.bench import _command_line, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for mode in ("node", "soak"):
+        args = parser.parse_args(
+            [mode, "--model", "flow", "--fastdds-profile", "config/fastdds_shm_udp.xml"]
+        )
+        assert "--fastdds-profile config/fastdds_shm_udp.xml" in _command_line(args)
+    args = parser.parse_args(["node", "--model", "flow"])
+    assert "fastdds" not in _command_line(args)
+    # the profile reaches every process by absolute path, whatever their working directory
+    env = isolated_env(profile="config/fastdds_shm_udp.xml")
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(REPO_ROOT / "config/fastdds_shm_udp.xml")
+    assert "FASTDDS_BUILTIN_TRANSPORTS" not in env
+    assert isolated_env()["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    assert transport_label(None) == "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA"

@@ -47,6 +47,7 @@ from vos_ros.benchmark.ros_procs import (
     passthrough_command,
     player_command,
     start_connected,
+    transport_label,
     vos_node_command,
     wait_for,
 )
@@ -138,6 +139,7 @@ def run_node_bench(
     log_dir: Path | None = None,
     progress: Callable[[str], None] = print,
     clip_length: int = 40,
+    fastdds_profile: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the three measurements; returns a JSON-ready record (``error`` set on failure)."""
     width, height = size
@@ -145,6 +147,7 @@ def run_node_bench(
     result: dict[str, Any] = {
         "backend": backend,
         "size": f"{width}x{height}",
+        "transport": transport_label(fastdds_profile),
         "rate_hz": rate,
         "seconds": seconds,
         "warmup_seconds": warmup_seconds,
@@ -167,7 +170,7 @@ def run_node_bench(
     folder.mkdir(parents=True, exist_ok=True)
     clip_path = folder / "clip.npz"
     clip.save(clip_path)
-    env = isolated_env()
+    env = isolated_env(profile=fastdds_profile)
     client = BenchClient(env)
     children: list[Child] = []
     try:
@@ -323,7 +326,8 @@ def node_block(result: dict[str, Any]) -> str:
     from vos_ros.benchmark.report import targets_list
 
     lines = [
-        f"Input {result['size']} rgb8 at {result['rate_hz']:g} Hz; {result['seconds']:g} s "
+        f"Input {result['size']} rgb8 at {result['rate_hz']:g} Hz over "
+        f"{result.get('transport', transport_label(None))}; {result['seconds']:g} s "
         f"measured after {result['warmup_seconds']:g} s warm-up per phase; latency = subscriber "
         "arrival - header stamp (publish time), ms median [p5–p95].",
         "",

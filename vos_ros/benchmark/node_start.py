@@ -28,6 +28,7 @@ from vos_ros.benchmark.ros_procs import (
     isolated_env,
     passthrough_command,
     player_command,
+    transport_label,
     vos_node_command,
 )
 
@@ -45,7 +46,7 @@ def run_rounds(rounds: int, wait_s: float, model: str, profile: str | None) -> d
     folder = Path(tempfile.mkdtemp(prefix="vos_node_start_"))
     clip = make_clip(854, 480, 1, 40)
     clip.save(folder / "clip.npz")
-    env = isolated_env(profile=str(Path(profile).resolve()) if profile else None)
+    env = isolated_env(profile=profile)
     client = BenchClient(env)
     pt_log = client.watch_instances("/passthrough_node/instances")
     node_log = client.watch_instances("/vos_node/instances")
@@ -74,7 +75,7 @@ def run_rounds(rounds: int, wait_s: float, model: str, profile: str | None) -> d
         client.close()
     failed = sum(r["node_first_s"] is None for r in records)
     return {
-        "transport": profile or "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA",
+        "transport": transport_label(profile),
         "rounds": rounds,
         "wait_s": wait_s,
         "node_never_connected": failed,

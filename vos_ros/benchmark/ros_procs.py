@@ -53,20 +53,25 @@ def random_domain_id() -> int:
 FASTDDS_ENV_KEYS = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
-def isolated_env(domain_id: int | None = None, profile: str | None = None) -> dict[str, str]:
+def isolated_env(domain_id: int | None = None, profile: str | Path | None = None) -> dict[str, str]:
     """This environment with a fresh ROS domain (``domain_id`` or a random one) and the
     LARGE_DATA Fast DDS transport, or the Fast DDS XML ``profile`` instead."""
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random_domain_id())
     if profile:
         env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(profile).resolve())
     else:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return env
+
+
+def transport_label(profile: str | Path | None) -> str:
+    """How :func:`isolated_env` set up Fast DDS, for benchmark records."""
+    return f"Fast DDS profile {profile}" if profile else "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA"
 
 
 class Child:

@@ -43,6 +43,7 @@ from vos_ros.benchmark.ros_procs import (
     published_at,
     rss_kib,
     rss_parts_kib,
+    transport_label,
     vos_node_command,
 )
 from vos_ros.benchmark.stats import load_average, summarize
@@ -150,6 +151,7 @@ def run_soak(
     log_dir: Path | None = None,
     progress: Callable[[str], None] = print,
     clip_length: int = 60,
+    fastdds_profile: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the soak; returns a JSON-ready record (``error`` set when the run broke off)."""
     width, height = size
@@ -162,12 +164,13 @@ def run_soak(
     result: dict[str, Any] = {
         "backend": backend,
         "size": f"{width}x{height}",
+        "transport": transport_label(fastdds_profile),
         "rate_hz": rate,
         "minutes": minutes,
         "change_every_s": change_every,
         "log_dir": str(folder),
     }
-    env = isolated_env()
+    env = isolated_env(profile=fastdds_profile)
     client = BenchClient(env)
     children: list[Child] = []
     samples: list[dict[str, Any]] = []
@@ -494,7 +497,8 @@ def soak_block(result: dict[str, Any]) -> str:
     events = result.get("events", [])
     ok = sum(1 for e in events if e["success"])
     lines = [
-        f"Input {result['size']} at {result['rate_hz']:g} Hz for {result['minutes']:g} min; "
+        f"Input {result['size']} at {result['rate_hz']:g} Hz over "
+        f"{result.get('transport', transport_label(None))} for {result['minutes']:g} min; "
         f"targets changed every {result['change_every_s']:g} s ({ok}/{len(events)} service "
         f"calls succeeded); warm-up {a.get('warmup_s', 0):g} s excluded.",
         "",

@@ -145,6 +145,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ros.add_argument("--plot", type=Path, default=None, help="soak: PNG plot path")
     ros.add_argument(
+        "--fastdds-profile",
+        type=Path,
+        default=None,
+        help="node/soak: Fast DDS XML profile for every process instead of LARGE_DATA "
+        "(e.g. config/fastdds_shm_udp.xml)",
+    )
+    ros.add_argument(
         "--log-dir", type=Path, default=None, help="node/soak: keep the child processes' logs here"
     )
 
@@ -161,8 +168,9 @@ _MODE_OPTIONS = {
     "engine": ("model", "backends", "sizes", "targets", "threads", "frames", "warmup",
                "clip_length", "adapt_steps", "adapt_background", "profile"),
     "node": ("model", "backends", "sizes", "targets", "threads", "rate", "seconds",
-             "warmup_seconds"),
-    "soak": ("model", "backends", "sizes", "threads", "rate", "minutes", "change_every"),
+             "warmup_seconds", "fastdds_profile"),
+    "soak": ("model", "backends", "sizes", "threads", "rate", "minutes", "change_every",
+             "fastdds_profile"),
 }  # fmt: skip
 
 
@@ -357,6 +365,7 @@ def _run_node(args: argparse.Namespace, model: str) -> int:
         threads=args.threads,
         log_dir=args.log_dir,
         progress=print,
+        fastdds_profile=args.fastdds_profile,
     )
     _finish(args, meta, result, "Node", node_block(result))
     return 0 if not result.get("error") else 1
@@ -382,6 +391,7 @@ def _run_soak(args: argparse.Namespace, model: str) -> int:
         plot_path=plot,
         log_dir=args.log_dir,
         progress=print,
+        fastdds_profile=args.fastdds_profile,
     )
     _finish(args, meta, result, "Soak", soak_block(result))
     return 0 if not result.get("error") else 1
