@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -172,27 +173,23 @@ def player_command(clip_path: Path, rate: float, topic: str = IMAGE_TOPIC) -> li
     ]
 
 
+def _read_log(log_path: Path) -> str:
+    try:
+        return Path(log_path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def player_published(log_path: Path) -> int | None:
     """Frames the player published, from the line it prints on exit (None if it has not)."""
-    import re
-
-    try:
-        text = Path(log_path).read_text(errors="replace")
-    except OSError:
-        return None
-    found = re.findall(r"published (\d+) frames", text)
+    found = re.findall(r"published (\d+) frames", _read_log(log_path))
     return int(found[-1]) if found else None
 
 
 def player_progress(log_path: Path) -> list[tuple[int, int]]:
     """(wall-clock ns, frames published so far) pairs the player prints once a second."""
-    import re
-
-    try:
-        text = Path(log_path).read_text(errors="replace")
-    except OSError:
-        return []
-    return [(int(t), int(n)) for t, n in re.findall(r"progress (\d+) ns (\d+) frames", text)]
+    pairs = re.findall(r"progress (\d+) ns (\d+) frames", _read_log(log_path))
+    return [(int(t), int(n)) for t, n in pairs]
 
 
 def published_at(progress: list[tuple[int, int]], t_ns: int) -> float | None:
