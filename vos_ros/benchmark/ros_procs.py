@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV, node_command
+
 NS_PER_S = 1_000_000_000
 FRAME_ID_PREFIX = "bench/"
 IMAGE_TOPIC = "/bench/image_raw"
@@ -59,12 +61,13 @@ def isolated_env(domain_id: int | None = None, profile: str | Path | None = None
     LARGE_DATA Fast DDS transport, or the Fast DDS XML ``profile`` instead."""
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random_domain_id())
+    key, value = FASTDDS_TRANSPORT_ENV
     if profile:
-        env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+        env.pop(key, None)
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(profile).resolve())
     else:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+        env[key] = value
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return env
@@ -72,7 +75,7 @@ def isolated_env(domain_id: int | None = None, profile: str | Path | None = None
 
 def transport_label(profile: str | Path | None) -> str:
     """How :func:`isolated_env` set up Fast DDS, for benchmark records."""
-    return f"Fast DDS profile {profile}" if profile else "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA"
+    return f"Fast DDS profile {profile}" if profile else "=".join(FASTDDS_TRANSPORT_ENV)
 
 
 class Child:
@@ -215,8 +218,6 @@ def vos_node_command(
     backend: str, model: str, threads: int, params_dir: Path, topic: str = IMAGE_TOPIC
 ) -> list[str]:
     """The node's command line as the launch file builds it, for benchmark backend ``backend``."""
-    from vos_ros.ros.launch_config import node_command
-
     overrides = {"image": topic, "model": model if backend != "flow" else "flow"}
     if backend != "flow":
         overrides["backend"] = backend.split("-")[0]

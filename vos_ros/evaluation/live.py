@@ -43,7 +43,6 @@ import numpy as np
 from vos_ros.evaluation.clips import Clip, ClipFrame
 from vos_ros.evaluation.live_node import (
     DOMAIN_IDS,
-    TRANSPORT_ENV,
     LiveError,
     LiveSettings,
     NodeProcess,
@@ -60,6 +59,7 @@ from vos_ros.evaluation.live_scoring import (
 )
 from vos_ros.evaluation.prompt_plan import PromptPlan
 from vos_ros.evaluation.scoring import DatasetScorer
+from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV
 
 __all__ = ["LiveError", "LivePlayer", "LiveSettings", "run_node_on_clip"]
 
@@ -100,7 +100,7 @@ class LivePlayer:
         self.close()
 
     def _start(self) -> None:
-        key, value = TRANSPORT_ENV
+        key, value = FASTDDS_TRANSPORT_ENV
         # Fast DDS reads the transport when a participant is created: set it before ours, and for
         # the node, so that both ends use shared memory for images (UDP loses large ones).
         os.environ.setdefault(key, value)

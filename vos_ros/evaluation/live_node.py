@@ -12,9 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-NODE_NAME = "vos_node"
+from vos_ros.ros.launch_config import NODE_NAME, node_command
+
 DOMAIN_IDS = range(1, 102)  # the ids every ROS 2 RMW supports on Linux (scripts/test.sh: 1..101)
-TRANSPORT_ENV = ("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
 LOG_TAIL_CHARS = 3000
 
 
@@ -82,8 +82,6 @@ def ros_domain_id(settings: LiveSettings) -> tuple[int, bool]:
 
 def default_node_command(settings: LiveSettings, parameters_dir: Path) -> list[str]:
     """The node command line ``vos.launch.py`` amounts to, for these settings."""
-    from vos_ros.ros.launch_config import node_command
-
     overrides = {
         "image": settings.image_topic,
         "model": settings.model,
