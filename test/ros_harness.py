@@ -3,6 +3,8 @@
 Every test gets its own random ``ROS_DOMAIN_ID`` (10..200) so parallel runs and other ROS
 programs on the machine cannot cross-talk, and ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` so VGA
 images survive best-effort QoS between processes. Processes are killed when a test fails.
+Each test waits for its node with :meth:`RosClient.wait_for_node`: a node that runs but is
+never seen is started again (the LARGE_DATA connect failure of docs/benchmarks.md, "Node start").
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ def player_process(tmp_path: Path, env: dict[str, str], *args: str) -> ManagedPr
 
 _ABANDONED_CLIENTS: list[RosClient] = []
 
+# The text of a failed wait, or a function that makes it when the wait fails (so child logs
+# show what happened during the wait).
+FailText = str | Callable[[], str]
+
 
 class RosClient:
     """An rclpy context + node + executor in the test process, on the test's domain."""
@@ -100,13 +106,10 @@ class RosClient:
         predicate: Callable[[], bool],
         timeout: float,
         what: str,
-        on_fail: str | Callable[[], str] = "",
+        on_fail: FailText = "",
     ) -> None:
-        """Process callbacks until ``predicate()`` holds; fail the test after ``timeout`` s.
-
-        ``on_fail``: text for the failure, or a function that makes it when the wait fails (so
-        child logs show what happened during the wait).
-        """
+        """Process callbacks until ``predicate()`` holds; fail the test after ``timeout`` s
+        with ``on_fail``'s text."""
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
@@ -119,7 +122,59 @@ class RosClient:
         while time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=0.05)
 
-    def call(self, srv_type, name: str, request, timeout: float = 20.0, on_fail: str = ""):
+    def wait_for_node(
+        self,
+        process: Child,
+        node_name: str,
+        *,
+        connect_timeout: float = 30.0,
+        attempts: int = 3,
+    ) -> int:
+        """Wait until this client sees ``node_name``'s ``get_state`` service; returns the start
+        that it came from (1, 2, ...).
+
+        Why: with LARGE_DATA a participant now and then never connects to the running ones over
+        TCP (docs/benchmarks.md, "Node start"), and the node stays invisible although it runs.
+        A node process still running but unseen ``connect_timeout`` s after its start is
+        started again (:meth:`Child.restart`, a new log), at most ``attempts`` starts, as the
+        benchmarks do (:func:`vos_ros.benchmark.ros_procs.start_connected`).
+        """
+        from lifecycle_msgs.srv import GetState
+
+        client = self.node.create_client(GetState, f"{node_name}/get_state")
+
+        def seen_in_time() -> bool:
+            while not client.service_is_ready():
+                if not process.alive():
+                    pytest.fail(
+                        f"{process.name} exited (code {process.process.returncode}) before "
+                        f"{node_name} was seen:\n{process.log()}"
+                    )
+                if time.monotonic() - process.started > connect_timeout:
+                    return False
+                self.executor.spin_once(timeout_sec=0.05)
+            return True
+
+        try:
+            while not seen_in_time():
+                if process.starts >= attempts:
+                    pytest.fail(
+                        f"{node_name} not seen {connect_timeout:.0f} s after each of "
+                        f"{process.starts} starts\n{process.stacks()}"
+                    )
+                print(
+                    f"{node_name} running but not seen after {connect_timeout:.0f} s "
+                    f"(start {process.starts}): starting it again",
+                    file=sys.stderr,
+                )
+                process.restart()
+            return process.starts
+        finally:
+            self.node.destroy_client(client)
+
+    def call(
+        self, srv_type, name: str, request, timeout: float = 20.0, on_fail: FailText = ""
+    ):
         """Call a service (waiting for it to appear) and return the response."""
         client = self.node.create_client(srv_type, name)
         try:
@@ -130,7 +185,9 @@ class RosClient:
         finally:
             self.node.destroy_client(client)
 
-    def lifecycle_state(self, node_name: str, timeout: float = 20.0, on_fail: str = "") -> str:
+    def lifecycle_state(
+        self, node_name: str, timeout: float = 20.0, on_fail: FailText = ""
+    ) -> str:
         from lifecycle_msgs.srv import GetState
 
         response = self.call(
@@ -138,7 +195,7 @@ class RosClient:
         )
         return response.current_state.label
 
-    def change_state(self, node_name: str, transition_id: int, on_fail: str = "") -> bool:
+    def change_state(self, node_name: str, transition_id: int, on_fail: FailText = "") -> bool:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 

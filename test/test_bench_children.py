@@ -99,3 +99,16 @@ def test_a_node_that_never_connects_is_started_again(tmp_path) -> None:
     finally:
         for child in started:
             child.stop()
+
+
+def test_restart_runs_the_command_again_into_a_new_log(tmp_path) -> None:
+    child = _child(tmp_path, dumps_stacks=False)
+    try:
+        first_pid, first_log = child.pid, child.log_path
+        child.restart()
+        wait_for(lambda: "ready" in child.log_tail(), 30.0, "second start", [child])
+        assert child.starts == 2 and child.name == "hanger_2" and child.pid != first_pid
+        assert child.log_path == tmp_path / "hanger_2.log"
+        assert first_log.read_text().startswith("ready")  # the first start's log is kept
+    finally:
+        child.stop()

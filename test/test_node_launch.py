@@ -94,7 +94,12 @@ def test_two_cameras_two_namespaced_nodes(tmp_path):
     }
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
-            logs = "\n".join(n.log() for n in nodes.values())
+
+            def logs() -> str:
+                return "\n".join(n.log() for n in nodes.values())
+
+            for ns, node in nodes.items():
+                ros.wait_for_node(node, f"/{ns}/vos_node")
             clock = ros.node.create_publisher(Clock, "/clock", 10)
             sim_now = ns_to_time(1234 * 1_000_000_000)
             ros.node.create_timer(0.05, lambda: clock.publish(Clock(clock=sim_now)))

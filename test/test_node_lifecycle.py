@@ -27,12 +27,13 @@ def test_transitions_in_and_out_of_order(tmp_path):
     node = node_process(tmp_path, env, parameters={"autostart": False})
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
+            ros.wait_for_node(node, NODE)
 
             def state() -> str:
-                return ros.lifecycle_state(NODE, 30.0, node.log())
+                return ros.lifecycle_state(NODE, 30.0, node.log)
 
             def change(transition: int) -> bool:
-                return ros.change_state(NODE, transition, node.log())
+                return ros.change_state(NODE, transition, node.log)
 
             def image_subscribers() -> int:
                 ros.spin_for(0.3)
@@ -91,6 +92,7 @@ def test_invalid_parameter_fails_configure_naming_it(tmp_path, parameter, value)
     node = node_process(tmp_path, env, parameters={parameter: value})
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
+            ros.wait_for_node(node, NODE)
             errors: list[str] = []
             ros.node.create_subscription(
                 DiagnosticArray,
@@ -98,7 +100,7 @@ def test_invalid_parameter_fails_configure_naming_it(tmp_path, parameter, value)
                 lambda m: errors.extend(values_of(s)["last_error"] for s in m.status),
                 10,
             )
-            ros.spin_until(lambda: bool(errors), 30.0, "diagnostics", node.log())
+            ros.spin_until(lambda: bool(errors), 30.0, "diagnostics", node.log)
             assert ros.lifecycle_state(NODE) == "unconfigured"  # autostart tried and failed
             assert parameter in errors[-1]
             assert node.alive()
@@ -122,8 +124,9 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
     node = node_process(tmp_path, env, parameters={"log_throttle_s": 1.0})
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
+            ros.wait_for_node(node, NODE)
             ros.spin_until(
-                lambda: ros.lifecycle_state(NODE) == "active", 60.0, "node active", node.log()
+                lambda: ros.lifecycle_state(NODE) == "active", 60.0, "node active", node.log
             )
             camera = ros.node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
             outputs: list[Image] = []
@@ -149,7 +152,7 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
                 camera.publish(msg)
 
             publish(good, 1)
-            ros.spin_until(lambda: bool(outputs), 20.0, "first output", node.log())
+            ros.spin_until(lambda: bool(outputs), 20.0, "first output", node.log)
             labels = np.zeros((96, 128), np.uint8)
             labels[20:60, 30:80] = 1
             response = ros.call(
@@ -177,7 +180,7 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
 
             count = len(outputs)
             publish(good, 10)  # the newest frame (stamp 0 in requests) is a good one again
-            ros.spin_until(lambda: len(outputs) > count, 20.0, "output after bad input", node.log())
+            ros.spin_until(lambda: len(outputs) > count, 20.0, "output after bad input", node.log)
 
             # bad requests
             calls = [
@@ -246,7 +249,7 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
             # still running, still tracking, still producing outputs
             count = len(outputs)
             publish(good, 20)
-            ros.spin_until(lambda: len(outputs) > count, 20.0, "output after bad input", node.log())
+            ros.spin_until(lambda: len(outputs) > count, 20.0, "output after bad input", node.log)
             assert ros.lifecycle_state(NODE) == "active"
             assert node.alive()
 
@@ -273,7 +276,7 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
                     for m in instances
                 ) and bool(overlays)
 
-            ros.spin_until(tracked_cup, 20.0, "prompted target and overlay", node.log())
+            ros.spin_until(tracked_cup, 20.0, "prompted target and overlay", node.log)
             assert overlays[-1].encoding == "rgb8" and overlays[-1].header.frame_id == "camera"
             assert ros.change_state(NODE, Transition.TRANSITION_DEACTIVATE)
     finally:

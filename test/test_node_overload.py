@@ -57,8 +57,9 @@ def test_latency_stays_bounded_and_drops_are_reported(tmp_path):
     player = None
     try:
         with RosClient(int(env["ROS_DOMAIN_ID"])) as ros:
+            ros.wait_for_node(node, NODE)
             ros.spin_until(
-                lambda: ros.lifecycle_state(NODE) == "active", 60.0, "node active", node.log()
+                lambda: ros.lifecycle_state(NODE) == "active", 60.0, "node active", node.log
             )
             latencies: list[tuple[float, float]] = []  # (receive time, latency ms)
             diagnostics: list[dict[str, str]] = []

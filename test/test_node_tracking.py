@@ -88,10 +88,10 @@ def test_node_tracks_selected_targets_across_processes(tmp_path):
     player = None
     try:
         with RosClient(domain) as ros:
-            on_fail = f"node log:\n{node.log()}"
-            assert ros.lifecycle_state(NODE, 60.0, on_fail) in ("inactive", "active")
+            ros.wait_for_node(node, NODE)
+            assert ros.lifecycle_state(NODE, 60.0, node.log) in ("inactive", "active")
             ros.spin_until(
-                lambda: ros.lifecycle_state(NODE) == "active", 60.0, "node active", node.log()
+                lambda: ros.lifecycle_state(NODE) == "active", 60.0, "node active", node.log
             )
             instances: dict[int, InstanceMaskArray] = {}
             labels: dict[int, Image] = {}

@@ -100,11 +100,26 @@ class Child:
         self.name = name
         self.command = command
         self.dumps_stacks = dumps_stacks
-        self.log_path = Path(log_dir) / f"{name}.log"
+        self.starts = 0
+        self._base_name, self._env, self._log_dir, self._cwd = name, env, Path(log_dir), cwd
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.starts += 1
+        if self.starts > 1:
+            self.name = f"{self._base_name}_{self.starts}"
+        self.log_path = self._log_dir / f"{self.name}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.started = time.monotonic()
         self.process = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT
+            self.command, env=self._env, cwd=self._cwd, stdout=self._log, stderr=subprocess.STDOUT
         )
+
+    def restart(self) -> None:
+        """Stop the child and run its command again; start n logs to ``<name>_<n>.log``, so
+        the earlier logs stay for the record."""
+        self.stop()
+        self._spawn()
 
     @property
     def pid(self) -> int:
