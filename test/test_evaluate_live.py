@@ -303,3 +303,77 @@ def test_dropped_frames_score_as_empty_and_prompt_frames_as_given():
     assert seq.info.complete
     j = dict(zip(seq.objects[1].frames, seq.objects[1].j, strict=True))
     assert j[5] == 0.0 and j[6] == 0.0 and j[4] == 1.0
+
+
+# -- a node that runs but never connects is started again (no ROS) ------------------------------
+
+
+class _UnconnectedUntil:
+    """RosEndpoints stand-in: the node's topics stay missing until its ``connect_on``-th start."""
+
+    def __init__(self, player, connect_on: int | None) -> None:
+        self._player = player
+        self._connect_on = connect_on
+
+    def missing_connections(self) -> list[str]:
+        starts = self._player.node.starts
+        connected = self._connect_on is not None and starts >= self._connect_on
+        return [] if connected else ["subscriber of /camera/image_raw"]
+
+    def output_publisher_count(self) -> int:
+        return 1
+
+    def spin(self, timeout_s: float) -> None:
+        time.sleep(timeout_s)
+
+    def close(self) -> None:
+        pass
+
+
+def _player_with_active_node(tmp_path: Path, **settings):
+    from vos_ros.evaluation.live import LivePlayer, LiveSettings
+    from vos_ros.ros.launch_config import NODE_ACTIVE_LOG
+
+    # Logs "active" at once and then runs without ever connecting, like the failing participant.
+    script = (
+        f"import time; print({NODE_ACTIVE_LOG!r}, '/camera/image_raw', flush=True); time.sleep(60)"
+    )
+    player = LivePlayer(
+        LiveSettings(
+            node_command=[sys.executable, "-c", script],
+            log_path=tmp_path / "out.node.log",
+            connect_timeout_s=0.5,
+            **settings,
+        )
+    )
+    player.node = player._start_node()
+    return player
+
+
+@pytest.mark.timeout(60)
+def test_an_active_node_that_never_connects_is_started_again(tmp_path: Path, capsys):
+    player = _player_with_active_node(tmp_path)
+    player._ros = _UnconnectedUntil(player, connect_on=2)
+    try:
+        player._wait_until_ready(time.monotonic())
+        assert player.node.starts == 2
+        assert player.node.log_path == tmp_path / "out.node_2.log"
+        assert (tmp_path / "out.node.log").exists()  # the first start's log is kept
+        assert "starting it again" in capsys.readouterr().err
+    finally:
+        player.close()
+    assert not player.node.alive()
+
+
+@pytest.mark.timeout(60)
+def test_restarts_stop_after_node_starts_and_the_error_names_the_start(tmp_path: Path):
+    from vos_ros.evaluation.live import LiveError
+
+    player = _player_with_active_node(tmp_path, node_starts=2, startup_timeout_s=2.0)
+    player._ros = _UnconnectedUntil(player, connect_on=None)
+    try:
+        with pytest.raises(LiveError, match=r"(?s)did not come up within 2 s.*, start 2\)"):
+            player._wait_until_ready(time.monotonic())
+        assert player.node.starts == 2
+    finally:
+        player.close()

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV, node_command
+from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV, NODE_ACTIVE_LOG, node_command
 
 NS_PER_S = 1_000_000_000
 FRAME_ID_PREFIX = "bench/"
@@ -495,10 +495,6 @@ def wait_for(
             )
             raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
         time.sleep(0.1)
-
-
-# The node logs this once it is active (vos_ros.ros.node, on_activate).
-NODE_ACTIVE_LOG = "active: listening on"
 
 
 def start_connected(

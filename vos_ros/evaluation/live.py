@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -71,7 +72,8 @@ class LivePlayer:
     the node offers its services and is connected to the image topic, and stops the node on exit.
 
     :raises LiveError: the node does not come up within ``startup_timeout_s`` (with its log), or
-        dies.
+        dies. A node started here that is active but never connects is started again (at most
+        ``node_starts`` starts; :meth:`_wait_until_ready`).
     """
 
     def __init__(self, settings: LiveSettings) -> None:
@@ -133,19 +135,43 @@ class LivePlayer:
         return NodeProcess(command, env, log_path)
 
     def _wait_until_ready(self, started: float) -> None:
+        """Wait until the node is connected; start a node of ours again when it logged "active"
+        but stays unconnected for ``connect_timeout_s``: with LARGE_DATA a participant joining
+        a running graph now and then never connects over TCP although it runs
+        (docs/benchmarks.md, "Node start")."""
         settings = self.settings
         deadline = started + settings.startup_timeout_s
+        active_since: float | None = None
         ros = self._ros
         while True:
             missing = ros.missing_connections()
             if not missing:
                 break
             self._check_node_alive("while starting")
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            node = self.node
+            if node is not None and active_since is None and node.logged_active():
+                active_since = now
+            if (
+                node is not None
+                and active_since is not None
+                and now - active_since > settings.connect_timeout_s
+                and node.starts < settings.node_starts
+            ):
+                waited = settings.connect_timeout_s
+                print(
+                    f"the node is active but not connected after {waited:g} s (missing: "
+                    f"{', '.join(missing)}; start {node.starts}): starting it again",
+                    file=sys.stderr,
+                )
+                node.restart()
+                deadline, active_since = time.monotonic() + settings.startup_timeout_s, None
+                continue
+            if now > deadline:
                 where = (
-                    f"the node started with: {' '.join(self.node.command)}\nits log "
-                    f"({self.node.log_path}) ends with:\n{self.node.log_tail()}"
-                    if self.node is not None
+                    f"the node started with: {' '.join(node.command)}\nits log "
+                    f"({node.log_path}, start {node.starts}) ends with:\n{node.log_tail()}"
+                    if node is not None
                     else "no node was started (--namespace): is it running, active, and on "
                     f"ROS_DOMAIN_ID={self.domain_id} with the same RMW?"
                 )

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vos_ros.ros.launch_config import NODE_NAME, node_command
+from vos_ros.ros.launch_config import NODE_ACTIVE_LOG, NODE_NAME, node_command
 
 DOMAIN_IDS = range(1, 102)  # the ids every ROS 2 RMW supports on Linux (scripts/test.sh: 1..101)
 LOG_TAIL_CHARS = 3000
@@ -36,7 +36,10 @@ class LiveSettings:
     :ivar image_topic: the topic the frames are published on (the bag's image topic).
     :ivar domain_id: ROS domain; None = ``ROS_DOMAIN_ID`` from the environment, else a free one.
     :ivar log_path: where the started node's output goes.
-    :ivar startup_timeout_s: how long the node may take to offer its services.
+    :ivar startup_timeout_s: how long the node may take to offer its services (each start).
+    :ivar connect_timeout_s: a node started here that logged "active" but is not connected to
+        this process this long after is started again (see :class:`LivePlayer`) ...
+    :ivar node_starts: ... at most this many starts in all.
     :ivar request_timeout_s: how long a service call may take.
     :ivar output_timeout_s: how long to wait for the output of a prompt frame, and for late
         outputs after the last frame.
@@ -54,6 +57,8 @@ class LiveSettings:
     domain_id: int | None = None
     log_path: Path | None = None
     startup_timeout_s: float = 60.0
+    connect_timeout_s: float = 30.0
+    node_starts: int = 3
     request_timeout_s: float = 20.0
     output_timeout_s: float = 5.0
 
@@ -104,13 +109,25 @@ class NodeProcess:
 
     def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
         self.command = command
-        self.log_path = Path(log_path)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.starts = 0
+        self._env = env
+        self._first_log = Path(log_path)
+        self._first_log.parent.mkdir(parents=True, exist_ok=True)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.starts += 1
+        first = self._first_log
+        self.log_path = (
+            first
+            if self.starts == 1
+            else first.with_name(f"{first.stem}_{self.starts}{first.suffix}")
+        )
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         try:
             self.process = subprocess.Popen(
-                command,
-                env=env,
+                self.command,
+                env=self._env,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -118,7 +135,16 @@ class NodeProcess:
             )
         except OSError as exc:
             self._log.close()
-            raise LiveError(f"cannot start the node ({command[0]}): {exc}") from exc
+            raise LiveError(f"cannot start the node ({self.command[0]}): {exc}") from exc
+
+    def restart(self) -> None:
+        """Stop the node and start it again; start n logs to ``<log stem>_<n><suffix>``."""
+        self.stop()
+        self._spawn()
+
+    def logged_active(self) -> bool:
+        """Whether the node has logged that it is active (:data:`NODE_ACTIVE_LOG`)."""
+        return NODE_ACTIVE_LOG in self.log_tail(chars=1 << 20)
 
     def alive(self) -> bool:
         return self.process.poll() is None

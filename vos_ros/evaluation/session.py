@@ -426,7 +426,8 @@ def _start_player(
             "rate": opts.rate,
             "node": settings.node_path,
             "node_command": player.node.command if player.node is not None else None,
-            "node_log": str(log_path) if player.node is not None else None,
+            "node_log": str(player.node.log_path) if player.node is not None else None,
+            "node_starts": player.node.starts if player.node is not None else None,
             "ros_domain_id": player.domain_id,
             "startup_s": round(player.startup_s, 3),
         }

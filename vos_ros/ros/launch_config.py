@@ -17,6 +17,8 @@ from pathlib import Path
 PACKAGE = "vos_ros"
 EXECUTABLE = "vos_node"
 NODE_NAME = "vos_node"
+# The node logs this (then its image topic) once active; the programs that start it wait for it.
+NODE_ACTIVE_LOG = "active: listening on"
 # Without the LARGE_DATA transport, Fast DDS drops nearly every VGA image sent with best-effort QoS
 # between processes (UDP fragments are lost); LARGE_DATA uses shared memory + TCP instead.
 FASTDDS_TRANSPORT_ENV = ("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")

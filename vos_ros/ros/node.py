@@ -51,6 +51,7 @@ from vos_ros.msg import DetectionArray, InstanceMaskArray
 from vos_ros.ros import result_msgs
 from vos_ros.ros.diagnostics import DiagnosticThresholds, NodeStats, build_diagnostic_array
 from vos_ros.ros.input_frames import frame_from_compressed, frame_from_image, labels_from_image
+from vos_ros.ros.launch_config import NODE_ACTIVE_LOG
 from vos_ros.ros.params import (
     SPECS_BY_NAME,
     NodeConfig,
@@ -271,7 +272,7 @@ class VosNode(LifecycleNode):
             self._image_sub = self.create_subscription(Image, "image", self._image_cb, input_qos)
         self._active = True
         self._state_label = "active"
-        self.get_logger().info(f"active: listening on {self._image_sub.topic_name}")
+        self.get_logger().info(f"{NODE_ACTIVE_LOG} {self._image_sub.topic_name}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
