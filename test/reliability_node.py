@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vos_ros.benchmark.ros_procs import random_domain_id
 from vos_ros.ros.diagnostics import values_of
+from vos_ros.ros.launch_config import random_domain_id
 
 
 class Capture:

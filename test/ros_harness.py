@@ -172,9 +172,7 @@ class RosClient:
         finally:
             self.node.destroy_client(client)
 
-    def call(
-        self, srv_type, name: str, request, timeout: float = 20.0, on_fail: FailText = ""
-    ):
+    def call(self, srv_type, name: str, request, timeout: float = 20.0, on_fail: FailText = ""):
         """Call a service (waiting for it to appear) and return the response."""
         client = self.node.create_client(srv_type, name)
         try:
@@ -185,9 +183,7 @@ class RosClient:
         finally:
             self.node.destroy_client(client)
 
-    def lifecycle_state(
-        self, node_name: str, timeout: float = 20.0, on_fail: FailText = ""
-    ) -> str:
+    def lifecycle_state(self, node_name: str, timeout: float = 20.0, on_fail: FailText = "") -> str:
         from lifecycle_msgs.srv import GetState
 
         response = self.call(

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from vos_ros.ros.interfaces import InterfacesNotBuiltError, msg_type, require_interfaces, srv_type
+from vos_ros.ros.launch_config import random_domain_id
 
 require_interfaces()  # fail loudly (not skip) when the interfaces were not built
 
@@ -109,9 +110,7 @@ def ros_env(monkeypatch):
     monkeypatch.setenv(
         "FASTDDS_BUILTIN_TRANSPORTS", os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     )
-    monkeypatch.setenv(
-        "ROS_DOMAIN_ID", os.environ.get("ROS_DOMAIN_ID", str(random.randint(1, 101)))
-    )
+    monkeypatch.setenv("ROS_DOMAIN_ID", os.environ.get("ROS_DOMAIN_ID", str(random_domain_id())))
     return dict(os.environ)
 
 

@@ -12,7 +12,6 @@ knows which ground-truth frame an output belongs to and can name its stamp in se
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -26,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV, NODE_ACTIVE_LOG, node_command
+from vos_ros.ros.launch_config import (
+    FASTDDS_TRANSPORT_ENV,
+    NODE_ACTIVE_LOG,
+    node_command,
+    random_domain_id,
+)
 
 NS_PER_S = 1_000_000_000
 FRAME_ID_PREFIX = "bench/"
@@ -41,15 +45,6 @@ NODE_BACKEND_PARAMETERS: dict[str, dict[str, object]] = {
     "torch-cuda": {"engine.device": "cuda", "engine.precision": "fp16"},
     "tensorrt": {"engine.device": "cuda", "engine.precision": "fp16"},
 }
-
-
-def random_domain_id() -> int:
-    """A ROS domain id for one test or benchmark run.
-
-    1-101: the domains whose DDS ports stay below Linux's ephemeral range (32768-60999); above it
-    an outgoing socket (LARGE_DATA's TCP connections) can take a discovery port.
-    """
-    return random.randint(1, 101)
 
 
 # The Fast DDS settings a participant reads when it is created.

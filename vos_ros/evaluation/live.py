@@ -31,7 +31,6 @@ the evaluation package imports without ROS.
 from __future__ import annotations
 
 import os
-import random
 import sys
 import tempfile
 import time
@@ -43,7 +42,6 @@ import numpy as np
 
 from vos_ros.evaluation.clips import Clip, ClipFrame
 from vos_ros.evaluation.live_node import (
-    DOMAIN_IDS,
     LiveError,
     LiveSettings,
     NodeProcess,
@@ -60,7 +58,7 @@ from vos_ros.evaluation.live_scoring import (
 )
 from vos_ros.evaluation.prompt_plan import PromptPlan
 from vos_ros.evaluation.scoring import DatasetScorer
-from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV
+from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV, random_domain_id
 
 __all__ = ["LiveError", "LivePlayer", "LiveSettings", "run_node_on_clip"]
 
@@ -112,7 +110,7 @@ class LivePlayer:
             if not (chosen_here and self.settings.start_node and self._ros.domain_is_busy()):
                 break
             self._ros.close()
-            domain = random.choice(DOMAIN_IDS)
+            domain = random_domain_id()
         self.domain_id = domain
         started = time.monotonic()
         if self.settings.start_node:

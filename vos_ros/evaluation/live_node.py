@@ -6,15 +6,18 @@ No ROS import here: the node is a child process started from a command line.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vos_ros.ros.launch_config import NODE_ACTIVE_LOG, NODE_NAME, node_command
+from vos_ros.ros.launch_config import (
+    NODE_ACTIVE_LOG,
+    NODE_NAME,
+    node_command,
+    random_domain_id,
+)
 
-DOMAIN_IDS = range(1, 102)  # the ids every ROS 2 RMW supports on Linux (scripts/test.sh: 1..101)
 LOG_TAIL_CHARS = 3000
 
 
@@ -82,7 +85,7 @@ def ros_domain_id(settings: LiveSettings) -> tuple[int, bool]:
             return int(text), False
         except ValueError:
             raise LiveError(f"ROS_DOMAIN_ID={text!r} is not a number") from None
-    return random.choice(DOMAIN_IDS), True
+    return random_domain_id(), True
 
 
 def default_node_command(settings: LiveSettings, parameters_dir: Path) -> list[str]:

@@ -9,6 +9,7 @@ One source of truth for two ways of starting the node: the launch file (ROS dist
 from __future__ import annotations
 
 import os
+import random
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +23,15 @@ NODE_ACTIVE_LOG = "active: listening on"
 # Without the LARGE_DATA transport, Fast DDS drops nearly every VGA image sent with best-effort QoS
 # between processes (UDP fragments are lost); LARGE_DATA uses shared memory + TCP instead.
 FASTDDS_TRANSPORT_ENV = ("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+
+
+def random_domain_id() -> int:
+    """A ROS domain id for one run of the node with its clients (tests, benchmarks, evaluation).
+
+    1-101: the domains whose DDS ports stay below Linux's ephemeral range (32768-60999); above it
+    an outgoing socket (LARGE_DATA's TCP connections) can take a discovery port.
+    """
+    return random.randint(1, 101)
 
 
 @dataclass(frozen=True)
