@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from vos_ros.benchmark.ros_procs import Child
+from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLAYER = Path(__file__).with_name("clip_player.py")
@@ -94,7 +95,8 @@ class RosClient:
 
         # Fast DDS reads the transport when the participant is created: this process must use
         # the same LARGE_DATA transport as the node to discover it.
-        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+        key, value = FASTDDS_TRANSPORT_ENV
+        os.environ[key] = value
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(name, context=self.context)

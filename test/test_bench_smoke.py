@@ -88,6 +88,7 @@ def test_node_and_soak_records_name_the_fastdds_profile(tmp_path):
 
     from vos_ros.benchmark.ros_procs import isolated_env, transport_label
     from vos_ros.commands.bench import _command_line, add_arguments
+    from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -102,5 +103,15 @@ def test_node_and_soak_records_name_the_fastdds_profile(tmp_path):
     env = isolated_env(profile="config/fastdds_shm_udp.xml")
     assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(REPO_ROOT / "config/fastdds_shm_udp.xml")
     assert "FASTDDS_BUILTIN_TRANSPORTS" not in env
-    assert isolated_env()["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
-    assert transport_label(None) == "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA"
+    key, value = FASTDDS_TRANSPORT_ENV
+    assert value.startswith("LARGE_DATA")
+    assert isolated_env()[key] == value
+    assert transport_label(None) == f"FASTDDS_BUILTIN_TRANSPORTS={value}"
+    # another builtin setting for every process, e.g. whole frames to compare against
+    assert isolated_env(transports="LARGE_DATA")[key] == "LARGE_DATA"
+    assert transport_label(None, "LARGE_DATA") == "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA"
+    with pytest.raises(ValueError, match="not both"):
+        isolated_env(profile="config/fastdds_shm_udp.xml", transports="LARGE_DATA")
+    whole = "LARGE_DATA?max_msg_size=4MB"
+    args = parser.parse_args(["node", "--model", "flow", "--fastdds-transports", whole])
+    assert f"--fastdds-transports '{whole}'" in _command_line(args)

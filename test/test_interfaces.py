@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from vos_ros.ros.interfaces import InterfacesNotBuiltError, msg_type, require_interfaces, srv_type
-from vos_ros.ros.launch_config import random_domain_id
+from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV, random_domain_id
 
 require_interfaces()  # fail loudly (not skip) when the interfaces were not built
 
@@ -107,9 +107,8 @@ def _next_event(lines: queue.Queue, spin, deadline: float) -> dict:
 @pytest.fixture
 def ros_env(monkeypatch):
     """An isolated DDS domain for this test and its peer (unless the caller chose one)."""
-    monkeypatch.setenv(
-        "FASTDDS_BUILTIN_TRANSPORTS", os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
-    )
+    key, value = FASTDDS_TRANSPORT_ENV
+    monkeypatch.setenv(key, os.environ.get(key, value))
     monkeypatch.setenv("ROS_DOMAIN_ID", os.environ.get("ROS_DOMAIN_ID", str(random_domain_id())))
     return dict(os.environ)
 

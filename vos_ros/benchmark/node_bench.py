@@ -140,6 +140,7 @@ def run_node_bench(
     progress: Callable[[str], None] = print,
     clip_length: int = 40,
     fastdds_profile: str | Path | None = None,
+    fastdds_transports: str | None = None,
 ) -> dict[str, Any]:
     """Run the three measurements; returns a JSON-ready record (``error`` set on failure)."""
     width, height = size
@@ -147,7 +148,7 @@ def run_node_bench(
     result: dict[str, Any] = {
         "backend": backend,
         "size": f"{width}x{height}",
-        "transport": transport_label(fastdds_profile),
+        "transport": transport_label(fastdds_profile, fastdds_transports),
         "rate_hz": rate,
         "seconds": seconds,
         "warmup_seconds": warmup_seconds,
@@ -170,7 +171,7 @@ def run_node_bench(
     folder.mkdir(parents=True, exist_ok=True)
     clip_path = folder / "clip.npz"
     clip.save(clip_path)
-    env = isolated_env(profile=fastdds_profile)
+    env = isolated_env(profile=fastdds_profile, transports=fastdds_transports)
     client = BenchClient(env)
     children: list[Child] = []
     try:

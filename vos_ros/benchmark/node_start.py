@@ -42,11 +42,13 @@ def _first_output_s(log: TopicLog, wait_s: float) -> float | None:
     return None
 
 
-def run_rounds(rounds: int, wait_s: float, model: str, profile: str | None) -> dict[str, Any]:
+def run_rounds(
+    rounds: int, wait_s: float, model: str, profile: str | None, transports: str | None = None
+) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="vos_node_start_"))
     clip = make_clip(854, 480, 1, 40)
     clip.save(folder / "clip.npz")
-    env = isolated_env(profile=profile)
+    env = isolated_env(profile=profile, transports=transports)
     client = BenchClient(env)
     pt_log = client.watch_instances("/passthrough_node/instances")
     node_log = client.watch_instances("/vos_node/instances")
@@ -75,7 +77,7 @@ def run_rounds(rounds: int, wait_s: float, model: str, profile: str | None) -> d
         client.close()
     failed = sum(r["node_first_s"] is None for r in records)
     return {
-        "transport": transport_label(profile),
+        "transport": transport_label(profile, transports),
         "rounds": rounds,
         "wait_s": wait_s,
         "node_never_connected": failed,
@@ -89,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=60.0, help="seconds per node start")
     parser.add_argument("--model", default="models/protonet-s")
     parser.add_argument("--profile", help="Fast DDS XML profile instead of LARGE_DATA")
+    parser.add_argument(
+        "--transports", help="FASTDDS_BUILTIN_TRANSPORTS instead of the node's default"
+    )
     parser.add_argument("--json", help="write the summary here")
     args = parser.parse_args(argv)
-    summary = run_rounds(args.rounds, args.wait, args.model, args.profile)
+    summary = run_rounds(args.rounds, args.wait, args.model, args.profile, args.transports)
     print(
         f"{summary['transport']}: node never connected in {summary['node_never_connected']} "
         f"of {summary['rounds']} rounds"

@@ -51,9 +51,16 @@ NODE_BACKEND_PARAMETERS: dict[str, dict[str, object]] = {
 FASTDDS_ENV_KEYS = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
-def isolated_env(domain_id: int | None = None, profile: str | Path | None = None) -> dict[str, str]:
-    """This environment with a fresh ROS domain (``domain_id`` or a random one) and the
-    LARGE_DATA Fast DDS transport, or the Fast DDS XML ``profile`` instead."""
+def isolated_env(
+    domain_id: int | None = None,
+    profile: str | Path | None = None,
+    transports: str | None = None,
+) -> dict[str, str]:
+    """This environment with a fresh ROS domain (``domain_id`` or a random one) and the node's
+    Fast DDS transport (:data:`FASTDDS_TRANSPORT_ENV`), another ``FASTDDS_BUILTIN_TRANSPORTS``
+    value ``transports``, or the Fast DDS XML ``profile`` instead."""
+    if profile and transports:
+        raise ValueError("give a Fast DDS XML profile or builtin transports, not both")
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random_domain_id())
     key, value = FASTDDS_TRANSPORT_ENV
@@ -62,15 +69,18 @@ def isolated_env(domain_id: int | None = None, profile: str | Path | None = None
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(profile).resolve())
     else:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        env[key] = value
+        env[key] = transports or value
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return env
 
 
-def transport_label(profile: str | Path | None) -> str:
+def transport_label(profile: str | Path | None, transports: str | None = None) -> str:
     """How :func:`isolated_env` set up Fast DDS, for benchmark records."""
-    return f"Fast DDS profile {profile}" if profile else "=".join(FASTDDS_TRANSPORT_ENV)
+    if profile:
+        return f"Fast DDS profile {profile}"
+    key, value = FASTDDS_TRANSPORT_ENV
+    return f"{key}={transports or value}"
 
 
 class Child:

@@ -152,6 +152,7 @@ def run_soak(
     progress: Callable[[str], None] = print,
     clip_length: int = 60,
     fastdds_profile: str | Path | None = None,
+    fastdds_transports: str | None = None,
 ) -> dict[str, Any]:
     """Run the soak; returns a JSON-ready record (``error`` set when the run broke off)."""
     width, height = size
@@ -164,13 +165,13 @@ def run_soak(
     result: dict[str, Any] = {
         "backend": backend,
         "size": f"{width}x{height}",
-        "transport": transport_label(fastdds_profile),
+        "transport": transport_label(fastdds_profile, fastdds_transports),
         "rate_hz": rate,
         "minutes": minutes,
         "change_every_s": change_every,
         "log_dir": str(folder),
     }
-    env = isolated_env(profile=fastdds_profile)
+    env = isolated_env(profile=fastdds_profile, transports=fastdds_transports)
     client = BenchClient(env)
     children: list[Child] = []
     samples: list[dict[str, Any]] = []

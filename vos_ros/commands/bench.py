@@ -152,6 +152,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. config/fastdds_shm_udp.xml)",
     )
     ros.add_argument(
+        "--fastdds-transports",
+        default=None,
+        help="node/soak: FASTDDS_BUILTIN_TRANSPORTS for every process instead of the node's "
+        "default (e.g. 'LARGE_DATA?max_msg_size=4MB': frames sent whole, not in 64 KB fragments)",
+    )
+    ros.add_argument(
         "--log-dir", type=Path, default=None, help="node/soak: keep the child processes' logs here"
     )
 
@@ -168,9 +174,9 @@ _MODE_OPTIONS = {
     "engine": ("model", "backends", "sizes", "targets", "threads", "frames", "warmup",
                "clip_length", "adapt_steps", "adapt_background", "profile"),
     "node": ("model", "backends", "sizes", "targets", "threads", "rate", "seconds",
-             "warmup_seconds", "fastdds_profile"),
+             "warmup_seconds", "fastdds_profile", "fastdds_transports"),
     "soak": ("model", "backends", "sizes", "threads", "rate", "minutes", "change_every",
-             "fastdds_profile"),
+             "fastdds_profile", "fastdds_transports"),
 }  # fmt: skip
 
 
@@ -366,6 +372,7 @@ def _run_node(args: argparse.Namespace, model: str) -> int:
         log_dir=args.log_dir,
         progress=print,
         fastdds_profile=args.fastdds_profile,
+        fastdds_transports=args.fastdds_transports,
     )
     _finish(args, meta, result, "Node", node_block(result))
     return 0 if not result.get("error") else 1
@@ -392,6 +399,7 @@ def _run_soak(args: argparse.Namespace, model: str) -> int:
         log_dir=args.log_dir,
         progress=print,
         fastdds_profile=args.fastdds_profile,
+        fastdds_transports=args.fastdds_transports,
     )
     _finish(args, meta, result, "Soak", soak_block(result))
     return 0 if not result.get("error") else 1
