@@ -115,3 +115,76 @@ def test_node_and_soak_records_name_the_fastdds_profile(tmp_path):
     whole = "LARGE_DATA?max_msg_size=4MB"
     args = parser.parse_args(["node", "--model", "flow", "--fastdds-transports", whole])
     assert f"--fastdds-transports '{whole}'" in _command_line(args)
+
+
+def test_paced_cases_start_each_step_on_a_tick(tmp_path):
+    # 4 steps (1 warm-up + 3 measured) at 20 Hz take at least 3 periods; the record says so
+    import time
+
+    start = time.perf_counter()
+    document = _run_bench(tmp_path, "--model", "flow", "--pace-hz", "20")
+    assert time.perf_counter() - start >= 2 * 3 / 20  # two cases
+    assert all(case["pace_hz"] == 20 for case in document["cases"])
+    assert "--pace-hz 20" in document["command"]
+    assert any("20 Hz tick" in note for note in document["notes"])
+    assert main(["bench", "--model", "flow", "--pace-hz", "0"]) == 2
+
+
+def test_pacer_does_not_make_up_lost_ticks(monkeypatch):
+    from vos_ros.benchmark import engine_bench
+
+    clock = {"now": 0.0}
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(round(seconds, 6))
+        clock["now"] += seconds
+
+    monkeypatch.setattr(engine_bench.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(engine_bench.time, "sleep", sleep)
+    pacer = engine_bench.Pacer(10.0)
+    pacer.wait()  # first tick: at once
+    clock["now"] += 0.02  # a fast step
+    pacer.wait()  # waits the rest of the period
+    clock["now"] += 0.35  # a step over three periods late
+    pacer.wait()  # starts at once, no burst afterwards
+    clock["now"] += 0.01
+    pacer.wait()
+    assert sleeps == [0.08, 0.09]
+    engine_bench.Pacer(None).wait()  # back-to-back: never sleeps
+    assert len(sleeps) == 2
+    with pytest.raises(ValueError, match="positive"):
+        engine_bench.Pacer(0.0)
+
+
+def test_node_block_compares_with_the_paced_engine():
+    from vos_ros.benchmark.node_bench import _compare, node_block, node_target_checks
+
+    def case(ms: float) -> dict:
+        return {"end_to_end_ms": summarize([ms] * 5)}
+
+    result = {
+        "size": "854x480",
+        "rate_hz": 30.0,
+        "seconds": 15.0,
+        "warmup_seconds": 4.0,
+        "transport": "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA",
+        "engine_alone": {"1": case(10.0)},
+        "engine_alone_paced": {"1": case(12.5)},
+        "passthrough": {"output_hz": 30.0, "latency_ms": summarize([2.0] * 5)},
+        "node": {"1": {"output_hz": 30.0, "latency_ms": summarize([14.0] * 5), "diagnostics": {}}},
+    }
+    result["comparison"] = _compare(result, 30.0)
+    entry = result["comparison"]["1"]
+    assert entry["latency_overhead"] == pytest.approx(0.4)
+    assert entry["latency_overhead_paced"] == pytest.approx(0.12)
+    result["checks"] = node_target_checks(result)
+    paced = [c for c in result["checks"] if "at the input rate" in c["target"]]
+    assert len(paced) == 1 and paced[0]["met"] and "12.5 ms paced at 30 Hz" in paced[0]["measured"]
+    row = next(line for line in node_block(result).splitlines() if line.startswith("| vos_node"))
+    assert "| 10.0 | 12.5 |" in row and "+40% (latency)" in row and "+12%" in row
+    # a record from before paced runs existed still renders
+    del result["engine_alone_paced"]
+    result["comparison"] = _compare(result, 30.0)
+    assert "latency_overhead_paced" not in result["comparison"]["1"]
+    assert "| 10.0 | – |" in node_block(result)

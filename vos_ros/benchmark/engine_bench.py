@@ -11,6 +11,11 @@ message work around the engine:
 - ``msg_out``: ``FrameResult`` -> ``InstanceMaskArray`` + label image + detections messages;
 - ``serialize``: CDR serialisation of those messages (what a publish pays before the transport).
 
+Pacing: with ``CaseSpec.pace_hz`` every step starts on a tick of that rate (a late step starts at
+once; lost ticks are not made up), as frames arrive from a camera. The engine's step is then
+slower than back-to-back on a shared machine (idle CPU between frames loses caches and clock),
+and that paced time is what a node at the same input rate can at best reach.
+
 Memory: a target's memory is *full* once it holds its annotation plus a full ring of recent
 entries; the case reports the step time before and after the frame where every target's memory
 became full, so "cost stays flat once the memory budget is full" can be read off directly.
@@ -161,6 +166,27 @@ class CaseSpec:
     targets: int
     frames: int = 60
     warmup: int = 5
+    pace_hz: float | None = None  # start each step on a tick of this rate; None = back-to-back
+
+
+class Pacer:
+    """Sleeps until the next tick of ``hz``; a caller that is late starts at once and the tick
+    grid restarts from there (no burst of catch-up steps)."""
+
+    def __init__(self, hz: float | None) -> None:
+        if hz is not None and hz <= 0:
+            raise ValueError(f"pace must be positive, got {hz} Hz")
+        self._period = 0.0 if hz is None else 1.0 / hz
+        self._next: float | None = None
+
+    def wait(self) -> None:
+        if not self._period:
+            return
+        now = time.perf_counter()
+        if self._next is not None and now < self._next:
+            time.sleep(self._next - now)
+            now = self._next
+        self._next = now + self._period
 
 
 def run_case(
@@ -188,7 +214,9 @@ def run_case(
     full_at: int | None = None  # first measured-or-warm-up step with every memory full
     out_bytes = 0
     wall_start = None
+    pacer = Pacer(spec.pace_hz)
     for step in range(1, spec.warmup + spec.frames + 1):
+        pacer.wait()
         if step == spec.warmup + 1:
             wall_start = time.perf_counter()
             if profiler is not None:
@@ -266,6 +294,7 @@ def _summarize_case(
         "targets": spec.targets,
         "frames": len(rows),
         "warmup": spec.warmup,
+        "pace_hz": spec.pace_hz,
         "stages_ms": stages,
         "step_ms": summarize(column("step")),
         "end_to_end_ms": summarize(end_to_end),
@@ -300,7 +329,9 @@ def _summarize_case(
 def _case_line(record: dict[str, Any]) -> str:
     e2e = record["end_to_end_ms"]
     return (
-        f"{record['backend']:>12} {record['size']:>9} {record['targets']:>2} targets: "
+        f"{record['backend']:>12} {record['size']:>9} {record['targets']:>2} targets"
+        + (f" at {record['pace_hz']:g} Hz" if record.get("pace_hz") else "")
+        + ": "
         f"{e2e['median']:.1f} ms [{e2e['p5']:.1f}-{e2e['p95']:.1f}] "
         f"{record['fps_from_median']:.1f} fps, "
         f"non-network {record['non_network_ms']['median']:.1f} ms"
@@ -322,6 +353,7 @@ def run_engine_bench(
     adapt_steps: int = 0,
     adapt_background: bool = False,
     engine_settings: dict[str, Any] | None = None,
+    pace_hz: float | None = None,
 ) -> list[dict[str, Any]]:
     """Every case of ``backends`` x ``sizes`` x ``targets``; returns the case records.
 
@@ -331,6 +363,9 @@ def run_engine_bench(
     instead (what tracking costs while the network learns).
 
     ``engine_settings``: more :class:`~vos_ros.engine.EngineConfig` fields for every case.
+
+    ``pace_hz``: start every step on a tick of this rate (:class:`CaseSpec`) instead of
+    back-to-back; throughput is then capped by the rate, the step times are what counts.
 
     A backend that cannot be built here is reported as a record with an ``error`` and skipped.
     """
@@ -355,7 +390,7 @@ def run_engine_bench(
                 key = (width, height, count)
                 if key not in clips:
                     clips[key] = make_clip(width, height, count, clip_length)
-                spec = CaseSpec(backend, width, height, count, frames, warmup)
+                spec = CaseSpec(backend, width, height, count, frames, warmup, pace_hz)
                 records.append(run_case(spec, engine, clips[key], codec, progress, profiler))
         del engine
     return records

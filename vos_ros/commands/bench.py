@@ -111,6 +111,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "call tree here (.html: interactive page, otherwise text)",
     )
     engine.add_argument(
+        "--pace-hz",
+        type=float,
+        default=None,
+        help="start each step on a tick of this rate, as camera frames arrive (default: "
+        "back-to-back); the node benchmark measures both at --rate",
+    )
+    engine.add_argument(
         "--clip-length", type=int, default=40, help="synthetic clip length, played back and forth"
     )
     engine.add_argument(
@@ -172,7 +179,7 @@ def _default_model() -> str:
 # Options that matter for each mode, in the order the reproducing command line lists them.
 _MODE_OPTIONS = {
     "engine": ("model", "backends", "sizes", "targets", "threads", "frames", "warmup",
-               "clip_length", "adapt_steps", "adapt_background", "profile"),
+               "pace_hz", "clip_length", "adapt_steps", "adapt_background", "profile"),
     "node": ("model", "backends", "sizes", "targets", "threads", "rate", "seconds",
              "warmup_seconds", "fastdds_profile", "fastdds_transports"),
     "soak": ("model", "backends", "sizes", "threads", "rate", "minutes", "change_every",
@@ -210,8 +217,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < (1 if name != "warmup" else 0):
             print(f"error: --{name.replace('_', '-')} is too small", file=sys.stderr)
             return 2
-    if args.rate <= 0 or args.seconds <= 0 or args.minutes <= 0:
-        print("error: --rate, --seconds and --minutes must be positive", file=sys.stderr)
+    bad_pace = args.pace_hz is not None and args.pace_hz <= 0
+    if args.rate <= 0 or args.seconds <= 0 or args.minutes <= 0 or bad_pace:
+        print("error: --rate, --seconds, --minutes and --pace-hz must be positive", file=sys.stderr)
         return 2
     model = args.model or _default_model()
     model = args.model = _relative(model)
@@ -320,7 +328,12 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
             f"{args.frames} measured frames per case after {args.warmup} warm-up frames; "
             "times in ms, median [p5–p95]; fps = 1000 / median end-to-end",
             "end-to-end = engine.step + message decode/build/serialise (node work without DDS)",
-        ],
+        ]
+        + (
+            [f"each step started on a {args.pace_hz:g} Hz tick (as camera frames arrive)"]
+            if args.pace_hz
+            else []
+        ),
     )
     records = run_engine_bench(
         backends,
@@ -336,6 +349,7 @@ def _run_engine(args: argparse.Namespace, model: str) -> int:
         adapt_steps=args.adapt_steps or 0,
         adapt_background=bool(args.adapt_background),
         engine_settings=settings,
+        pace_hz=args.pace_hz,
     )
     if profiler is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)
