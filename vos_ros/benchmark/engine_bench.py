@@ -13,7 +13,7 @@ message work around the engine:
 
 Pacing: with ``CaseSpec.pace_hz`` every step starts on a tick of that rate (a late step starts at
 once; lost ticks are not made up), as frames arrive from a camera. The engine's step is then
-slower than back-to-back on a shared machine (idle CPU between frames loses caches and clock),
+slower than back-to-back on a shared machine (between frames the caches lose the engine's data),
 and that paced time is what a node at the same input rate can at best reach.
 
 Memory: a target's memory is *full* once it holds its annotation plus a full ring of recent
