@@ -292,7 +292,7 @@ def anon_by_mapping_kib(pid: int) -> dict[str, int]:
 
     A growing ``main_heap`` or ``thread_arenas`` with everything else flat points at heap
     fragmentation or live objects in the heap; ``other_mmap`` at large buffers. Empty when
-    the process is gone. Reading smaps takes milliseconds: sample it every few seconds.
+    the process is gone. Reading smaps takes tens of ms for a node: sample it every few seconds.
     """
     parts = {"main_heap": 0, "thread_arenas": 0, "other_mmap": 0}
 
