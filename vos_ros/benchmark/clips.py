@@ -8,6 +8,7 @@ backwards (ping-pong) so that motion stays continuous at the turning points.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +123,20 @@ def make_clip(width: int, height: int, targets: int, length: int = 40) -> BenchC
         )
     classes = {i: scene.class_map.get(i, "object") for i in range(1, targets + 1)}
     return BenchClip(np.stack(frames), np.stack(labels), classes)
+
+
+def size_list(text: str) -> list[tuple[int, int]]:
+    """``854x480,1280x720`` as [(854, 480), (1280, 720)]: an argparse ``type`` of the benchmark
+    commands (a clear error for a malformed or tiny size)."""
+    sizes = []
+    for item in text.split(","):
+        try:
+            width, height = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"sizes must look like 854x480,1280x720; got {item!r}"
+            ) from None
+        if width < 32 or height < 32:
+            raise argparse.ArgumentTypeError(f"size {item} is too small (at least 32x32)")
+        sizes.append((width, height))
+    return sizes

@@ -24,6 +24,7 @@ the same input rate.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tempfile
 import time
@@ -167,7 +168,7 @@ def run_node_bench(
     for count in targets:
         spec = CaseSpec(backend, width, height, count, frames=frames, warmup=5)
         engine_alone[str(count)] = run_case(spec, engine, clip.with_targets(count), codec)
-        paced = CaseSpec(backend, width, height, count, frames=frames, warmup=5, pace_hz=rate)
+        paced = dataclasses.replace(spec, pace_hz=rate)
         engine_paced[str(count)] = run_case(paced, engine, clip.with_targets(count), codec)
         progress(
             f"engine alone, {count} target(s): "

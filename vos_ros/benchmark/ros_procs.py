@@ -31,6 +31,7 @@ from vos_ros.ros.launch_config import (
     node_command,
     random_domain_id,
 )
+from vos_ros.ros.services import stamp_to_ns
 
 NS_PER_S = 1_000_000_000
 FRAME_ID_PREFIX = "bench/"
@@ -425,8 +426,7 @@ class BenchClient:
                 if frame_id.startswith(FRAME_ID_PREFIX)
                 else -1
             )
-            stamp = int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
-            log.add(Arrival(arrival, stamp, index, len(msg.instances)))
+            log.add(Arrival(arrival, stamp_to_ns(msg.header.stamp), index, len(msg.instances)))
 
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(InstanceMaskArray, topic, callback, qos)

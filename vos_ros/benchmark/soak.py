@@ -391,12 +391,11 @@ def analyze(
             out["latency_p95_late_ms"] = late
             out["latency_p95_late_over_early"] = late / early - 1.0
             out["fps"] = summarize([w["fps"] for w in windows])
-        after = [a.arrival_ns for a in arrivals if (a.arrival_ns - start_ns) / 1e9 >= warmup_s]
-        if len(after) >= 2:
-            out["max_output_gap_ms"] = float(np.max(np.diff(after)) / 1e6)
-        lat_all = [a.latency_ms for a in arrivals if (a.arrival_ns - start_ns) / 1e9 >= warmup_s]
-        out["latency_ms"] = summarize(lat_all)
         steady_arrivals = [a for a in arrivals if (a.arrival_ns - start_ns) / 1e9 >= warmup_s]
+        if len(steady_arrivals) >= 2:
+            gaps = np.diff([a.arrival_ns for a in steady_arrivals])
+            out["max_output_gap_ms"] = float(np.max(gaps) / 1e6)
+        out["latency_ms"] = summarize([a.latency_ms for a in steady_arrivals])
         cost = smaps_read_cost(steady, steady_arrivals)
         if cost:
             out["smaps_read"] = cost

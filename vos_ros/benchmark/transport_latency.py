@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from vos_ros.benchmark.clips import BenchClip
+from vos_ros.benchmark.clips import BenchClip, size_list
 from vos_ros.benchmark.ros_procs import (
-    NS_PER_S,
     BenchClient,
     Child,
     isolated_env,
@@ -40,9 +39,11 @@ from vos_ros.benchmark.ros_procs import (
 )
 from vos_ros.benchmark.stats import load_average, summarize
 from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV
+from vos_ros.ros.services import stamp_to_ns
 
 TOPIC = "/bench/transport/image"
 DEFAULT = "default"  # the launch file's setting
+TRANSPORT_KEY = FASTDDS_TRANSPORT_ENV[0]  # FASTDDS_BUILTIN_TRANSPORTS
 
 
 def resolve(transports: str) -> str:
@@ -60,8 +61,7 @@ def _watch_images(client: BenchClient, latencies: list[float]) -> None:
     from sensor_msgs.msg import Image
 
     def callback(msg: Image) -> None:
-        stamp = int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
-        latencies.append((time.time_ns() - stamp) / 1e6)
+        latencies.append((time.time_ns() - stamp_to_ns(msg.header.stamp)) / 1e6)
 
     client.node.create_subscription(Image, TOPIC, callback, qos_profile_sensor_data)
 
@@ -116,7 +116,7 @@ def run(
             subscriber_env = isolated_env(transports=resolve(setting))
             publisher_env = dict(subscriber_env)
             if publisher_transports:
-                publisher_env["FASTDDS_BUILTIN_TRANSPORTS"] = resolve(publisher_transports)
+                publisher_env[TRANSPORT_KEY] = resolve(publisher_transports)
             client = BenchClient(subscriber_env, name="transport_latency")
             latencies: list[float] = []
             try:
@@ -128,8 +128,8 @@ def run(
                     )  # fmt: skip
                     record = {
                         "round": index,
-                        "transports": subscriber_env["FASTDDS_BUILTIN_TRANSPORTS"],
-                        "publisher_transports": publisher_env["FASTDDS_BUILTIN_TRANSPORTS"],
+                        "transports": subscriber_env[TRANSPORT_KEY],
+                        "publisher_transports": publisher_env[TRANSPORT_KEY],
                         "size": f"{width}x{height}",
                         "megabytes": round(width * height * 3 / 1e6, 2),
                         "load_1min": (load_average() or [None])[0],
@@ -158,26 +158,21 @@ def table(summary: dict[str, Any]) -> str:
         medians = [r["latency_ms"]["median"] for r in measured]
         p95 = [r["latency_ms"]["p95"] for r in measured]
         received = "/".join(f"{r['frames']}" for r in records)
+        head = f"| `{publisher}` | `{subscriber}` | {size} | {records[0]['megabytes']} | "
+        if not medians:  # no round got a frame
+            lines.append(head + f"{received} | – | – |")
+            continue
         spread = ", ".join(f"{m:.2f}" for m in medians)
         lines.append(
-            f"| `{publisher}` | `{subscriber}` | {size} | {records[0]['megabytes']} | "
-            f"{received} of {records[0].get('expected_frames', '?')} | "
+            head + f"{received} of {records[0].get('expected_frames', '?')} | "
             f"{np.median(medians):.2f} [{spread}] | {np.median(p95):.2f} |"
-            if medians
-            else f"| `{publisher}` | `{subscriber}` | {size} | {records[0]['megabytes']} | "
-            f"{received} | – | – |"
         )
     return "\n".join(lines)
 
 
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.partition("x")
-    return int(width), int(height)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="854x480", help="WxH,... (854x480)")
+    parser.add_argument("--sizes", type=size_list, default=[(854, 480)], help="WxH,... (854x480)")
     parser.add_argument(
         "--transports",
         default="LARGE_DATA,LARGE_DATA?max_msg_size=4MB",
@@ -194,9 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0 or args.rate <= 0:
         parser.error("--rounds, --seconds and --rate must be positive")
-    sizes = [_size(s) for s in args.sizes.split(",")]
     summary = run(
-        sizes, args.transports.split(","), args.publisher_transports,
+        args.sizes, args.transports.split(","), args.publisher_transports,
         args.rounds, args.rate, args.seconds,
     )  # fmt: skip
     print(table(summary))

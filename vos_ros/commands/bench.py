@@ -27,23 +27,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from vos_ros.benchmark.clips import size_list
+
 MODES = ("engine", "node", "soak", "faults")
 DEFAULT_MODEL = "models/protonet-s"
-
-
-def _size_list(text: str) -> list[tuple[int, int]]:
-    sizes = []
-    for item in text.split(","):
-        try:
-            width, height = (int(v) for v in item.lower().split("x"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"sizes must look like 854x480,1280x720; got {item!r}"
-            ) from None
-        if width < 32 or height < 32:
-            raise argparse.ArgumentTypeError(f"size {item} is too small (at least 32x32)")
-        sizes.append((width, height))
-    return sizes
 
 
 def _int_list(text: str) -> list[int]:
@@ -87,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma list of flow, onnxruntime, onnxruntime-cuda, torch, torch-cuda, tensorrt "
         "(engine default: every one available here; node/soak default: onnxruntime, first used)",
     )
-    common.add_argument("--sizes", type=_size_list, default=None, help="WxH list (854x480,...)")
+    common.add_argument("--sizes", type=size_list, default=None, help="WxH list (854x480,...)")
     common.add_argument("--targets", type=_int_list, default=None, help="target counts (1,3,10)")
     common.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = library default")
     common.add_argument("--json", type=Path, default=None, help="write the records here")
