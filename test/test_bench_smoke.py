@@ -188,3 +188,72 @@ def test_node_block_compares_with_the_paced_engine():
     result["comparison"] = _compare(result, 30.0)
     assert "latency_overhead_paced" not in result["comparison"]["1"]
     assert "| 10.0 | – |" in node_block(result)
+
+
+def test_stage_breakdown_splits_the_node_latency():
+    from vos_ros.benchmark.node_bench import _diag_delta, breakdown_block, stage_breakdown
+
+    diag = _diag_delta(
+        {"frames_processed": "10"},
+        {
+            "frames_processed": "40",
+            "stage_input_age_median_ms": "2.00",
+            "stage_wait_median_ms": "0.25",
+            "stage_encoder_median_ms": "3.00",
+            "stage_publish_median_ms": "0.75",
+        },
+    )
+    assert diag["processed"] == 30
+    assert diag["stages_median_ms"] == {
+        "input_age": 2.0,
+        "wait": 0.25,
+        "encoder": 3.0,
+        "publish": 0.75,
+    }
+    paced = {
+        name: summarize([ms] * 3)
+        for name, ms in {"msg_in": 0.5, "encoder": 2.5, "msg_out": 0.25, "serialize": 0.25}.items()
+    }
+    result = {
+        "rate_hz": 30.0,
+        "engine_alone_paced": {"1": {"stages_ms": paced}},
+        "node": {
+            "1": {"latency_ms": summarize([8.0] * 5), "diagnostics": diag},
+            "3": {"latency_ms": summarize([9.0] * 5), "diagnostics": {}},  # no stages: left out
+        },
+    }
+    breakdown = stage_breakdown(result)
+    assert list(breakdown) == ["1"]
+    node = breakdown["1"]["node"]
+    assert node["rest"] == pytest.approx(2.0) and node["stamp_to_arrival"] == 8.0
+    engine = breakdown["1"]["engine_alone_paced"]
+    assert engine == {"decode": 0.5, "encoder": 2.5, "publish": 0.5}
+    result["stage_breakdown"] = breakdown
+    rows = [
+        line for line in breakdown_block(result).splitlines() if line.startswith("| ")
+    ]  # no rule
+    assert rows[0].startswith("| row | targets | input_age | wait |")
+    assert rows[1].startswith("| vos_node | 1 | 2.00 | 0.25 | – | – |")
+    assert rows[1].endswith("| 0.75 | 2.00 | 8.00 |")
+    assert rows[2].startswith("| engine alone at 30 Hz | 1 | – | – | 0.50 | – |")
+    assert breakdown_block({"stage_breakdown": {}}) == ""
+
+
+def test_the_node_is_prompted_on_the_engines_prompt_frame():
+    import numpy as np
+
+    from vos_ros.benchmark.clips import BenchClip
+    from vos_ros.benchmark.node_bench import frame_showing_all
+    from vos_ros.benchmark.ros_procs import Arrival, TopicLog
+
+    labels = np.zeros((4, 2, 2), np.uint16)
+    labels[:, 0, 0] = 1
+    labels[2, 0, 0] = 0  # target 1 hidden on frame 2
+    clip = BenchClip(np.zeros((4, 2, 2, 3), np.uint8), labels, {1: "object"})
+    log = TopicLog()
+    for stamp, index in enumerate((0, 1, 2, 3, 2)):
+        log.add(Arrival(arrival_ns=stamp, stamp_ns=stamp, index=index, instances=1))
+    assert frame_showing_all(log, clip, timeout=0.1).index == 3  # the newest showing all
+    assert frame_showing_all(log, clip, timeout=0.1, frame=0).stamp_ns == 0
+    with pytest.raises(RuntimeError, match="on clip frame 2"):
+        frame_showing_all(log, clip, timeout=0.1, frame=2)

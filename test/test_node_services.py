@@ -197,6 +197,45 @@ def test_diagnostic_levels_follow_the_stats():
     assert values["engine_mean_ms"] == "157.5" and values["target_ids"] == "1 4"
 
 
+def test_diagnostics_report_the_median_of_each_stage():
+    from vos_ros.ros.diagnostics import (
+        NODE_STAGES,
+        DiagnosticThresholds,
+        NodeStats,
+        build_diagnostic_array,
+        values_of,
+    )
+
+    stats = NodeStats()
+    assert stats.snapshot().stage_median_ms == {}  # nothing processed: no stage keys
+    for wait in (1.0, 2.0, 9.0):
+        stats.frame_processed(
+            20.0, 15.0, {"input_age": 4.0, "wait": wait, "encoder": 3.0, "adapt": 99.0}
+        )
+    stats.frame_processed(5.0, None, {"wait": 3.0, "publish": 0.5})  # no targets: no engine
+    medians = stats.snapshot().stage_median_ms
+    # the median, not the mean (9 ms is an outlier); unknown stages ("adapt") are left out
+    assert medians == {"input_age": 4.0, "wait": 2.5, "encoder": 3.0, "publish": 0.5}
+    assert list(medians) == [n for n in NODE_STAGES if n in medians]  # in pipeline order
+    array = build_diagnostic_array(
+        stats.snapshot(),
+        name="vos_node",
+        hardware_id="/vos_node",
+        backend="flow",
+        model="flow",
+        target_ids=[1],
+        lifecycle_state="active",
+        active=True,
+        thresholds=DiagnosticThresholds(1000.0, 5.0, 2.0),
+        stamp=Header().stamp,
+    )
+    values = values_of(array.status[0])
+    assert values["stage_wait_median_ms"] == "2.50" and values["stage_publish_median_ms"] == "0.50"
+    assert "stage_decoder_median_ms" not in values
+    stats.reset()
+    assert stats.snapshot().stage_median_ms == {}
+
+
 def test_label_image_msg_switches_to_mono16_for_ids_above_255():
     from vos_ros.types import FrameResult, TargetResult
 

@@ -43,7 +43,6 @@ BACKEND_SPECS: dict[str, dict[str, Any]] = {
     "torch-cuda": {"backend": "torch", "device": "cuda", "precision": "fp16"},
     "tensorrt": {"backend": "tensorrt", "device": "cuda", "precision": "fp16"},
 }
-ENGINE_STAGES = ("preprocess", "flow", "encoder", "memory", "decoder", "postprocess")
 MESSAGE_STAGES = ("msg_in", "msg_out", "serialize")
 NETWORK_STAGES = ("encoder", "decoder")
 MODEL_LOAD_RETRIES = 3  # the model folder may be rewritten by a training run while we load it
@@ -267,7 +266,7 @@ def _summarize_case(
     wall_s: float,
     with_messages: bool,
 ) -> dict[str, Any]:
-    from vos_ros.engine.engine import processing_size
+    from vos_ros.engine.engine import ENGINE_STAGES, processing_size
     from vos_ros.engine.fallback import FlowPredictor
 
     def column(name: str) -> list[float]:

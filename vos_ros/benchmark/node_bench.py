@@ -3,16 +3,19 @@
 One run, three measurements on the same clip:
 
 1. *engine alone*: the engine in this process (:func:`engine_bench.run_case`, with the node's
-   message work) for every target count, back-to-back and paced at ``rate`` (each step on a tick
+   message work, over the same frames after the prompt as the node's measured window) for every
+   target count, back-to-back and paced at ``rate`` (each step on a tick
    of the input rate, as the node gets its frames: idle time between frames makes a step slower
    on a shared machine, so the paced time is the engine's share of the node's latency);
 2. *pass-through*: :mod:`vos_ros.benchmark.passthrough_node` in its own process, fed by
    :mod:`vos_ros.benchmark.frame_player` at ``rate`` Hz; this process subscribes to its
    ``~/instances`` and measures stamp-to-arrival latency (the ROS transport + image conversion);
 3. *node*: ``vos_node`` (started as the launch file does) in its own process, same player; targets
-   are set with ``~/set_initial_mask`` (replace) on a frame the node has seen, then latency and
-   output rate are measured per target count. The node's ``/diagnostics`` give its own engine time
-   and dropped frames.
+   are set with ``~/set_initial_mask`` (replace) on the clip frame the engine alone was prompted
+   on, once the node has output it, then latency and
+   output rate are measured per target count. The node's ``/diagnostics`` give its own engine time,
+   dropped frames and the median of each stage of its frames (:func:`stage_breakdown`: where the
+   latency goes, next to the same stages of the paced engine).
 
 What the node adds over the engine: when the engine keeps up with the input (engine fps above the
 rate), latency is compared (``node latency / engine time - 1``); when it does not, a frame may wait
@@ -57,8 +60,10 @@ from vos_ros.benchmark.ros_procs import (
     wait_for,
 )
 from vos_ros.benchmark.stats import fmt_spread, load_average, summarize
+from vos_ros.engine.engine import ENGINE_STAGES
 
 NODE_START_TIMEOUT_S = 180.0  # model load + warm-up on a loaded 2-core machine
+ENGINE_PROMPT_FRAME = 0  # engine_bench.run_case prompts the engine on the clip's first frame
 SATURATION_MARGIN = 1.1  # the engine "keeps up" when its fps exceeds the rate by this factor
 
 
@@ -78,24 +83,35 @@ def measure_window(log: TopicLog, seconds: float, instances: int | None = None) 
     }
 
 
-def frame_showing_all(log: TopicLog, clip: BenchClip, timeout: float = 10.0):
+def frame_showing_all(
+    log: TopicLog, clip: BenchClip, timeout: float = 10.0, frame: int | None = None
+):
     """The newest output (still in the node's frame buffer) whose clip frame shows every one of
-    the clip's targets: a target hidden on the prompted frame cannot be given to the node."""
+    the clip's targets: a target hidden on the prompted frame cannot be given to the node.
+
+    ``frame``: only an output of this clip frame will do (waits for the player to show it).
+    """
     ids = set(clip.classes)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for arrival in log.recent(10):  # the node buffers the last 30 frames by default
-            if arrival.index >= 0 and ids <= set(np.unique(clip.labels[arrival.index]).tolist()):
+            if arrival.index < 0 or (frame is not None and arrival.index != frame):
+                continue
+            if ids <= set(np.unique(clip.labels[arrival.index]).tolist()):
                 return arrival
-        time.sleep(0.1)
-    raise RuntimeError(f"no recent output frame shows all of targets {sorted(ids)}")
+        time.sleep(0.02 if frame is not None else 0.1)
+    wanted = "" if frame is None else f" on clip frame {frame}"
+    raise RuntimeError(f"no recent output frame{wanted} shows all of targets {sorted(ids)}")
 
 
-def set_targets(client: BenchClient, log: TopicLog, clip: BenchClip, node: str) -> str:
-    """Replace the node's targets with the clip's labels on a recent frame it has output."""
+def set_targets(
+    client: BenchClient, log: TopicLog, clip: BenchClip, node: str, frame: int | None = None
+) -> str:
+    """Replace the node's targets with the clip's labels on a recent frame it has output (on clip
+    frame ``frame`` when given)."""
     from vos_ros.srv import SetInitialMask
 
-    latest = frame_showing_all(log, clip)
+    latest = frame_showing_all(log, clip, frame=frame)
     ids = sorted(clip.classes)
     request = SetInitialMask.Request(
         label_image=label_image_msg(clip.labels[latest.index]),
@@ -164,9 +180,13 @@ def run_node_bench(
     engine = build_bench_engine(backend, model, threads)
     codec = message_codec()
     engine_alone, engine_paced = {}, {}
-    frames = max(30, int(rate * 2))
+    # The same frames after the prompt as the node's window: warm-up, then the measured seconds.
+    # On the synthetic clip a lone target's mask grows after ~2 s, and the decoder's window with
+    # it (2.1 -> 2.7-3.2 ms), so a short run would time an easier stretch than the node gets.
+    warmup = max(5, int(rate * warmup_seconds))
+    frames = max(30, int(rate * seconds))
     for count in targets:
-        spec = CaseSpec(backend, width, height, count, frames=frames, warmup=5)
+        spec = CaseSpec(backend, width, height, count, frames=frames, warmup=warmup)
         engine_alone[str(count)] = run_case(spec, engine, clip.with_targets(count), codec)
         paced = dataclasses.replace(spec, pace_hz=rate)
         engine_paced[str(count)] = run_case(paced, engine, clip.with_targets(count), codec)
@@ -214,7 +234,11 @@ def run_node_bench(
         )
         node_cases = {}
         for count in targets:
-            message = set_targets(client, node_log, clip.with_targets(count), "vos_node")
+            # prompted on the frame the engine alone was prompted on: how long the decoder takes
+            # depends on it (1.5-2.4 ms at 1 target over this clip's frames)
+            message = set_targets(
+                client, node_log, clip.with_targets(count), "vos_node", frame=ENGINE_PROMPT_FRAME
+            )
             time.sleep(warmup_seconds)
             diag_before = client.diagnostics_of("vos_node")
             window = measure_window(node_log, seconds, instances=count)
@@ -236,6 +260,7 @@ def run_node_bench(
             child.stop()
         client.close()
     result["comparison"] = _compare(result, rate)
+    result["stage_breakdown"] = stage_breakdown(result)
     result["checks"] = node_target_checks(result)
     result["log_dir"] = str(folder)
     return result
@@ -268,7 +293,71 @@ def _diag_delta(before: dict[str, str], after: dict[str, str]) -> dict[str, Any]
     ):
         if key in after:
             out[key] = number(after, key)
+    # the node's per-stage medians over its last frames (vos_ros.ros.diagnostics.NODE_STAGES)
+    prefix, suffix = "stage_", "_median_ms"
+    stages = {
+        key[len(prefix) : -len(suffix)]: number(after, key)
+        for key in after
+        if key.startswith(prefix) and key.endswith(suffix)
+    }
+    if stages:
+        out["stages_median_ms"] = stages
     return out
+
+
+def stage_breakdown(result: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """Where the node's stamp-to-arrival latency goes, per target count, next to the same stages
+    of the engine alone paced at the input rate (ms medians).
+
+    ``rest`` is the subscriber's latency minus the node's stages: the transport of the output to
+    the subscriber, roughly (a sum of medians is not the median of sums). The engine alone has no
+    input age, hand-over or lock; its ``decode`` is the image conversion and its ``publish`` the
+    message building and serialisation, without the DDS write.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for count, node in (result.get("node") or {}).items():
+        stages = (node.get("diagnostics") or {}).get("stages_median_ms")
+        if not stages:
+            continue  # a record from before the node reported its stages
+        arrival = node["latency_ms"]["median"]
+        node_row = {**stages, "rest": arrival - sum(stages.values()), "stamp_to_arrival": arrival}
+        entry = {"node": node_row}
+        paced = (result.get("engine_alone_paced") or {}).get(count)
+        if paced:
+            medians = {name: value["median"] for name, value in paced["stages_ms"].items()}
+            engine_row = {"decode": medians.get("msg_in", float("nan"))}
+            engine_row.update({name: medians[name] for name in ENGINE_STAGES if name in medians})
+            engine_row["publish"] = medians.get("msg_out", 0.0) + medians.get("serialize", 0.0)
+            entry["engine_alone_paced"] = engine_row
+        out[count] = entry
+    return out
+
+
+def breakdown_block(result: dict[str, Any]) -> str:
+    """Markdown: the node's latency per stage against the paced engine ("" without stages)."""
+    breakdown = result.get("stage_breakdown") or {}
+    if not breakdown:
+        return ""
+    columns = ("input_age", "wait", "decode", "lock", *ENGINE_STAGES, "publish", "rest")
+    lines = [
+        "Where the latency goes (ms medians; the node's from its diagnostics over its last 200 "
+        "frames, `rest` = subscriber latency − the node's stages ≈ the output's transport):",
+        "",
+        "| row | targets | " + " | ".join(columns) + " | stamp → arrival |",
+        "|---|---|" + "---|" * (len(columns) + 1),
+    ]
+
+    def cells(row: dict[str, float]) -> str:
+        return " | ".join("–" if row.get(c) is None else f"{row[c]:.2f}" for c in columns)
+
+    for count, entry in breakdown.items():
+        node = entry["node"]
+        lines.append(f"| vos_node | {count} | {cells(node)} | {node['stamp_to_arrival']:.2f} |")
+        engine = entry.get("engine_alone_paced")
+        if engine:
+            rate = result["rate_hz"]
+            lines.append(f"| engine alone at {rate:g} Hz | {count} | {cells(engine)} | – |")
+    return "\n".join(lines)
 
 
 def _compare(result: dict[str, Any], rate: float) -> dict[str, Any]:
@@ -395,6 +484,9 @@ def node_block(result: dict[str, Any]) -> str:
         lines += ["", f"vos_node connected on start attempt {attempts}."]
     if result.get("error"):
         lines += ["", f"Run failed: {result['error'].splitlines()[0]}"]
+    breakdown = breakdown_block(result)
+    if breakdown:
+        lines += ["", breakdown]
     checks = result.get("checks") or []
     if checks:
         lines += ["", "Targets:", "", targets_list(checks)]

@@ -50,7 +50,9 @@ from vos_ros.model.contract import SKIP_STRIDE, STRIDE
 from vos_ros.types import FrameResult, TargetResult
 
 DEFAULT_CLASS = "object"
-TIMING_KEYS = ("preprocess", "flow", "encoder", "memory", "decoder", "postprocess", "total")
+# The stages of one step, in order (FrameResult.timings_ms; "total" is the whole step).
+ENGINE_STAGES = ("preprocess", "flow", "encoder", "memory", "decoder", "postprocess")
+TIMING_KEYS = (*ENGINE_STAGES, "total")
 
 
 class InputError(EngineError):

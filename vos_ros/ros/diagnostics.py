@@ -1,8 +1,9 @@
 """Run-time statistics of the node and their ``diagnostic_msgs/DiagnosticArray`` form.
 
 :class:`NodeStats` is thread-safe: the subscription callback counts received and dropped frames,
-the inference thread records per-frame latency and engine time, and a timer publishes a snapshot
-on ``/diagnostics`` (the topic ``diagnostic_aggregator`` and ``rqt_robot_monitor`` read).
+the inference thread records per-frame latency, engine time and where each frame's time went
+(:data:`NODE_STAGES`), and a timer publishes a snapshot on ``/diagnostics`` (the topic
+``diagnostic_aggregator`` and ``rqt_robot_monitor`` read).
 """
 
 from __future__ import annotations
@@ -10,13 +11,27 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from vos_ros.engine.engine import ENGINE_STAGES
 
 # Rates and percentiles are computed over the most recent frames only, so they follow changes.
 _WINDOW_FRAMES = 200
 _RATE_WINDOW_S = 5.0
+
+# Where one frame's time goes in the node, in order (ms). The stages from "wait" on add up to the
+# receive-to-publish latency (less a few µs between them); "input_age" comes before it.
+NODE_STAGES = (
+    "input_age",  # header stamp -> subscription callback (DDS transport, executor; same clock only)
+    "wait",  # callback -> the inference thread takes the frame (hand-over slot, thread wake-up)
+    "decode",  # image message -> numpy frame
+    "lock",  # waiting for the engine (a service call holding it)
+    *ENGINE_STAGES,  # engine.step, from FrameResult.timings_ms
+    "publish",  # build and publish the outputs
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,7 @@ class StatsSnapshot:
     seconds_since_input: float | None  # None: no frame yet
     last_error: str
     seconds_since_error: float | None  # None: no error yet
+    stage_median_ms: dict[str, float] = field(default_factory=dict)  # NODE_STAGES seen so far
 
 
 class NodeStats:
@@ -56,6 +72,7 @@ class NodeStats:
             self._output_times: deque[float] = deque(maxlen=_WINDOW_FRAMES)
             self._latency_ms: deque[float] = deque(maxlen=_WINDOW_FRAMES)
             self._engine_ms: deque[float] = deque(maxlen=_WINDOW_FRAMES)
+            self._stage_ms = {name: deque(maxlen=_WINDOW_FRAMES) for name in NODE_STAGES}
             self._last_error = ""
             self._last_error_time: float | None = None
 
@@ -69,10 +86,17 @@ class NodeStats:
         with self._lock:
             self._dropped += 1
 
-    def frame_processed(self, latency_ms: float, engine_ms: float | None) -> None:
+    def frame_processed(
+        self,
+        latency_ms: float,
+        engine_ms: float | None,
+        stages_ms: Mapping[str, float] | None = None,
+    ) -> None:
         """One frame's outputs were published; latency = receipt to publish.
 
-        ``engine_ms`` is None when the engine had nothing to do (no targets yet).
+        ``engine_ms`` is None when the engine had nothing to do (no targets yet). ``stages_ms``:
+        the frame's time per stage of :data:`NODE_STAGES` (others are ignored; a stage the frame
+        did not go through is left out).
         """
         with self._lock:
             self._processed += 1
@@ -80,6 +104,10 @@ class NodeStats:
             self._latency_ms.append(latency_ms)
             if engine_ms is not None:
                 self._engine_ms.append(engine_ms)
+            for name, value in (stages_ms or {}).items():
+                window = self._stage_ms.get(name)
+                if window is not None:
+                    window.append(value)
 
     def frame_failed(self, reason: str) -> None:
         with self._lock:
@@ -110,6 +138,11 @@ class NodeStats:
                 seconds_since_error=(
                     now - self._last_error_time if self._last_error_time is not None else None
                 ),
+                stage_median_ms={
+                    name: float(np.median(window))
+                    for name, window in self._stage_ms.items()
+                    if window
+                },
             )
 
 
@@ -216,6 +249,9 @@ def build_diagnostic_array(
         "online_adaptation": adaptation,
         "input_publishers": "" if input_publishers is None else str(input_publishers),
     }
+    values.update(
+        {f"stage_{name}_median_ms": f"{ms:.2f}" for name, ms in snapshot.stage_median_ms.items()}
+    )
     status = DiagnosticStatus(
         level=bytes([level]),
         name=name,

@@ -45,6 +45,7 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
+from vos_ros.engine.engine import ENGINE_STAGES
 from vos_ros.frame_buffer import NS_PER_S, FrameBuffer
 from vos_ros.heap_trim import HeapTrimmer
 from vos_ros.msg import DetectionArray, InstanceMaskArray
@@ -368,8 +369,11 @@ class VosNode(LifecycleNode):
         frames, slot = self._frames, self._slot
         if frames is None or slot is None:
             return
-        frames.put(stamp_to_ns(msg.header.stamp), msg)
-        if slot.put((msg, received)):
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        # The node's clock, so the age is right under use_sim_time too (stamps from the bag).
+        input_age_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        frames.put(stamp_ns, msg)
+        if slot.put((msg, received, input_age_ms)):
             self._stats.frame_dropped()
 
     def _decode_frame(self, msg) -> Any:
@@ -390,9 +394,9 @@ class VosNode(LifecycleNode):
                 return  # deactivate
             if item is None:
                 continue
-            msg, received = item
+            msg, received, input_age_ms = item
             try:
-                self._process(msg, received)
+                self._process(msg, received, input_age_ms)
             except Exception as exc:  # the thread must survive any frame
                 if not self.context.ok():
                     return  # shut down (Ctrl-C) while this frame was published: not an error
@@ -402,13 +406,16 @@ class VosNode(LifecycleNode):
                     throttle_duration_sec=self._config.log_throttle_s,
                 )
 
-    def _process(self, msg, received: float) -> None:
+    def _process(self, msg, received: float, input_age_ms: float) -> None:
+        """The hot path: decode, engine step, publish; every stage timed (NODE_STAGES)."""
         config = self._config
+        taken = time.perf_counter()
         try:
             frame = self._decode_frame(msg)
         except ValueError as exc:
             self._reject_frame(f"bad image: {exc}")
             return
+        decoded = time.perf_counter()
         with self._engine_lock:
             engine = self._engine
             if engine is None:
@@ -425,6 +432,7 @@ class VosNode(LifecycleNode):
                 self._reject_frame(f"engine rejected the frame: {exc}")
                 return
 
+        stepped = time.perf_counter()
         header = msg.header
         self._instances_pub.publish(result_msgs.instance_mask_array(result, header))
         # The derived outputs are built only for someone: the label image alone is a frame-sized
@@ -438,8 +446,16 @@ class VosNode(LifecycleNode):
         if self._overlay_pub.get_subscription_count() > 0:
             overlay = result_msgs.overlay_image(frame, result, config.output_overlay_alpha)
             self._overlay_pub.publish(result_msgs.image_msg(header, overlay, "rgb8"))
-        latency_ms = (time.perf_counter() - received) * 1e3
-        self._stats.frame_processed(latency_ms, engine_ms)
+        done = time.perf_counter()
+        stages_ms = {
+            "input_age": input_age_ms,
+            "wait": (taken - received) * 1e3,
+            "decode": (decoded - taken) * 1e3,
+            "lock": (start - decoded) * 1e3,
+            **{k: v for k, v in result.timings_ms.items() if k in ENGINE_STAGES},
+            "publish": (done - stepped) * 1e3,
+        }
+        self._stats.frame_processed((done - received) * 1e3, engine_ms, stages_ms)
 
     def _reject_frame(self, reason: str) -> None:
         self._stats.frame_failed(reason)
