@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -86,3 +87,35 @@ def test_renders_in_headless_chromium(html_report: Path, tmp_path: Path):
     # a rendered page: text, tables and images, not a blank sheet
     assert float(np.std(image)) > 10
     assert (image < 100).mean() > 0.005
+
+
+def test_frames_are_named_by_position_with_a_bag_stamp_beside_it(html_report: Path):
+    """A bag frame's name is its stamp; the player must not show it as a frame number."""
+    from vos_ros.evaluation.clips import ClipFrame
+    from vos_ros.evaluation.html import render_html
+    from vos_ros.evaluation.overlays import OverlayRecorder
+
+    image = np.full((48, 64, 3), 90, np.uint8)
+    label = np.zeros((48, 64), np.uint16)
+    label[10:30, 20:40] = 1
+    recorder = OverlayRecorder(per_sequence=3, width=32)
+    recorder.expect("bag", 3)
+    recorder.expect("folder", 3)
+    for index in range(3):
+        stamp = 1_000_000_000 + index * 33_333_333
+        bag_frame = ClipFrame(index, str(stamp), image, None, stamp_ns=stamp)
+        recorder.on_frame("bag", bag_frame, label)
+        recorder.on_frame("folder", ClipFrame(index, f"{index:05d}", image, None), label)
+
+    assert [name for name, _ in recorder.thumbnails["bag"]] == [
+        "0 (stamp 1.000 s)",
+        "1 (stamp 1.033 s)",
+        "2 (stamp 1.067 s)",
+    ]
+    assert [name for name, _ in recorder.thumbnails["folder"]] == ["0", "1", "2"]
+
+    # the fixture's report, with the bag's frames in place of its sequence's
+    report = json.loads((html_report.parent.parent / "r.json").read_text())
+    text = render_html(report, {}, {"s1": recorder.thumbnails["bag"]})
+    assert 'title="frame 1 (stamp 1.033 s)"' in text
+    assert "frame 1000000000" not in text

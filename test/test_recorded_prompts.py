@@ -32,9 +32,9 @@ from vos_ros.bag_io import (
     write_messages,
 )
 from vos_ros.cli import main
-from vos_ros.evaluation.clips import ClipFrame
+from vos_ros.evaluation.clips import ClipFrame, RecordedPrompt
 from vos_ros.evaluation.confusion import DecodedLabels
-from vos_ros.evaluation.prompt_plan import PromptPlan, RecordedPrompt, match_targets
+from vos_ros.evaluation.prompt_plan import PromptPlan, match_targets
 
 FRAMES, WIDTH, HEIGHT = 24, 320, 240
 

@@ -585,7 +585,7 @@ class BagClip:
 
     def _recorded_prompts(self) -> dict[int, Any]:
         """Recorded prompts by stamp, read in one pass over the prompt topics."""
-        from vos_ros.evaluation.prompt_plan import RecordedPrompt
+        from vos_ros.evaluation.clips import RecordedPrompt
 
         class_map: dict[int, str] = dict(self.class_map or {})
         if not class_map and self._has_class_topic:

@@ -7,15 +7,41 @@ read as clips, so the runner and the scorer never care where the frames came fro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from vos_ros.evaluation.confusion import DecodedLabels
 
-if TYPE_CHECKING:
-    from vos_ros.evaluation.prompt_plan import RecordedPrompt
+
+@dataclass
+class RecordedPrompt:
+    """What a bag recorded as given to the node on one frame.
+
+    :ivar label_image: uint16 ``(H, W)`` target ids of an initial mask (0 = none), or None.
+    :ivar classes: class of each id of ``label_image``.
+    :ivar boxes: detector boxes ``(x0, y0, x1, y1)`` in pixels (x1/y1 exclusive).
+    :ivar box_classes: class label of each box.
+    """
+
+    label_image: np.ndarray | None = None
+    classes: dict[int, str] = field(default_factory=dict)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    box_classes: list[str] = field(default_factory=list)
+
+    def merge(self, other: RecordedPrompt) -> None:
+        """Add another recording of the same frame (later label images win where they overlap)."""
+        if other.label_image is not None:
+            if self.label_image is None:
+                self.label_image = other.label_image.copy()
+            else:
+                self.label_image = np.where(
+                    other.label_image > 0, other.label_image, self.label_image
+                ).astype(np.uint16)
+            self.classes.update(other.classes)
+        self.boxes += other.boxes
+        self.box_classes += other.box_classes
 
 
 @dataclass

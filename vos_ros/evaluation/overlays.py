@@ -49,6 +49,17 @@ def _resize_width(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
 
 
+def frame_label(frame: ClipFrame) -> str:
+    """How the report names a frame: its position in the clip, and a bag frame's stamp beside it.
+
+    A bag frame's ``name`` is its stamp in nanoseconds, which reads as a frame number ("frame
+    1000000000") when shown alone.
+    """
+    if frame.stamp_ns is None:
+        return str(frame.index)
+    return f"{frame.index} (stamp {frame.stamp_ns / 1e9:.3f} s)"
+
+
 @dataclass
 class OverlayRecorder:
     """Keeps a few evenly spaced overlay thumbnails per sequence (JPEG bytes) and, optionally,
@@ -61,6 +72,7 @@ class OverlayRecorder:
     width: int = 256
     video_dir: Path | None = None
     video_fps: float = 15.0
+    #: per sequence: (:func:`frame_label`, JPEG bytes)
     thumbnails: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
     videos: dict[str, Path] = field(default_factory=dict)
     _lengths: dict[str, int] = field(default_factory=dict)
@@ -84,7 +96,7 @@ class OverlayRecorder:
                 ".jpg", cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 75]
             )
             if ok:
-                self.thumbnails.setdefault(sequence, []).append((frame.name, jpg.tobytes()))
+                self.thumbnails.setdefault(sequence, []).append((frame_label(frame), jpg.tobytes()))
         if self.video_dir is not None:
             self._write_video(sequence, over)
 
