@@ -62,11 +62,11 @@ def test_memory_ring_keeps_annotation_and_bounded_recent_entries(tmp_path):
 
 
 def _anon_mib_after_trim() -> float:
-    from vos_ros.benchmark.ros_procs import anon_by_mapping_kib
+    from vos_ros.benchmark.ros_procs import rss_parts_kib
     from vos_ros.heap_trim import trim_heap
 
     trim_heap()  # what the node does every few seconds
-    return sum(anon_by_mapping_kib(os.getpid()).values()) / 1024
+    return rss_parts_kib(os.getpid())["anon"] / 1024
 
 
 def _retained_after_a_peak(memory_arena: bool) -> float:

@@ -74,22 +74,6 @@ def test_a_step_in_file_backed_pages_is_told_apart_from_the_heap() -> None:
     assert kinds["file"]["growth_mib"] == pytest.approx(12.0)
 
 
-def test_anonymous_memory_by_mapping_finds_the_main_heap() -> None:
-    import os
-
-    import numpy as np
-
-    from vos_ros.benchmark.ros_procs import anon_by_mapping_kib, rss_parts_kib
-
-    big = np.ones(64 << 20, np.uint8)  # above the mmap threshold: its own anonymous mapping
-    parts = anon_by_mapping_kib(os.getpid())
-    assert set(parts) == {"main_heap", "thread_arenas", "other_mmap"}
-    assert parts["main_heap"] > 0
-    assert parts["other_mmap"] >= big.nbytes // 1024
-    assert sum(parts.values()) <= rss_parts_kib(os.getpid())["anon"] + 4096
-    assert anon_by_mapping_kib(2**22 + 12345) == {}
-
-
 def test_intake_loss_counts_only_the_frames_sent_while_the_soak_ran(tmp_path) -> None:
     from vos_ros.benchmark.ros_procs import player_progress, published_at
     from vos_ros.benchmark.soak import intake_loss
@@ -110,47 +94,3 @@ def test_intake_loss_counts_only_the_frames_sent_while_the_soak_ran(tmp_path) ->
     assert result["window_frames_sent"] == 30 * 18 and result["window_frames_received"] == 27 * 18
     assert result["input_loss"] == pytest.approx(0.1)
     assert intake_loss(samples[:2], progress) == {}  # one pair is no window
-
-
-def test_smaps_reads_are_timed_and_the_outputs_in_flight_compared() -> None:
-    from vos_ros.benchmark.ros_procs import Arrival
-    from vos_ros.benchmark.soak import smaps_read_cost
-
-    ms = 1_000_000
-    # reads at 1000-1004 ms and 1980-1983 ms; outputs published every 33 ms, 10 ms in flight,
-    # 20 ms for the two whose flight covers a read
-    samples = [{"t_s": 1.0, "smaps_read_ns": [1000 * ms, 1004 * ms]}, {"t_s": 2.0},
-               {"t_s": 3.0, "smaps_read_ns": [1980 * ms, 1983 * ms]}]  # fmt: skip
-    arrivals = []
-    for k in range(90):
-        stamp = k * 33 * ms
-        hit = stamp <= 1004 * ms < stamp + 20 * ms or stamp <= 1983 * ms < stamp + 20 * ms
-        arrivals.append(Arrival(stamp + (20 if hit else 10) * ms, stamp, k, 1))
-    cost = smaps_read_cost(samples, arrivals)
-    assert cost["reads"] == 2
-    assert cost["read_ms"]["median"] == pytest.approx(3.5)
-    assert cost["outputs_in_flight"] == 2
-    assert cost["latency_in_flight_ms"]["median"] == pytest.approx(20.0)
-    assert cost["latency_other_ms"]["median"] == pytest.approx(10.0)
-    assert smaps_read_cost([{"t_s": 1.0}], arrivals) == {}
-
-
-def test_the_soak_report_names_the_smaps_read_cost() -> None:
-    from vos_ros.benchmark.soak import soak_block
-    from vos_ros.benchmark.stats import summarize
-
-    analysis = {
-        "warmup_s": 60.0,
-        "smaps_read": {
-            "reads": 108,
-            "read_ms": summarize([3.0, 4.0]),
-            "outputs_in_flight": 110,
-            "latency_in_flight_ms": summarize([20.0] * 3),
-            "latency_other_ms": summarize([10.0] * 3),
-        },
-    }
-    result = {"size": "854x480", "rate_hz": 30.0, "minutes": 10.0, "change_every_s": 5.0,
-              "events": [], "analysis": analysis}  # fmt: skip
-    line = next(x for x in soak_block(result).splitlines() if "smaps" in x)
-    assert "3.5 ms median, 4.0 ms max" in line and "110 outputs in flight" in line
-    assert "latency median 20.0 ms" in line and "against 10.0 ms" in line

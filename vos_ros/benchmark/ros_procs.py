@@ -276,66 +276,6 @@ def rss_parts_kib(pid: int) -> dict[str, int]:
     return _status_kib(pid, {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"})
 
 
-# glibc maps each thread arena's heap at an address aligned to its maximum size (64 MiB on 64-bit)
-GLIBC_ARENA_HEAP_BYTES = 64 << 20
-
-
-def anon_by_mapping_kib(pid: int) -> dict[str, int]:
-    """Anonymous resident memory of ``pid`` by where it lives, in KiB (from /proc/<pid>/smaps).
-
-    - ``main_heap``: the ``[heap]`` (brk) segment, glibc's main arena;
-    - ``thread_arenas``: glibc's per-thread arenas, which threads that allocate concurrently
-      create: anonymous mappings aligned to and at most :data:`GLIBC_ARENA_HEAP_BYTES`, not
-      marked for huge pages (numpy marks its large buffers, and such a mark can split a buffer
-      at an aligned address);
-    - ``other_mmap``: every other anonymous mapping (large ``malloc`` blocks above the mmap
-      threshold, Python's object arenas, thread stacks).
-
-    A growing ``main_heap`` or ``thread_arenas`` with everything else flat points at heap
-    fragmentation or live objects in the heap; ``other_mmap`` at large buffers. Empty when
-    the process is gone. Reading smaps takes tens of ms for a node: sample it every few seconds.
-    """
-    parts = {"main_heap": 0, "thread_arenas": 0, "other_mmap": 0}
-
-    def add(header: list[str], anonymous: int, flags: list[str]) -> None:
-        start, end = (int(x, 16) for x in header[0].split("-"))
-        path = header[5] if len(header) > 5 else ""
-        if path == "[heap]":
-            parts["main_heap"] += anonymous
-        elif path and not path.startswith("[stack"):
-            return  # file-backed: its private copies are not the heap
-        elif (
-            start % GLIBC_ARENA_HEAP_BYTES == 0
-            and end - start <= GLIBC_ARENA_HEAP_BYTES
-            and "hg" not in flags
-        ):
-            parts["thread_arenas"] += anonymous
-        else:
-            parts["other_mmap"] += anonymous
-
-    header: list[str] | None = None
-    anonymous, flags = 0, []
-    try:
-        with open(f"/proc/{pid}/smaps") as handle:
-            for line in handle:
-                fields = line.split()
-                if not fields:
-                    continue
-                if not fields[0].endswith(":"):  # "start-end perms offset dev inode [path]"
-                    if header is not None:
-                        add(header, anonymous, flags)
-                    header, anonymous, flags = fields, 0, []
-                elif fields[0] == "Anonymous:":
-                    anonymous = int(fields[1])
-                elif fields[0] == "VmFlags:":
-                    flags = fields[1:]
-            if header is not None:
-                add(header, anonymous, flags)
-    except OSError:
-        return {}
-    return parts
-
-
 @dataclass
 class Arrival:
     """One ``~/instances`` message as the client saw it."""

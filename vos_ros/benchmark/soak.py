@@ -34,7 +34,6 @@ from vos_ros.benchmark.ros_procs import (
     BenchClient,
     Child,
     TopicLog,
-    anon_by_mapping_kib,
     isolated_env,
     ns_to_time,
     player_command,
@@ -51,23 +50,14 @@ from vos_ros.benchmark.stats import load_average, summarize
 SOAK_OBJECTS = 4  # objects in the clip: one is the permanent target, the others come and go
 MAX_TARGETS = 3
 WINDOW_S = 10.0  # latency p95 / frame rate windows for the trend
-# Anonymous memory by mapping. Reading the node's smaps took 28 ms (median) and slowed the ~1 %
-# of outputs in flight meanwhile (docs/benchmarks.md, "Soak: what the smaps reads cost").
-MAPPING_SAMPLE_EVERY_S = 5
 # the parts of RSS the report follows, and the sample key of each
 RSS_KINDS = {
     "anon": "rss_anon_mib",
     "file": "rss_file_mib",
-    "main_heap": "anon_main_heap_mib",
-    "thread_arenas": "anon_thread_arenas_mib",
-    "other_mmap": "anon_other_mmap_mib",
 }
 RSS_KIND_NAMES = {
     "anon": "anonymous",
     "file": "file-backed (libraries, mapped files)",
-    "main_heap": "of which main heap",
-    "thread_arenas": "malloc thread arenas",
-    "other_mmap": "other anonymous mappings",
 }
 
 
@@ -290,39 +280,7 @@ def _sample(t_s: float, pid: int, log: TopicLog, client: BenchClient, end: float
         "diag_ns": int(diag.get("_received_ns", "0") or 0),  # when those counts arrived
         "load_1min": load_average()[0] if load_average() else None,
     }
-    if round(t_s) % MAPPING_SAMPLE_EVERY_S == 0:
-        # Reading smaps walks every mapping of the node under its memory-map lock: timed, so
-        # the analysis can tell whether the outputs in flight meanwhile were slower.
-        read_start = time.time_ns()
-        parts_by_mapping = anon_by_mapping_kib(pid)
-        read_end = time.time_ns()
-        for where, kib in parts_by_mapping.items():
-            sample[f"anon_{where}_mib"] = kib / 1024
-        sample["smaps_read_ns"] = [read_start, read_end]
     return sample
-
-
-def smaps_read_cost(samples: list[dict[str, Any]], arrivals: list[Any]) -> dict[str, Any]:
-    """How long the soak's smaps reads took, and the latency of the outputs in flight during
-    one (published before the read ended, arrived after it began) against all the others."""
-    reads = [s["smaps_read_ns"] for s in samples if "smaps_read_ns" in s]
-    if not reads or not arrivals:
-        return {}
-    starts = np.array([r[0] for r in reads])
-    ends = np.array([r[1] for r in reads])
-    touched, untouched = [], []
-    for a in arrivals:
-        # the last read that began before this output arrived
-        i = int(np.searchsorted(starts, a.arrival_ns, side="right")) - 1
-        overlaps = i >= 0 and a.stamp_ns <= ends[i]
-        (touched if overlaps else untouched).append(a.latency_ms)
-    return {
-        "reads": len(reads),
-        "read_ms": summarize(((ends - starts) / 1e6).tolist()),
-        "outputs_in_flight": len(touched),
-        "latency_in_flight_ms": summarize(touched),
-        "latency_other_ms": summarize(untouched),
-    }
 
 
 def analyze(
@@ -396,9 +354,6 @@ def analyze(
             gaps = np.diff([a.arrival_ns for a in steady_arrivals])
             out["max_output_gap_ms"] = float(np.max(gaps) / 1e6)
         out["latency_ms"] = summarize([a.latency_ms for a in steady_arrivals])
-        cost = smaps_read_cost(steady, steady_arrivals)
-        if cost:
-            out["smaps_read"] = cost
     for key in ("frames_received", "frames_processed", "frames_dropped", "frames_failed"):
         if key in diag:
             out[key] = int(diag[key])
@@ -563,17 +518,6 @@ def soak_block(result: dict[str, Any]) -> str:
         lines.append(
             f"- longest gap between two outputs after warm-up: {a['max_output_gap_ms']:.0f} ms"
             f"{slowest}"
-        )
-    smaps = a.get("smaps_read")
-    if smaps and smaps["outputs_in_flight"]:
-        read, hit = smaps["read_ms"], smaps["latency_in_flight_ms"]
-        other = smaps["latency_other_ms"]
-        lines.append(
-            f"- the soak's smaps reads (every {MAPPING_SAMPLE_EVERY_S} s, {smaps['reads']} after "
-            f"warm-up): {read['median']:.1f} ms median, {read['max']:.1f} ms max; the "
-            f"{smaps['outputs_in_flight']} outputs in flight during one: latency median "
-            f"{hit['median']:.1f} ms, p95 {hit['p95']:.1f} ms, against {other['median']:.1f} ms "
-            f"and {other['p95']:.1f} ms for the others"
         )
     kinds = a.get("rss_by_kind")
     if kinds:
