@@ -4,7 +4,7 @@ Every test gets its own random ``ROS_DOMAIN_ID`` (10..200) so parallel runs and 
 programs on the machine cannot cross-talk, and ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` so VGA
 images survive best-effort QoS between processes. Processes are killed when a test fails.
 Each test waits for its node with :meth:`RosClient.wait_for_node`: a node that runs but is
-never seen is started again (the LARGE_DATA connect failure of docs/benchmarks.md, "Node start").
+never seen is started again (the LARGE_DATA connect failure of docs/benchmarks.md, "Known limits").
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class RosClient:
         that it came from (1, 2, ...).
 
         Why: with LARGE_DATA a participant now and then never connects to the running ones over
-        TCP (docs/benchmarks.md, "Node start"), and the node stays invisible although it runs.
+        TCP (docs/benchmarks.md, "Known limits"), and the node stays invisible although it runs.
         A node process still running but unseen ``connect_timeout`` s after its start is
         started again (:meth:`Child.restart`, a new log), at most ``attempts`` starts, as the
         benchmarks do (:func:`vos_ros.benchmark.ros_procs.start_connected`).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vos_ros.benchmark.report import insert_into_section
+from vos_ros.benchmark.report import block_markers, write_into_section
 from vos_ros.benchmark.stats import summarize
 from vos_ros.cli import main
 
@@ -24,7 +24,7 @@ def _run_bench(tmp_path: Path, *args: str) -> dict:
     md = tmp_path / "benchmarks.md"
     md.write_text("# Benchmarks\n\n## Engine\n\n## Node\n\nnode text\n")
     code = main(["bench", *args, *TINY, "--clip-length", "4", "--json", str(out),
-                 "--append-md", str(md)])  # fmt: skip
+                 "--write-md", str(md)])  # fmt: skip
     assert code == 0
     document = json.loads(out.read_text())
     text = md.read_text()
@@ -66,14 +66,21 @@ def test_bench_rejects_a_bad_size():
         main(["bench", "--sizes", "854by480"])
 
 
-def test_insert_into_section_appends_at_the_end_of_the_section(tmp_path):
+def test_a_run_replaces_the_block_of_the_run_before_in_its_section(tmp_path):
     doc = tmp_path / "doc.md"
-    doc.write_text("# T\n\n## Engine\n\nold\n\n## Soak\n\nsoak\n")
-    insert_into_section(doc, "Engine", "new block")
-    insert_into_section(doc, "Quality", "scores")
+    doc.write_text("# T\n\n## Engine\n\nprose\n\n## Soak\n\nsoak\n")
+    write_into_section(doc, "Engine", "first run")
+    write_into_section(doc, "Quality", "scores")
     text = doc.read_text()
-    assert text.index("old") < text.index("new block") < text.index("## Soak")
-    assert text.rstrip().endswith("## Quality\n\nscores")
+    assert text.index("prose") < text.index("first run") < text.index("## Soak")
+    begin, end = block_markers("Quality")
+    assert text.rstrip().endswith(f"## Quality\n\n{begin}\nscores\n{end}")
+
+    write_into_section(doc, "Engine", "second run")
+    text = doc.read_text()
+    assert "first run" not in text and text.count("second run") == 1
+    assert text.index("prose") < text.index("second run") < text.index("## Soak")
+    assert "soak" in text and "scores" in text
 
 
 def test_summarize_median_and_spread():

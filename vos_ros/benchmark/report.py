@@ -1,8 +1,8 @@
-"""Markdown for docs/benchmarks.md: tables of benchmark records and insertion into a section.
+"""Markdown for docs/benchmarks.md: tables of benchmark records, written into a section.
 
-Each benchmark appends one block (command, machine, date, load, table, targets) to the end of its
-section of the document (``## Engine``, ``## Node``, ``## Soak``), so the newest results of each
-kind sit together and older runs stay for comparison.
+Each benchmark writes one block (command, machine, date, load, table, targets) into its section of
+the document (``## Engine``, ``## Node``, ``## Soak``) between two HTML comments, replacing the
+block of the run before: the document holds the current numbers and git holds the history.
 """
 
 from __future__ import annotations
@@ -19,24 +19,34 @@ SECTION_TITLES = {
 }
 
 
-def insert_into_section(path: Path, section: str, block: str) -> None:
-    """Insert ``block`` at the end of the ``## {section}`` section of ``path`` (created with that
-    section when missing), before the next ``## `` heading."""
+def block_markers(section: str) -> tuple[str, str]:
+    """The HTML comments around a section's measurement block (invisible when rendered)."""
+    return f"<!-- vos-ros bench: {section} -->", f"<!-- end vos-ros bench: {section} -->"
+
+
+def write_into_section(path: Path, section: str, block: str) -> None:
+    """Put ``block`` into the ``## {section}`` section of ``path``: in place of the block between
+    the section's markers (:func:`block_markers`) when there is one, else at the end of the
+    section (the section is created at the end of the document when missing)."""
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
+    begin, end_marker = block_markers(section)
+    marked = f"{begin}\n{block.strip(chr(10))}\n{end_marker}\n"
+    if begin in text and end_marker in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end_marker, 1)[1].lstrip("\n")
+        path.write_text(head + marked + ("\n" + tail if tail else ""))
+        return
     lines = text.splitlines(keepends=True)
     heading = f"## {section}"
     start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
-    block = block.strip("\n") + "\n\n"
     if start is None:
-        if not text.endswith("\n\n"):
-            text = text.rstrip("\n") + "\n\n"
-        path.write_text(text + heading + "\n\n" + block)
+        path.write_text(text.rstrip("\n") + "\n\n" + heading + "\n\n" + marked)
         return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    before = "".join(lines[:end]).rstrip("\n") + "\n\n"
-    after = "".join(lines[end:])
-    path.write_text(before + block + after)
+    stop = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    before = "".join(lines[:stop]).rstrip("\n") + "\n\n"
+    after = "".join(lines[stop:])
+    path.write_text(before + marked + ("\n" + after if after else ""))
 
 
 def run_header(meta: dict[str, Any]) -> str:

@@ -456,7 +456,7 @@ def start_connected(
     """Start a node with :func:`make_child` until ``connected()`` holds; returns it and the attempt.
 
     Why: with Fast DDS's LARGE_DATA transports a participant that joins a running graph now and
-    then never connects to some of the others over TCP (docs/benchmarks.md, "Node start"); the
+    then never connects to some of the others over TCP (docs/benchmarks.md, "Known limits"); the
     process itself runs normally. A node that logged :data:`NODE_ACTIVE_LOG` but shows no
     ``what`` within ``connect_timeout`` is stopped and started again, at most ``attempts`` times.
 

@@ -4,16 +4,16 @@ Modes (the first argument, default ``engine``)::
 
     # engine in-process: per-stage timings, throughput and latency per backend, size, targets
     vos-ros bench [--backends flow,onnxruntime,torch] [--sizes 854x480,1280x720] \\
-        [--targets 1,3,10] [--frames 60] [--json OUT.json] [--append-md docs/benchmarks.md]
+        [--targets 1,3,10] [--frames 60] [--json OUT.json] [--write-md docs/benchmarks.md]
 
     # node across processes (publisher -> node -> subscriber), with a pass-through node as the
     # ROS-only baseline in the same run
     vos-ros bench node [--backends onnxruntime] [--sizes 854x480] [--targets 1,3] \\
-        [--rate 30] [--seconds 15] [--json OUT.json] [--append-md docs/benchmarks.md]
+        [--rate 30] [--seconds 15] [--json OUT.json] [--write-md docs/benchmarks.md]
 
     # soak: minutes at camera rate with targets added and removed by service; JSON + PNG plot
     vos-ros bench soak [--minutes 10] [--rate 30] [--change-every 5] --json OUT.json \\
-        [--plot OUT.png] [--append-md docs/benchmarks.md]
+        [--plot OUT.png] [--write-md docs/benchmarks.md]
 
 Nothing here asserts a time: the commands print and record medians and spreads.
 """
@@ -79,7 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = library default")
     common.add_argument("--json", type=Path, default=None, help="write the records here")
     common.add_argument(
-        "--append-md", type=Path, default=None, help="append a Markdown table to this file"
+        "--write-md",
+        type=Path,
+        default=None,
+        help="write the run's Markdown block into its section of this file, replacing the "
+        "block of the run before (git keeps the history)",
     )
     common.add_argument(
         "--machine", default=None, help="machine label for the records (default: detected)"
@@ -193,7 +197,7 @@ def _command_line(args: argparse.Namespace) -> str:
             f"--{name.replace('_', '-')}",
             f"{value:g}" if isinstance(value, float) else str(value),
         ]
-    for name in ("json", "append_md", "plot"):
+    for name in ("json", "write_md", "plot"):
         if getattr(args, name) is not None:
             words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return shlex.join(words)
@@ -254,7 +258,7 @@ def _meta(args: argparse.Namespace, title: str, model: str, **extra) -> dict:
 
 
 def _finish(args: argparse.Namespace, meta: dict, payload: dict, section: str, block: str) -> None:
-    from vos_ros.benchmark.report import insert_into_section, run_header
+    from vos_ros.benchmark.report import run_header, write_into_section
     from vos_ros.benchmark.stats import load_average
 
     meta["load_average"]["after"] = load_average()
@@ -265,9 +269,9 @@ def _finish(args: argparse.Namespace, meta: dict, payload: dict, section: str, b
         print(f"wrote {args.json}")
     markdown = run_header(meta) + "\n\n" + block
     print(markdown)
-    if args.append_md:
-        insert_into_section(args.append_md, section, markdown)
-        print(f"appended to {args.append_md} (section {section})")
+    if args.write_md:
+        write_into_section(args.write_md, section, markdown)
+        print(f"wrote into {args.write_md} (section {section})")
 
 
 def _json_default(value):

@@ -136,7 +136,7 @@ class LivePlayer:
         """Wait until the node is connected; start a node of ours again when it logged "active"
         but stays unconnected for ``connect_timeout_s``: with LARGE_DATA a participant joining
         a running graph now and then never connects over TCP although it runs
-        (docs/benchmarks.md, "Node start")."""
+        (docs/benchmarks.md, "Known limits")."""
         settings = self.settings
         deadline = started + settings.startup_timeout_s
         active_since: float | None = None

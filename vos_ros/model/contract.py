@@ -157,7 +157,8 @@ def frame_prototypes(
 
     # Every masked mean in one matrix product: one weight map per prototype (the global fg and
     # bg weights, then each cell's weights with zeros around it) times the key; 0.54 -> 0.18 ms
-    # per memory write against ten separate means (docs/benchmarks.md).
+    # per memory write against ten separate means
+    # (docs/benchmarks.md, "Changes of 2026-12-02, third round").
     whole = (0, h, 0, w)
     regions = [(fg_w, whole), (bg_w, whole)]
     regions += [(fg_w, cell) for cell in fg_cells] + [(bg_w, cell) for cell in bg_cells]

@@ -643,7 +643,7 @@ def main(
     # and a service call holds up image intake only while it runs (a box prompt's GrabCut, tens
     # of ms; the newest frame is taken afterwards). rclpy's MultiThreadedExecutor lost seconds
     # of images after service calls (its spin loop re-queues tasks its pool has not started,
-    # ros2/rclpy#1452); docs/benchmarks.md, "Soak", has the measurements.
+    # ros2/rclpy#1452); docs/benchmarks.md, "Stalls at target changes", has the measurements.
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
