@@ -58,17 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_candidates() -> list[Path]:
     """Where ``models/protonet-s`` may be: this folder, the checkout, the installed package."""
-    here = Path("models") / DEFAULT_MODEL_NAME
-    checkout = Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
-    found = [here, checkout]
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from vos_ros.engine.model_paths import model_candidates as candidates
 
-        share = Path(get_package_share_directory("vos_ros"))
-        found.append(share / "models" / DEFAULT_MODEL_NAME)
-    except Exception:  # not installed with colcon, or no ament index: nothing to add
-        pass
-    return found
+    return candidates(f"models/{DEFAULT_MODEL_NAME}")
 
 
 def choose_model(requested: str, backend: str) -> tuple[str, str]:

@@ -94,12 +94,21 @@ def load_manifest(
 ) -> ModelManifest:
     """Read ``folder/model.yaml``, verify every file's size and sha256 and the ONNX signatures.
 
+    ``folder`` may also name an installed model (``protonet-s``, ``models/protonet-s``): see
+    :mod:`vos_ros.engine.model_paths`.
+
     :raises ModelFileError: on any problem, naming the file.
     """
-    folder = Path(folder).expanduser().resolve()
+    from vos_ros.engine.model_paths import model_candidates, resolve_model
+
+    requested = str(folder)
+    folder = Path(resolve_model(requested)).expanduser().resolve()
     manifest_path = folder / MANIFEST_NAME
     if not folder.is_dir():
-        raise ModelFileError(f"model folder {folder} does not exist (or use model='flow')")
+        tried = ", ".join(str(path) for path in model_candidates(requested))
+        raise ModelFileError(
+            f"model folder {requested!r} does not exist (looked in: {tried}); or use model='flow'"
+        )
     if not manifest_path.is_file():
         raise ModelFileError(f"{manifest_path}: missing; a model folder needs a {MANIFEST_NAME}")
     try:

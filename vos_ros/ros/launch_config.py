@@ -76,7 +76,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg(
         "model",
         "flow",
-        "'flow' (training-free tracker) or the path of a model folder models/<name>.",
+        "'flow' (training-free tracker), or a model folder: a path, or the name of an "
+        "installed model (protonet-s or models/protonet-s, found in the package's share folder).",
     ),
     LaunchArg(
         "backend",

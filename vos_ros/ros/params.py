@@ -390,8 +390,10 @@ def model_path_problem(model: str, model_root: str) -> str | None:
     """
     if not model_root or model == "flow":
         return None
+    from vos_ros.engine.model_paths import resolve_model
+
     root = Path(model_root).expanduser().resolve()
-    target = Path(model).expanduser().resolve()
+    target = Path(resolve_model(model)).expanduser().resolve()  # the folder the engine will load
     if not target.is_relative_to(root):
         return (
             f"parameter 'model' = {model!r} resolves to {target}, which is outside "

@@ -1,0 +1,68 @@
+"""A model named by the launch file or the CLI is found outside the checkout's working directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vos_ros.engine import model_paths
+from vos_ros.engine.manifest import ModelFileError, load_manifest
+from vos_ros.engine.model_paths import model_candidates, resolve_model
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+SHIPPED = CHECKOUT / "models" / "protonet-s"
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch) -> Path:
+    """An installed share folder holding models/small, and a working directory without models/."""
+    share = tmp_path / "share" / "vos_ros"
+    (share / "models" / "small").mkdir(parents=True)
+    monkeypatch.setattr(model_paths, "model_roots", lambda: [share])
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return share
+
+
+def test_a_name_or_models_name_resolves_in_the_installed_share_folder(installed: Path):
+    expected = str(installed / "models" / "small")
+    assert resolve_model("small") == expected
+    assert resolve_model("models/small") == expected  # the launch file's own example
+
+
+def test_a_folder_relative_to_the_working_directory_wins(installed: Path):
+    (Path("models") / "small").mkdir(parents=True)
+    assert resolve_model("models/small") == "models/small"
+
+
+def test_flow_absolute_paths_and_unknown_names_are_left_alone(installed: Path, tmp_path: Path):
+    assert resolve_model("flow") == "flow"
+    assert resolve_model(str(tmp_path / "nowhere")) == str(tmp_path / "nowhere")
+    assert resolve_model("models/unknown") == "models/unknown"
+    assert model_candidates("models/unknown") == [
+        Path("models/unknown"),
+        installed / "models" / "unknown",
+    ]
+
+
+def test_a_missing_model_names_every_place_looked_in(installed: Path):
+    with pytest.raises(ModelFileError, match="'models/unknown' does not exist") as failure:
+        load_manifest("models/unknown")
+    assert str(installed / "models" / "unknown") in str(failure.value)
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.yaml").is_file(), reason="models/protonet-s not present")
+def test_the_shipped_model_loads_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_manifest("protonet-s").folder == SHIPPED
+    assert load_manifest("models/protonet-s").folder == SHIPPED
+
+
+def test_model_root_applies_to_the_folder_the_name_resolves_to(installed: Path):
+    from vos_ros.ros.params import model_path_problem
+
+    assert model_path_problem("models/small", str(installed)) is None
+    reason = model_path_problem("models/small", str(installed.parent / "other"))
+    assert reason is not None and str(installed / "models" / "small") in reason
