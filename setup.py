@@ -25,7 +25,11 @@ setup(
     packages=find_packages(include=["vos_ros", "vos_ros.*"]),
     package_data={"vos_ros.engine": ["tensorrt_onnx_ops.txt"]},
     install_requires=_requirements("requirements.txt"),
-    extras_require={"train": ["torch>=2.2"], "dev": _requirements("requirements-dev.txt")},
+    extras_require={
+        "train": ["torch>=2.2"],
+        "dev": _requirements("requirements-dev.txt"),
+        "fleet": _requirements("requirements-fleet.txt"),
+    },
     entry_points={
         "console_scripts": [
             "vos-ros = vos_ros.cli:main",

@@ -108,7 +108,7 @@ step "installing requirements*.txt"
 # setuptools: ament_python_install_package runs `setup.py egg_info` during the CMake build, and
 # venvs of Python >= 3.12 come without it.
 "${PIP[@]}" install -q "setuptools>=64" -r requirements.txt -r requirements-dev.txt \
-  -r requirements-ros.txt
+  -r requirements-ros.txt -r requirements-fleet.txt
 
 step "installing vos_ros editable from this checkout"
 "${PIP[@]}" install -q --no-deps -e .

@@ -112,13 +112,15 @@ def test_ctrl_c_still_writes_what_was_scored(davis_dir: Path, tmp_path):
     assert outcome.interrupted
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["meta"]["partial"] and saved["meta"]["interrupted"]
-    assert saved["sequences"]["syn_a"] == {
+    row = saved["sequences"]["syn_a"]
+    assert {k: row[k] for k in ("frames", "frames_seen", "complete", "error", "prompts")} == {
         "frames": 12,
         "frames_seen": 7,
         "complete": False,
         "error": "interrupted",
         "prompts": "ground truth",
     }
+    assert row["objects"] == 4 and row["worker"] is None and row["seconds"] >= 0
     assert "syn_b" not in saved["sequences"]
     assert saved["davis"]["per_sequence"]["syn_a_1"]["frames"] == 6
 

@@ -482,7 +482,17 @@ def is_bag(path: Path) -> bool:
 
 
 def find_bags(path: Path | str) -> list[Path]:
-    """The bag at ``path``, or every bag directly inside the folder ``path`` (sorted)."""
+    """The bag at ``path``, every bag directly inside the folder ``path``, or every bag that
+    the glob ``path`` matches (sorted)."""
+    if any(ch in str(path) for ch in "*?["):
+        import glob
+
+        matches = sorted(Path(p) for p in glob.glob(str(path)))
+        bags = [p for p in matches if is_bag(p)]
+        if not bags:
+            found = f" ({len(matches)} path(s) match, none is a rosbag2 bag)" if matches else ""
+            raise BagError(f"no bag matches {path}{found}")
+        return bags
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag not found: {path}")

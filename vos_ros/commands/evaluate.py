@@ -4,10 +4,13 @@
     vos-ros evaluate --davis DIR --predictions PRED_DIR --json OUT.json
     vos-ros evaluate --bag BAG [--image-topic T] [--gt-topic T] --json OUT.json
     vos-ros evaluate --bag BAG --live [--rate 0.5] [--node-cmd CMD | --namespace NS] --json OUT.json
+    vos-ros evaluate --bag 'DIR/*' --ray [local|ADDRESS] [--workers N] --json OUT.json
 
 Without ``--predictions`` the engine runs offline, in-process (``--model``, ``--backend``). With
 ``--live`` the bag is played over ROS topics to the node in its own process (started here, or an
-already-running one with ``--namespace``), and the node's ``~/instances`` are scored.
+already-running one with ``--namespace``), and the node's ``~/instances`` are scored. With
+``--ray`` every bag (or DAVIS sequence) is one task on a Ray cluster and the driver merges the
+partial results into the same report (:mod:`vos_ros.evaluation.fleet`).
 ``--report-dir`` adds PNG plots and a self-contained HTML report. Ctrl-C stops the run and still
 writes the report of what was scored; malformed input ends with a clear message and, when frames
 were scored before it, a partial report. Exit status: 0 done, 2 input error, 130 interrupted.
@@ -29,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bag",
         type=Path,
         metavar="BAG",
-        help="rosbag2 bag (MCAP or sqlite3), or a folder of bags (one per sequence)",
+        help="rosbag2 bag (MCAP or sqlite3), a folder of bags (one per sequence), or a quoted "
+        "glob of bags ('fleet/2026-*/*')",
     )
     parser.add_argument(
         "--predictions",
@@ -100,6 +104,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="offline mode: set a field of vos_ros.engine.EngineConfig, e.g. "
         "decoder_window_scale=0 (repeatable)",
+    )
+
+    fleet = parser.add_argument_group("Ray cluster (offline mode, one task per bag or sequence)")
+    fleet.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="score on Ray: 'local' (the default when ADDRESS is left out) starts Ray on this "
+        "machine; 'auto', HOST:PORT or ray://HOST:PORT joins a running cluster",
+    )
+    fleet.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="with --ray: bags scored at once (default: the cluster's CPUs / --threads); each "
+        "worker runs the engine with --threads threads (0 counts as 1)",
+    )
+    parser.add_argument(
+        "--frames-parquet",
+        type=Path,
+        metavar="OUT",
+        help="also write one row per object and frame (J, F, pixel counts) as Parquet",
     )
 
     bag = parser.add_argument_group("bags")
@@ -174,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.predictions is not None and args.davis is None:
         print("error: --predictions needs --davis (the ground truth)", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
     if args.live and args.bag is None:
         print("error: --live plays bags (make one with `vos-ros make-bag`)", file=sys.stderr)

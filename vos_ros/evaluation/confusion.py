@@ -167,6 +167,11 @@ class ConfusionMatrix:
         codes = gt_classes[keep] * n + pred_classes[keep]
         self.matrix += np.bincount(codes, minlength=n * n).reshape(n, n)
 
+    def merge(self, other: ConfusionMatrix) -> None:
+        """Add another matrix's counts, matched by class name (each has its own class order)."""
+        idx = [self.class_index(name) for name in other.names]
+        self.matrix[np.ix_(idx, idx)] += other.matrix
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per class: true positives, false positives, false negatives (pixels)."""
         tp = np.diag(self.matrix)

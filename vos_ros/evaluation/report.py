@@ -13,9 +13,11 @@ Schema (``"schema": "vos_ros.evaluation/1"``; every score is a float in [0, 1] o
     per_instance_iou    {"<seq>_<id>": {class, iou, frames}}
     timing              {frames, fps, latency_ms: {mean, p50, p95, p99, max}, dropped_frames,
                          stages_ms: {stage: mean ms}, per_frame_ms: [ms per frame]}
-    sequences           {seq: {frames, frames_seen, complete, error, prompts}}  prompts: "ground
-                        truth" (each object's mask where it first appears) or "recorded" (the
-                        bag's recorded initial masks / detector boxes, replayed)
+    sequences           {seq: {frames, frames_seen, complete, error, prompts, objects, J&F-Mean,
+                        seconds, worker}}  one row per bag or sequence, also one that failed;
+                        prompts: "ground truth" (each object's mask where it first appears) or
+                        "recorded" (the bag's recorded initial masks / detector boxes, replayed);
+                        seconds: wall time of the clip; worker: Ray worker host:pid or null
     trajectories        {"<seq>_<id>": {frames: [int], gt: [[x, y] | null], pred: [[x, y] | null]}}
     meta                {command, machine, date, model, backend, mode, source, partial, errors}
 
@@ -112,6 +114,10 @@ def build_report(
             "complete": s.info.complete,
             "error": s.info.error,
             "prompts": s.info.prompts,
+            "objects": len(s.objects),
+            "J&F-Mean": global_row(list(s.objects.values()))["J&F-Mean"],
+            "seconds": s.info.seconds,
+            "worker": s.info.worker,
         }
         for s in scorer.sequences
     }
@@ -229,6 +235,24 @@ def format_summary(report: dict[str, Any]) -> str:
         "Per sequence and object\n"
         + format_table(["object", "class", "J&F", "J", "F", "J-Decay", "frames"], seq_rows)
     )
+    clips = report["sequences"]
+    if any(row.get("worker") for row in clips.values()):  # a Ray run: one row per task
+        rows = [
+            [
+                name,
+                r["frames_seen"],
+                r["objects"],
+                r["J&F-Mean"],
+                r["seconds"],
+                r["worker"],
+                r["error"] or "ok",
+            ]
+            for name, r in clips.items()
+        ]
+        parts.append(
+            "Per bag (Ray)\n"
+            + format_table(["bag", "frames", "objects", "J&F", "s", "worker", "status"], rows)
+        )
     timing = format_timing(report)
     if timing:
         parts.append(timing)

@@ -53,6 +53,8 @@ class SequenceInfo:
     error: str | None = None
     object_classes: dict[int, str] = field(default_factory=dict)
     prompts: str = "ground truth"  # or "recorded": the bag's recorded prompts were replayed
+    seconds: float | None = None  # wall time of the whole clip (open, run, score)
+    worker: str | None = None  # host:pid of the Ray worker that scored it (None: this process)
 
 
 class SequenceScorer:
@@ -160,6 +162,14 @@ class Timing:
         for name, value in (stages or {}).items():
             self.stages_ms.setdefault(name, []).append(float(value))
 
+    def extend(self, other: Timing) -> None:
+        """Append another run's frames after these (a merged run keeps the frames' order)."""
+        self.latencies_ms.extend(other.latencies_ms)
+        self.wall_s += other.wall_s
+        self.dropped_frames += other.dropped_frames
+        for name, values in other.stages_ms.items():
+            self.stages_ms.setdefault(name, []).extend(values)
+
     def summary(self) -> dict:
         """``{"frames", "fps", "latency_ms": {mean, p50, p95, p99, max}, "dropped_frames",
         "stages_ms": {stage: mean}, "per_frame_ms": [...]}``."""
@@ -204,6 +214,18 @@ class DatasetScorer:
         scorer = SequenceScorer(self, SequenceInfo(name, total_frames), self.bound_th)
         self.sequences.append(scorer)
         return scorer
+
+    def merge(self, other: DatasetScorer) -> None:
+        """Take over everything ``other`` scored, after what this one holds: confusion counts
+        are added by class name, sequences and frame timings appended in order."""
+        for seq in other.sequences:
+            if any(s.info.name == seq.info.name for s in self.sequences):
+                raise ValueError(f"sequence {seq.info.name!r} was already scored")
+        self.confusion.merge(other.confusion)
+        for seq in other.sequences:
+            seq._owner = self
+            self.sequences.append(seq)
+        self.timing.extend(other.timing)
 
     def object_series(self) -> list[ObjectSeries]:
         return [obj for s in self.sequences for obj in s.objects.values()]

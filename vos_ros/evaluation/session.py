@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 from vos_ros.evaluation.clips import Clip, ClipFrame
 from vos_ros.evaluation.live import LiveError, run_node_on_clip
+from vos_ros.evaluation.partials import ClipResult, merge_results, score_clip
 from vos_ros.evaluation.runner import (
     Engine,
     EngineFactory,
@@ -70,6 +72,9 @@ class EvaluationOptions:
     node_timeout: float = 60.0  # live: seconds the node may take to come up
     node_log: Path | None = None  # live: the started node's output (default: next to the JSON)
     engine_factory: EngineFactory | None = None  # default: build_engine(model, backend)
+    ray: str | None = None  # score one clip per Ray task: "local" or a cluster address
+    workers: int | None = None  # Ray: tasks in flight (default: the cluster's CPUs / threads)
+    frames_parquet: Path | None = None  # also write one row per object and frame (pyarrow)
     prompt_type: Callable[..., Any] | None = None  # default: vos_ros.engine.Prompt
 
     @classmethod
@@ -111,6 +116,9 @@ class EvaluationOptions:
             namespace=args.namespace or "",
             use_running_node=args.namespace is not None and not args.node_cmd,
             node_timeout=args.node_timeout,
+            ray=getattr(args, "ray", None),
+            workers=getattr(args, "workers", None),
+            frames_parquet=getattr(args, "frames_parquet", None),
         )
 
 
@@ -147,6 +155,13 @@ class _LimitedClip:
             yield frame
 
 
+def _open_limited(open_clip: Callable[[], Clip], limit: int) -> Clip:
+    return _LimitedClip(open_clip(), limit)  # type: ignore[return-value]
+
+
+NamedOpener = tuple[str, Callable[[], Clip]]
+
+
 def parse_engine_settings(items: list[str]) -> dict[str, Any]:
     """``["name=value", ...]`` -> ``{name: value}`` for :class:`~vos_ros.engine.EngineConfig`
     fields; values are YAML scalars (``2.0``, ``false``, ``fast``).
@@ -172,7 +187,7 @@ def parse_engine_settings(items: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _reusing_factory(
+def reusing_engine_factory(
     model: str, backend: str, threads: int, settings: dict[str, Any] | None = None
 ) -> EngineFactory:
     """Build the engine once and hand out a reset copy per sequence (same state as a new one)."""
@@ -195,8 +210,19 @@ def _reusing_factory(
 
 def _clip_sources(
     opts: EvaluationOptions, need_images: bool
-) -> tuple[list[Callable[[], Clip]], list[str]]:
-    """Deferred clip openers (so one bad bag does not stop the others) and notes for the report."""
+) -> tuple[list[NamedOpener], list[str]]:
+    """Deferred clip openers by clip name (so one bad bag does not stop the others; picklable,
+    so that a Ray worker can open the clip itself), cut to ``max_frames``, and notes for the
+    report."""
+    sources, notes = _unlimited_sources(opts, need_images)
+    if opts.max_frames is not None:
+        sources = [(n, functools.partial(_open_limited, o, opts.max_frames)) for n, o in sources]
+    return sources, notes
+
+
+def _unlimited_sources(
+    opts: EvaluationOptions, need_images: bool
+) -> tuple[list[NamedOpener], list[str]]:
     notes: list[str] = []
     if opts.davis is not None:
         from vos_ros.evaluation.davis_folder import DavisFolder, PredictionFolder
@@ -213,7 +239,9 @@ def _clip_sources(
                 raise EvaluationInputError(
                     f"no sequence of {opts.davis} has predictions in {opts.predictions}"
                 )
-        return [lambda n=n: folder.clip(n, load_images=need_images) for n in names], notes
+        return [
+            (n, functools.partial(folder.clip, n, load_images=need_images)) for n in names
+        ], notes
 
     from vos_ros.bag_io import BagClip, find_bags
     from vos_ros.evaluation.davis_folder import load_class_map
@@ -245,7 +273,9 @@ def _clip_sources(
             raise EvaluationInputError(f"none of {opts.sequences} is a bag in {opts.bag}")
 
     def opener(path: Path) -> Callable[[], Clip]:
-        return lambda: BagClip(
+        # a partial of plain values (not a closure over opts): it travels to Ray workers
+        return functools.partial(
+            BagClip,
             path,
             opts.image_topic,
             opts.gt_topic,
@@ -260,7 +290,14 @@ def _clip_sources(
             use_recorded_prompts=opts.use_recorded_prompts and need_images,
         )
 
-    return [opener(b) for b in bags], notes
+    names = [b.stem if b.is_file() else b.name for b in bags]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise EvaluationInputError(
+            f"several bags are named {', '.join(twice)}: bag names must be unique "
+            "(each one is a sequence of the report)"
+        )
+    return [(n, opener(b)) for n, b in zip(names, bags, strict=True)], notes
 
 
 def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
@@ -274,72 +311,27 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
 
     engine_mode = opts.predictions is None
     _check_live_options(opts)
+    _check_ray_options(opts)
+    _check_parquet_option(opts)
     need_images = engine_mode or opts.report_dir is not None
     try:
-        openers, notes = _clip_sources(opts, need_images)
+        sources, notes = _clip_sources(opts, need_images)
     except EvaluationInputError:
         raise
     except ValueError as exc:
         raise EvaluationInputError(str(exc)) from exc
 
-    scorer = DatasetScorer()
-    errors: list[str] = []
-    interrupted = False
-    recorder = None
-    if opts.report_dir is not None:
-        video_dir = opts.report_dir / "videos" if opts.overlay_video else None
-        recorder = OverlayRecorder(video_dir=video_dir)
-    factory = opts.engine_factory or _reusing_factory(
-        opts.model, opts.backend, opts.threads, opts.engine_settings
-    )
-    predictions = None
-    if not engine_mode:
-        from vos_ros.evaluation.davis_folder import PredictionFolder
-
-        predictions = PredictionFolder(opts.predictions)  # type: ignore[arg-type]
-
-    bar = _progress_bar(opts.progress)
-
-    def on_frame(sequence: str, frame: ClipFrame, label: Any) -> None:
-        if not opts.live:  # live runs advance the bar as frames are published
-            bar.update(1)
-        if recorder is not None:
-            recorder.on_frame(sequence, frame, label)
-
-    def limited(open_clip: Callable[[], Clip]) -> Callable[[], Clip]:
-        if opts.max_frames is None:
-            return open_clip
-        return lambda: _LimitedClip(open_clip(), opts.max_frames)  # type: ignore[arg-type]
-
     live_meta: dict[str, Any] = {}
-    with contextlib.ExitStack() as stack:
-        player = _start_player(opts, stack, live_meta) if opts.live else None
-        try:
-            for open_clip in openers:
-                try:
-                    open_clip = limited(open_clip)
-                    clip = open_clip()
-                    bar.set_description(clip.name)
-                    bar.total = (bar.total or 0) + len(clip)
-                    bar.refresh()
-                    if recorder is not None:
-                        recorder.expect(clip.name, len(clip))
-                    if player is not None:
-                        run_node_on_clip(open_clip, player, scorer, bar.update, on_frame)
-                    elif predictions is not None:
-                        score_predictions_on_clip(clip, predictions, scorer, on_frame)
-                    else:
-                        run_engine_on_clip(clip, factory, scorer, opts.prompt_type, on_frame)
-                except ValueError as exc:
-                    errors.append(str(exc))
-                    if isinstance(exc, LiveError):
-                        break  # the node's state is unknown now: do not feed it more bags
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
-            if recorder is not None:
-                recorder.close()
+    ray_meta: dict[str, Any] = {}
+    recorder = None
+    if opts.ray is not None:
+        results, interrupted = _score_on_ray(opts, sources, ray_meta)
+    else:
+        if opts.report_dir is not None:
+            video_dir = opts.report_dir / "videos" if opts.overlay_video else None
+            recorder = OverlayRecorder(video_dir=video_dir)
+        results, interrupted = _score_here(opts, sources, recorder, live_meta)
+    scorer, errors = merge_results(results)
 
     if scorer.frames_scored == 0:
         why = "; ".join(errors) if errors else ("interrupted" if interrupted else "no frames")
@@ -358,9 +350,15 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
         meta["predictions"] = str(opts.predictions)
     if opts.live:
         meta["live"] = live_meta
+    if opts.ray is not None:
+        meta["ray"] = ray_meta
     meta["notes"] = notes
     report = build_report(scorer, meta, errors, interrupted)
     report_path = write_json(report, opts.json_path)
+    if opts.frames_parquet is not None:
+        from vos_ros.evaluation.frames_table import write_frames_parquet
+
+        write_frames_parquet(scorer, opts.frames_parquet)
     html_path = None
     if opts.report_dir is not None:
         from vos_ros.evaluation.html import write_html_report
@@ -373,6 +371,119 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
     return EvaluationOutcome(
         report, report_path, html_path, format_summary(report), errors, interrupted
     )
+
+
+def _score_here(
+    opts: EvaluationOptions,
+    sources: list[NamedOpener],
+    recorder: Any,
+    live_meta: dict[str, Any],
+) -> tuple[list[ClipResult], bool]:
+    """Score the clips one after another in this process; returns their partial results and
+    whether Ctrl-C stopped the run."""
+    engine_mode = opts.predictions is None
+    factory = opts.engine_factory or reusing_engine_factory(
+        opts.model, opts.backend, opts.threads, opts.engine_settings
+    )
+    predictions = None
+    if not engine_mode:
+        from vos_ros.evaluation.davis_folder import PredictionFolder
+
+        predictions = PredictionFolder(opts.predictions)  # type: ignore[arg-type]
+
+    bar = _progress_bar(opts.progress)
+
+    def on_frame(sequence: str, frame: ClipFrame, label: Any) -> None:
+        if not opts.live:  # live runs advance the bar as frames are published
+            bar.update(1)
+        if recorder is not None:
+            recorder.on_frame(sequence, frame, label)
+
+    def on_open(clip: Clip) -> None:
+        bar.set_description(clip.name)
+        bar.total = (bar.total or 0) + len(clip)
+        bar.refresh()
+        if recorder is not None:
+            recorder.expect(clip.name, len(clip))
+
+    results: list[ClipResult] = []
+    interrupted = False
+    with contextlib.ExitStack() as stack:
+        player = _start_player(opts, stack, live_meta) if opts.live else None
+        try:
+            node_lost: list[LiveError] = []
+            for name, open_clip in sources:
+
+                def score(clip: Clip, scorer: DatasetScorer, open_clip=open_clip) -> None:
+                    if player is not None:
+                        try:
+                            run_node_on_clip(open_clip, player, scorer, bar.update, on_frame)
+                        except LiveError as exc:
+                            node_lost.append(exc)
+                            raise
+                    elif predictions is not None:
+                        score_predictions_on_clip(clip, predictions, scorer, on_frame)
+                    else:
+                        run_engine_on_clip(clip, factory, scorer, opts.prompt_type, on_frame)
+
+                result = score_clip(name, open_clip, score, on_open)
+                results.append(result)
+                if result.interrupted:
+                    interrupted = True
+                    break
+                if node_lost:
+                    break  # the node's state is unknown now: do not feed it more bags
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+            if recorder is not None:
+                recorder.close()
+    return results, interrupted
+
+
+def _score_on_ray(
+    opts: EvaluationOptions, sources: list[NamedOpener], ray_meta: dict[str, Any]
+) -> tuple[list[ClipResult], bool]:
+    """Score one clip per Ray task (see :mod:`vos_ros.evaluation.fleet`)."""
+    from vos_ros.evaluation.fleet import EngineSpec, FleetError, RaySettings, score_on_ray
+
+    spec = EngineSpec(opts.model, opts.backend, opts.threads, dict(opts.engine_settings))
+    settings = RaySettings(address=opts.ray or "local", workers=opts.workers)
+    try:
+        outcome = score_on_ray(sources, spec, settings, progress=opts.progress)
+    except FleetError as exc:
+        raise EvaluationInputError(str(exc)) from exc
+    ray_meta.update(outcome.meta)
+    return outcome.results, outcome.interrupted
+
+
+def _check_ray_options(opts: EvaluationOptions) -> None:
+    if opts.ray is None:
+        if opts.workers is not None:
+            raise EvaluationInputError("--workers needs --ray")
+        return
+    if opts.live or opts.predictions is not None:
+        raise EvaluationInputError(
+            "--ray runs the engine offline on each bag; --live and --predictions run here"
+        )
+    if opts.overlay_video:
+        raise EvaluationInputError("--overlay-video is not available with --ray")
+    if opts.engine_factory is not None:
+        raise EvaluationInputError("--ray builds the engine on each worker (no engine_factory)")
+    if opts.workers is not None and opts.workers < 1:
+        raise EvaluationInputError(f"--workers must be at least 1, got {opts.workers}")
+
+
+def _check_parquet_option(opts: EvaluationOptions) -> None:
+    if opts.frames_parquet is None:
+        return
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as exc:
+        raise EvaluationInputError(
+            f"--frames-parquet needs pyarrow ({exc}); pip install -r requirements-fleet.txt"
+        ) from None
 
 
 def _check_live_options(opts: EvaluationOptions) -> None:
