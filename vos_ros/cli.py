@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-bag": ("make_bag", "write a DAVIS-layout folder or a synthetic clip as a rosbag2 MCAP"),
     "bench": ("bench", "per-stage timings and throughput of the engine and node"),
     "train": ("train", "train the segmentation network"),
+    "crossval": ("crossval", "k-fold cross-validation over the training sequences"),
     "export": ("export", "export a trained checkpoint to ONNX + manifest"),
     "build-engine": ("build_engine", "prebuild the TensorRT engine for a model"),
 }

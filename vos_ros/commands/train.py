@@ -99,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop and save after this much wall time (resume later with the same command)",
     )
     parser.add_argument(
+        "--sequences",
+        type=lambda text: [name for name in text.split(",") if name],
+        default=None,
+        help="train on these sequences of --data only (comma-separated; default: all)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (for log files)"
     )
 
@@ -126,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         init=args.init,
         warmup=args.warmup,
         paste_prob=args.paste_prob,
+        sequences=args.sequences,
     )
     mode = "require" if args.resume else "never" if args.fresh else "auto"
     max_seconds = None if args.max_minutes is None else args.max_minutes * 60.0

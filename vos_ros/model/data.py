@@ -45,10 +45,14 @@ def list_sequences(data_dir: Path) -> list[str]:
     return names
 
 
+# frame files, as the evaluator reads them (synthetic folders are PNG)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
 def _load_sequence(data_dir: Path, name: str, width: int, height: int) -> Sequence:
     image_dir = data_dir / "JPEGImages" / "480p" / name
     mask_dir = data_dir / "Annotations" / "480p" / name
-    frame_files = sorted(image_dir.glob("*.jpg"))
+    frame_files = sorted(f for f in image_dir.glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
     if not frame_files:
         raise ValueError(f"sequence {name}: no frames in {image_dir}")
     frames, masks = [], []
@@ -68,11 +72,24 @@ def _load_sequence(data_dir: Path, name: str, width: int, height: int) -> Sequen
 
 
 def load_training_set(
-    data_dir: str | Path, width: int, height: int, cache_dir: str | Path | None = None
+    data_dir: str | Path,
+    width: int,
+    height: int,
+    cache_dir: str | Path | None = None,
+    only: list[str] | None = None,
 ) -> list[Sequence]:
-    """All sequences of ``data_dir`` resized to ``width`` x ``height`` (cached in ``cache_dir``)."""
+    """The sequences of ``data_dir`` (all, or the ``only`` ones) resized to ``width`` x ``height``
+    (cached in ``cache_dir``).
+
+    :raises ValueError: when ``only`` names a sequence the folder does not have.
+    """
     data_dir = Path(data_dir)
     names = list_sequences(data_dir)
+    if only is not None:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"{data_dir} has no sequence(s) {', '.join(unknown)}")
+        names = [name for name in names if name in set(only)]
     cache_file = None
     if cache_dir is not None:
         listing = "\n".join([str(data_dir.resolve()), *names]).encode()

@@ -301,7 +301,9 @@ def train(
         net.load_state_dict(init["model"])
     cfg.arch = dict(net.arch)
 
-    sequences = load_training_set(cfg.data, cfg.store_w, cfg.store_h, cfg.cache_dir)
+    sequences = load_training_set(
+        cfg.data, cfg.store_w, cfg.store_h, cfg.cache_dir, only=cfg.sequences
+    )
     log_file = (out / LOG_NAME).open("a")
     log_file.write(json.dumps({"event": "start", "step": start_step, "config": asdict(cfg)}) + "\n")
     net.train()

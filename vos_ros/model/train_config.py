@@ -44,4 +44,6 @@ class TrainConfig:
     # Start from the weights of this checkpoint or weights.pt (fresh optimizer and schedule);
     # ignored when the run resumes from its own last.pt.
     init: str | None = None
+    # Train on these sequences of ``data`` only (cross-validation folds); None: all of them.
+    sequences: list[str] | None = None
     arch: dict[str, Any] = field(default_factory=_default_arch)
