@@ -7,6 +7,7 @@ One Ray cluster (2 CPUs) serves the whole module: starting Ray takes seconds on 
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -213,3 +214,20 @@ def test_the_model_reaches_the_workers_checked_against_its_manifest(tmp_path):
     bad = type(package)(package.name, package.digest, damaged)
     with pytest.raises(ModelFileError, match=name):
         unpack_model(bad, tmp_path / "elsewhere")
+
+
+@pytest.mark.timeout(300)
+def test_fleet_benchmark_measures_runs_merge_and_projection(ray_cluster, fleet):
+    from vos_ros.benchmark import fleet_bench
+
+    sources = fleet_bench.bag_sources(fleet / "seed_[0-3]")
+    row, results = fleet_bench.time_ray(sources, "flow", 2)
+    assert row["frames"] == 40 and row["wall_s"] > 0 and not row["errors"]
+    merge = fleet_bench.time_merge(results, repeats=1)
+    assert merge["merge_s"] > 0 and merge["partials_bytes"] > 0
+    args = argparse.Namespace(
+        project_bags=1000, project_minutes=5.0, project_hz=30.0, project_workers=[1, 8]
+    )
+    one, eight = fleet_bench.project(0.02, 1e-4, args)
+    assert one["hours"] == pytest.approx((9_000_000 * 0.02 + 900) / 3600)
+    assert eight["hours"] == pytest.approx((9_000_000 * 0.02 / 8 + 900) / 3600)

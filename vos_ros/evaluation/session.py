@@ -208,7 +208,7 @@ def reusing_engine_factory(
     return factory
 
 
-def _clip_sources(
+def clip_sources(
     opts: EvaluationOptions, need_images: bool
 ) -> tuple[list[NamedOpener], list[str]]:
     """Deferred clip openers by clip name (so one bad bag does not stop the others; picklable,
@@ -315,7 +315,7 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
     _check_parquet_option(opts)
     need_images = engine_mode or opts.report_dir is not None
     try:
-        sources, notes = _clip_sources(opts, need_images)
+        sources, notes = clip_sources(opts, need_images)
     except EvaluationInputError:
         raise
     except ValueError as exc:
