@@ -116,7 +116,7 @@ def score_on_ray(
         results, interrupted = _drive(ray, remote, sources, spec, model_ref, workers, progress)
         meta = {
             "address": settings.address,
-            "started_here": started_here,
+            "connected_here": started_here,
             "ray_version": ray.__version__,
             "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
             "cluster_cpus": cpus,
@@ -250,8 +250,9 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
 
 
 def connect(ray: Any, address: str) -> bool:
-    """Join the cluster (or start a local one); returns whether it was started here. A Ray
-    connection this process already has is used as it is."""
+    """Join the cluster (or start a local one); returns whether this call connected (then the
+    caller disconnects, which also stops a local cluster). A Ray connection this process
+    already has is used as it is."""
     import logging
 
     if ray.is_initialized():
@@ -263,7 +264,11 @@ def connect(ray: Any, address: str) -> bool:
         else:
             ray.init(address=address, **kwargs)
     except Exception as exc:  # ConnectionError, RuntimeError, ...: all mean "no cluster"
-        raise FleetError(f"cannot connect to Ray at {address}: {_first_line(exc)}") from exc
+        raise FleetError(
+            f"cannot connect to Ray at {address}: {_first_line(exc)} (a cluster with token "
+            "authentication, which `ray start` of recent Ray versions turns on, also needs "
+            "RAY_AUTH_MODE=token here and its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+        ) from exc
     return True
 
 
