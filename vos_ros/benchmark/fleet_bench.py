@@ -123,6 +123,13 @@ def _rates(label: str, workers: int, wall: float, report: dict) -> dict[str, Any
     }
 
 
+def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median wall time (the lower middle one for an even count), with the
+    wall times of every round."""
+    ordered = sorted(rows, key=lambda row: row["wall_s"])
+    return {**ordered[(len(ordered) - 1) // 2], "walls_s": [round(r["wall_s"], 2) for r in rows]}
+
+
 def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -149,22 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=3)
     parser.add_argument("--workers", type=_ints, default=[1, 2], help="worker counts (1,2)")
     parser.add_argument("--model", default="flow")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds (median)")
     parser.add_argument("--json", type=Path, help="write the measurements here")
     parser.add_argument("--project-bags", type=int, default=1000)
     parser.add_argument("--project-minutes", type=float, default=5.0)
     parser.add_argument("--project-hz", type=float, default=30.0)
     parser.add_argument("--project-workers", type=_ints, default=[1, 8, 32, 128])
     args = parser.parse_args(argv)
-    if args.bags < 1 or args.frames < 3:
-        parser.error("need at least 1 bag of at least 3 frames")
+    if args.bags < 1 or args.frames < 3 or args.rounds < 1:
+        parser.error("need at least 1 bag of at least 3 frames, and at least 1 round")
 
     import ray
 
     with tempfile.TemporaryDirectory(prefix="fleet_bench_") as tmp:
         root = Path(tmp)
         bags = make_bags(root / "bags", args.bags, args.frames, args.size, args.objects)
+        load_before = list(os.getloadavg())
         time_single_process(bags / "bag_0000", args.model, root)  # warm-up: imports, first run
-        rows = [time_single_process(bags, args.model, root)]
         start = time.perf_counter()
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
         ray_start_s = time.perf_counter() - start
@@ -175,12 +183,19 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             time_ray(sources[: max(args.workers)], args.model, max(args.workers))
             warmup_s = time.perf_counter() - start
+            # rounds alternate the configurations, so that load from other processes on a
+            # shared machine spreads over all of them; each one reports its median round
+            runs: dict[str, list[dict[str, Any]]] = {}
             results: list = []
-            for workers in args.workers:
-                row, results = time_ray(sources, args.model, workers)
-                rows.append(row)
+            for _ in range(args.rounds):
+                row = time_single_process(bags, args.model, root)
+                runs.setdefault(row["run"], []).append(row)
+                for workers in args.workers:
+                    row, results = time_ray(sources, args.model, workers)
+                    runs.setdefault(row["run"], []).append(row)
         finally:
             ray.shutdown()
+    rows = [_median_row(group) for group in runs.values()]
     merge = time_merge(results)
     one_worker = next((r for r in rows if r["workers"] == 1 and "Ray" in r["run"]), rows[0])
     projection = project(one_worker["ms_per_frame"] / 1000, merge["merge_us_per_frame"] / 1e6, args)
@@ -189,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} {os.cpu_count()}-core {platform.system()}, "
         f"Python {platform.python_version()}",
-        "load_average": list(os.getloadavg()),
+        "load_average": {"before": load_before, "after": list(os.getloadavg())},
+        "rounds": args.rounds,
         "bags": args.bags,
         "frames_per_bag": args.frames,
         "size": list(args.size),
@@ -209,13 +225,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_markdown(record: dict[str, Any]) -> str:
     lines = [
-        "| run | wall s | bags/min | ms per frame |",
+        "| run | wall s (median; rounds) | bags/min | ms per frame |",
         "|---|---:|---:|---:|",
     ]
     for row in record["runs"]:
         per_min = record["bags"] / row["wall_s"] * 60
+        walls = ", ".join(f"{w:.1f}" for w in row["walls_s"])
         lines.append(
-            f"| {row['run']} | {row['wall_s']:.1f} | {per_min:.1f} | {row['ms_per_frame']:.1f} |"
+            f"| {row['run']} | {row['wall_s']:.1f} ({walls}) | {per_min:.1f} "
+            f"| {row['ms_per_frame']:.1f} |"
         )
     merge = record["merge"]
     lines.append("")
