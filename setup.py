@@ -29,6 +29,8 @@ setup(
         "train": ["torch>=2.2"],
         "dev": _requirements("requirements-dev.txt"),
         "fleet": _requirements("requirements-fleet.txt"),
+        # pretrained trackers; install sam2 itself as scripts/setup.sh does (no CUDA torch)
+        "sam2": ["sam2==1.1.0", *_requirements("requirements-sam2.txt")],
     },
     entry_points={
         "console_scripts": [

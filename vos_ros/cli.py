@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crossval": ("crossval", "k-fold cross-validation over the training sequences"),
     "export": ("export", "export a trained checkpoint to ONNX + manifest"),
     "build-engine": ("build_engine", "prebuild the TensorRT engine for a model"),
+    "console": ("console", "web console: live view with target selection, offline runs"),
+    "fetch-model": ("fetch_model", "download an official pretrained tracker (SAM 2.1) checkpoint"),
 }
 
 

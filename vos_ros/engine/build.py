@@ -15,10 +15,12 @@ DEFAULT_MEMORY_SIZE = 4
 def build_engine(config: EngineConfig | None = None) -> VosEngine:
     """Build the engine ``config`` describes.
 
-    ``model="flow"`` builds the training-free flow fallback. Otherwise the model folder's
-    manifest is loaded and checked (:class:`~vos_ros.engine.manifest.ModelFileError` on any
-    mismatch) and the backend is chosen (:func:`~vos_ros.engine.backends.select.create_backend`;
-    a backend that was asked for and cannot run raises, it is never swapped silently).
+    ``model="flow"`` builds the training-free flow fallback. A model folder whose manifest says
+    ``family: sam2`` runs the SAM 2 streaming tracker (:mod:`vos_ros.engine.sam2_predictor`).
+    Otherwise (``family: protonet``) the model folder's manifest is loaded and checked
+    (:class:`~vos_ros.engine.manifest.ModelFileError` on any mismatch) and the backend is
+    chosen (:func:`~vos_ros.engine.backends.select.create_backend`; a backend that was asked
+    for and cannot run raises, it is never swapped silently).
     """
     config = config or EngineConfig()
     if config.is_flow_fallback:
@@ -29,6 +31,16 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
             short_side,
             config.memory_every or DEFAULT_MEMORY_EVERY,
         )
+
+    from vos_ros.engine.family import model_family
+
+    if model_family(config.model) == "sam2":
+        from vos_ros.engine.sam2_predictor import build_sam2_predictor
+
+        predictor = build_sam2_predictor(config)
+        # short side and memory schedule are the tracker's own (fixed square input, memory
+        # written every frame); the values passed here only describe it
+        return VosEngine(config, predictor, predictor.tracker.image_size, 1)
 
     from vos_ros.engine.backends.select import create_backend
     from vos_ros.engine.cpu_threads import limit_blas_threads

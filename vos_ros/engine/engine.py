@@ -22,9 +22,9 @@ prototype matching and comes back with the same id.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import cv2
@@ -104,6 +104,31 @@ class _FrameContext:
             self.tracked_probs = np.delete(self.tracked_probs, row, axis=0)
 
 
+@dataclass(frozen=True)
+class PredictorHooks:
+    """What a predictor plug-in may change in the engine's pipeline (optional attributes of the
+    predictor; the defaults are the contract networks' and the flow fallback's behaviour).
+
+    A model family with its own tracker (SAM 2) takes a fixed-size input resized its own way,
+    its prompts at full resolution, runs every target on every frame, writes its own memory
+    from its raw outputs and merges targets by its own rule instead of soft aggregation.
+    """
+
+    processing_wh: Callable[[tuple[int, int]], tuple[int, int]] | None = None
+    resize_frame: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
+    begin_frame: Callable[[int], None] | None = None  # told the index of each stepped frame
+    aggregate: Callable[[np.ndarray], np.ndarray] = soft_aggregate
+    uses_flow: bool = True
+    tracks_every_frame: bool = False  # lost targets too (no lost_search_every schedule)
+    writes_own_memory: bool = False  # no "recent" memory writes from the engine
+    takes_full_prompts: bool = False  # memorize(..., full_mask) with the input-size mask
+
+    @classmethod
+    def of(cls, predictor: Any) -> PredictorHooks:
+        names = [f.name for f in fields(cls)]
+        return cls(**{name: getattr(predictor, name) for name in names if hasattr(predictor, name)})
+
+
 def processing_size(input_hw: tuple[int, int], short_side: int) -> tuple[int, int]:
     """``(width, height)`` with the input's aspect ratio, short side ``short_side``, both
     multiples of ``STRIDE``."""
@@ -128,6 +153,7 @@ class VosEngine:
         self.short_side = short_side
         self.memory_every = memory_every
         self._is_network = not isinstance(predictor, FlowPredictor)
+        self._hooks = PredictorHooks.of(predictor)
         self._registry = TargetRegistry(config.max_targets)
         self._adaptation_paused = False
         # Background adaptation swaps the encoder mid-stream: the annotated frames are kept so
@@ -227,7 +253,7 @@ class VosEngine:
                     f"target {target_id} is already tracked; remove it first or give it on the "
                     f"current frame with Prompt(replace=True)"
                 )
-        small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
+        small = self._resize(frame)
         last = self._last
         if self._maybe_adapt(small, masks) and last is not None:
             last.features = None  # encoded by the weights before the adaptation
@@ -259,15 +285,17 @@ class VosEngine:
         timings = dict.fromkeys(TIMING_KEYS, 0.0)
 
         # 1. preprocess: one resize of the frame; everything else works on the small copy.
-        small = cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
+        small = self._resize(frame)
         adapt_ms = 0.0
         if prompt_masks:
             t_adapt = time.perf_counter()
             if self._maybe_adapt(small, prompt_masks):
                 adapt_ms = (time.perf_counter() - t_adapt) * 1e3
                 timings["adapt"] = adapt_ms  # only on the frame that was learned
-        gray = to_gray(small, self._flow_wh)
+        gray = to_gray(small, self._flow_wh) if self._use_flow else None
         busy = bool(len(self._registry) or prompt_masks)
+        if self._hooks.begin_frame is not None:
+            self._hooks.begin_frame(self._frame_index)
         prepared = self.predictor.prepare(small) if busy else None
         t_pre = time.perf_counter()
         timings["preprocess"] = (t_pre - t_flushed) * 1e3 - adapt_ms
@@ -346,7 +374,7 @@ class VosEngine:
         # Memory writes of the annotations (the recent entries wait for the next step).
         t_mem = time.perf_counter()
         mode = "replace" if prompt is not None and prompt.replace else "permanent"
-        self._memorize_prompts(features, prompt_small, mode, small)
+        self._memorize_prompts(features, prompt_small, mode, small, prompt_masks)
         t_post = time.perf_counter()
         timings["memory"] = gather_ms + (t_post - t_mem + t_flushed - t_start) * 1e3
 
@@ -378,7 +406,15 @@ class VosEngine:
 
     @property
     def _use_flow(self) -> bool:
+        if not self._hooks.uses_flow:
+            return False
         return self.config.use_flow or not self._is_network
+
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
+        """The frame at the processing size, resized as the predictor's network expects."""
+        if self._hooks.resize_frame is not None:
+            return self._hooks.resize_frame(frame, self._proc_wh)
+        return cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
 
     def _check_frame(self, frame: np.ndarray) -> np.ndarray:
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
@@ -400,7 +436,10 @@ class VosEngine:
         if min(hw) < 8:
             raise InputError(f"frame is too small: {hw[1]}x{hw[0]}")
         self._input_hw = hw
-        self._proc_wh = processing_size(hw, self.short_side)
+        if self._hooks.processing_wh is not None:  # a network with a fixed input size
+            self._proc_wh = self._hooks.processing_wh(hw)
+        else:
+            self._proc_wh = processing_size(hw, self.short_side)
         pw, ph = self._proc_wh
         if self._is_network:
             self._mask_wh = (pw // SKIP_STRIDE, ph // SKIP_STRIDE)
@@ -481,7 +520,7 @@ class VosEngine:
                 if keep is not None:
                     probs[slot] *= keep
 
-        agg = soft_aggregate(probs)
+        agg = self._hooks.aggregate(probs)
         labels_small = argmax_channels(agg)
         areas, scores = target_scores(agg, labels_small)
         min_area = self.config.min_area_fraction * labels_small.size
@@ -530,7 +569,7 @@ class VosEngine:
         back at once), then on every ``lost_search_every``-th frame. The schedule counts from
         the loss, not from the stream's start, so results do not depend on when a stream began
         (the node and the offline evaluator see the same)."""
-        every = self.config.lost_search_every
+        every = 1 if self._hooks.tracks_every_frame else self.config.lost_search_every
         visible = self._visible[slots]
         if every == 1 or visible.all():
             return np.ones(len(slots), bool)
@@ -565,18 +604,27 @@ class VosEngine:
 
     def _write_recent_memory(self) -> None:
         """Write the last frame's queued recent-memory entries (with that frame's features)."""
-        if self._recent_writes:
+        if self._recent_writes and not self._hooks.writes_own_memory:
             for target_id, mask in self._recent_writes:
                 self.predictor.memorize(self._last.features, target_id, mask, "recent")
             self._recent_writes = []
 
     def _memorize_prompts(
-        self, features, masks: dict[int, np.ndarray], mode: str, small: np.ndarray
+        self,
+        features,
+        masks: dict[int, np.ndarray],
+        mode: str,
+        small: np.ndarray,
+        full_masks: dict[int, np.ndarray],
     ) -> None:
         """Memory entries of annotated masks ``{id: (mh, mw) float32}`` on the frame of
-        ``features`` (``small``: that frame at processing size)."""
+        ``features`` (``small``: that frame at processing size; ``full_masks``: the same masks
+        at the input size, for predictors that take their prompts at full resolution)."""
         for target_id, mask in masks.items():
-            self.predictor.memorize(features, target_id, mask, mode)
+            if self._hooks.takes_full_prompts:
+                self.predictor.memorize(features, target_id, mask, mode, full_masks[target_id])
+            else:
+                self.predictor.memorize(features, target_id, mask, mode)
         if self._annotations is not None and masks:
             self._annotations.record(small, masks, mode)
 
@@ -612,7 +660,7 @@ class VosEngine:
             self._append_target(target_id, label, new[target_id])
         ctx.prompts.update(new)
         self._settle_frame(ctx)
-        self._memorize_prompts(ctx.features, new, "permanent", ctx.small)
+        self._memorize_prompts(ctx.features, new, "permanent", ctx.small, masks)
 
     def _add_on_older_frame(
         self, small: np.ndarray, masks: dict[int, np.ndarray], classes: dict
@@ -624,7 +672,7 @@ class VosEngine:
         self._write_recent_memory()
         if self._last is not None:
             self._last.features = None
-        gray = to_gray(small, self._flow_wh)
+        gray = to_gray(small, self._flow_wh) if self._use_flow else None
         features = self.predictor.encode(self.predictor.prepare(small))
         new: dict[int, np.ndarray] = {}
         for target_id, full_mask in masks.items():
@@ -632,7 +680,7 @@ class VosEngine:
             label = str(classes.get(target_id, DEFAULT_CLASS))
             self._append_target(target_id, label, new[target_id])
             self._pending[target_id] = (gray, new[target_id])
-        self._memorize_prompts(features, new, "permanent", small)
+        self._memorize_prompts(features, new, "permanent", small, masks)
 
     def _warp_previous(self, gray: np.ndarray, motion) -> np.ndarray:
         """Previous masks carried to this frame; pending targets use their own reference frame."""

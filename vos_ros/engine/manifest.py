@@ -125,33 +125,7 @@ def load_manifest(
             f"{where}: format_version {fmt!r} is not supported "
             f"(supported: {SUPPORTED_FORMAT_VERSIONS})"
         )
-    files = _mapping(raw, "files", where)
-    digests: dict[str, str] = {}
-    for name, entry in files.items():
-        if isinstance(entry, str):
-            entry = {"sha256": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise ModelFileError(f"{where}: files.{name} needs a sha256 string")
-        digest = entry["sha256"].lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ModelFileError(f"{where}: files.{name}.sha256 is not a 64-digit hex digest")
-        path = folder / name
-        if not path.is_file():
-            raise ModelFileError(f"{path}: listed in {MANIFEST_NAME} but missing")
-        size = entry.get("bytes")
-        if size is not None and path.stat().st_size != size:
-            raise ModelFileError(
-                f"{path}: size is {path.stat().st_size} bytes but {MANIFEST_NAME} says {size} "
-                f"(file truncated or replaced after export)"
-            )
-        if verify_checksums:
-            actual = sha256_file(path)
-            if actual != digest:
-                raise ModelFileError(
-                    f"{path}: sha256 mismatch (manifest {digest[:12]}…, file {actual[:12]}…); the "
-                    f"file changed after export: re-export the model or restore the file"
-                )
-        digests[name] = digest
+    digests = check_listed_files(raw, folder, where, verify_checksums)
 
     encoder_name = _string(raw, "encoder", where, default="encoder.onnx")
     decoder_name = _string(raw, "decoder", where, default="decoder.onnx")
@@ -236,6 +210,44 @@ def load_manifest(
     if check_graphs:
         check_onnx_signatures(manifest)
     return manifest
+
+
+def check_listed_files(
+    raw: dict, folder: Path, where: str, verify_checksums: bool = True
+) -> dict[str, str]:
+    """Check every file listed under ``files`` of a manifest: present, size, sha256.
+
+    :returns: file name -> sha256.
+    :raises ModelFileError: naming the file and what is wrong.
+    """
+    files = _mapping(raw, "files", where)
+    digests: dict[str, str] = {}
+    for name, entry in files.items():
+        if isinstance(entry, str):
+            entry = {"sha256": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise ModelFileError(f"{where}: files.{name} needs a sha256 string")
+        digest = entry["sha256"].lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ModelFileError(f"{where}: files.{name}.sha256 is not a 64-digit hex digest")
+        path = folder / name
+        if not path.is_file():
+            raise ModelFileError(f"{path}: listed in {MANIFEST_NAME} but missing")
+        size = entry.get("bytes")
+        if size is not None and path.stat().st_size != size:
+            raise ModelFileError(
+                f"{path}: size is {path.stat().st_size} bytes but {MANIFEST_NAME} says {size} "
+                f"(file truncated or replaced after export)"
+            )
+        if verify_checksums:
+            actual = sha256_file(path)
+            if actual != digest:
+                raise ModelFileError(
+                    f"{path}: sha256 mismatch (manifest {digest[:12]}…, file {actual[:12]}…); the "
+                    f"file changed after export: re-export the model or restore the file"
+                )
+        digests[name] = digest
+    return digests
 
 
 def check_onnx_signatures(manifest: ModelManifest) -> None:

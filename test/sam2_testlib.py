@@ -1,0 +1,121 @@
+"""SAM 2 test fixtures: a seeded random-weight checkpoint in the official format, a DAVIS clip
+and the official ``SAM2VideoPredictor``'s masks on it, computed once per test session.
+
+Random weights stand in for the real checkpoints (which cannot be downloaded here). PyTorch's
+default initialisation gives near-constant logits (|x| < 0.25, the same mask for every target),
+which a reproduction could match without running the right computation; every weight matrix is
+therefore drawn from N(0, 1 / fan_in) instead, which gives logits with a spread of about 2,
+masks covering a quarter to a third of the frame, and masks that differ inside and outside each
+prompt. The tests check those properties before comparing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+SEQUENCE = "dog"
+CLIP_FRAMES = 16  # the official predictor sees 16 frames: its object-pointer time scale is
+# min(video length, 16), which on a stream (no length) is 16
+TRACKED_FRAMES = 8
+SEED = 20261206
+
+
+def random_checkpoint(path: Path, seed: int = SEED) -> Path:
+    """Write ``{"model": state_dict}`` of SAM 2.1-tiny with seeded N(0, 1/fan_in) matrices."""
+    import torch
+    from sam2.build_sam import build_sam2
+
+    torch.manual_seed(seed)
+    state = build_sam2(CONFIG, None, device="cpu").state_dict()
+    generator = torch.Generator().manual_seed(seed)
+    for tensor in state.values():
+        if tensor.is_floating_point() and tensor.ndim >= 2:
+            fan_in = tensor[0].numel()
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) / fan_in**0.5)
+    torch.save({"model": state}, path)
+    return path
+
+
+@dataclass
+class OfficialRun:
+    """The official predictor's output on the first TRACKED_FRAMES frames of the clip."""
+
+    frames_dir: Path  # CLIP_FRAMES JPEGs named 0.jpg, 1.jpg, ... (the official loader's order)
+    prompts: dict[int, np.ndarray]  # target id -> (H, W) bool mask on frame 0
+    logits: np.ndarray  # [TRACKED_FRAMES, N, H, W] float32 at video resolution, ids 1..N
+
+    def frame(self, index: int) -> np.ndarray:
+        """RGB uint8 frame ``index`` decoded as the official loader decodes it (PIL)."""
+        with Image.open(self.frames_dir / f"{index}.jpg") as img:
+            return np.array(img.convert("RGB"))
+
+    def label_image(self, index: int) -> np.ndarray:
+        """The official masks of frame ``index`` as one label image: each pixel goes to the
+        target with the highest logit where that logit is > 0."""
+        logits = self.logits[index]
+        best = logits.argmax(axis=0)
+        return np.where(logits.max(axis=0) > 0, best + 1, 0).astype(np.uint16)
+
+
+def prompt_masks(annotation: np.ndarray) -> dict[int, np.ndarray]:
+    """Three targets from the sequence's object: its left and right halves and a box of
+    background below it (disjoint masks)."""
+    obj = annotation > 0
+    height, width = obj.shape
+    xs = np.nonzero(obj)[1]
+    middle = int(np.median(xs))
+    columns = np.arange(width)[None, :]
+    box = np.zeros_like(obj)
+    box[int(height * 0.8) : int(height * 0.95), int(width * 0.05) : int(width * 0.3)] = True
+    return {1: obj & (columns < middle), 2: obj & (columns >= middle), 3: box & ~obj}
+
+
+def run_official(checkpoint: Path, davis: Path, work: Path) -> OfficialRun:
+    """Mask prompts on frame 0, ``propagate_in_video`` over TRACKED_FRAMES frames (CPU)."""
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    frames_dir = work / "official_frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    source = davis / "JPEGImages" / "480p" / SEQUENCE
+    for index, name in enumerate(sorted(os.listdir(source))[:CLIP_FRAMES]):
+        link = frames_dir / f"{index}.jpg"
+        if not link.exists():
+            link.symlink_to(source / name)
+    annotation = np.array(Image.open(davis / "Annotations" / "480p" / SEQUENCE / "00000.png"))
+    prompts = prompt_masks(annotation)
+    predictor = build_sam2_video_predictor(CONFIG, str(checkpoint), device="cpu")
+    with torch.inference_mode():
+        state = predictor.init_state(str(frames_dir))
+        for target_id, mask in prompts.items():
+            predictor.add_new_mask(state, 0, target_id, mask)
+        logits = [None] * TRACKED_FRAMES
+        for index, ids, masks in predictor.propagate_in_video(
+            state, max_frame_num_to_track=TRACKED_FRAMES - 1
+        ):
+            assert list(ids) == sorted(prompts)
+            logits[index] = masks[:, 0].numpy()
+    return OfficialRun(frames_dir, prompts, np.stack(logits))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@pytest.fixture(scope="session")
+def sam2_checkpoint(tmp_path_factory) -> Path:
+    pytest.importorskip("sam2", reason="the official sam2 package is not installed")
+    return random_checkpoint(tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def official_run(sam2_checkpoint, davis_val_dir, tmp_path_factory) -> OfficialRun:
+    return run_official(sam2_checkpoint, davis_val_dir, tmp_path_factory.mktemp("official"))

@@ -1,0 +1,45 @@
+"""Model families: which predictor plug-in a model folder's ``model.yaml`` asks for.
+
+``family: protonet`` (the default when absent): the project's contract networks
+(:mod:`vos_ros.engine.predictor`). ``family: sam2``: SAM 2 / SAM 2.1 checkpoints run by the
+streaming tracker (:mod:`vos_ros.engine.sam2_predictor`). ``model: flow`` needs no folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from vos_ros.engine.manifest import MANIFEST_NAME, ModelFileError
+
+FAMILIES = ("protonet", "sam2")
+DEFAULT_FAMILY = "protonet"
+# Families whose checkpoints ``vos-ros fetch-model`` installs but no plug-in runs yet, and why.
+UNSUPPORTED_FAMILIES = {
+    "edgetam": "EdgeTAM's model code (its 2D Spatial Perceiver) is not in the sam2 1.1.0 "
+    "package, so no engine plug-in runs it yet",
+}
+
+
+def model_family(folder: str | Path) -> str:
+    """The ``family`` of the model in ``folder``; missing manifests fall through to the
+    family's own loader, which reports them.
+
+    :raises ModelFileError: an unknown family, or a manifest that is not valid YAML.
+    """
+    path = Path(folder).expanduser() / MANIFEST_NAME
+    if not path.is_file():
+        return DEFAULT_FAMILY
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ModelFileError(f"{path}: not valid YAML ({exc})") from None
+    family = raw.get("family", DEFAULT_FAMILY) if isinstance(raw, dict) else DEFAULT_FAMILY
+    if family in UNSUPPORTED_FAMILIES:
+        raise ModelFileError(
+            f"{path}: family {family} is not supported: {UNSUPPORTED_FAMILIES[family]}"
+        )
+    if family not in FAMILIES:
+        raise ModelFileError(f"{path}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    return family

@@ -1,0 +1,145 @@
+"""The ``sam2`` model family as an engine predictor plug-in.
+
+The engine keeps doing what it does for every family (frames, prompts, target ids, results,
+timings); the SAM 2 streaming tracker (:mod:`vos_ros.trackers.sam2_stream`) replaces the
+network stages. Through the predictor hooks (:class:`vos_ros.engine.engine.PredictorHooks`) it
+takes the model's square input resized as the official video loader does, prompts at full
+resolution, runs every target on every frame (SAM 2 decides visibility with its object-score
+head), writes its own memory from its raw outputs and merges targets as the official masks read:
+a pixel belongs to the target with the highest logit where that logit is > 0.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from vos_ros.engine.config import ConfigError, EngineConfig
+from vos_ros.trackers.sam2_stream import EncodedFrame, Sam2StreamTracker
+
+
+class Sam2Predictor:
+    """Runs :class:`Sam2StreamTracker` behind the engine's predictor interface."""
+
+    binary_state = False
+    uses_prior = False  # SAM 2 has its own memory; no box prior
+    uses_windows = False
+    uses_flow = False
+    tracks_every_frame = True  # memory must see every frame, as in the official predictor
+    writes_own_memory = True
+    takes_full_prompts = True
+
+    def __init__(self, tracker: Sam2StreamTracker, name: str) -> None:
+        self.tracker = tracker
+        self.name = name
+        self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
+        self._frame_index = 0
+
+    # -- hooks --------------------------------------------------------------------------------
+    def processing_wh(self, input_hw: tuple[int, int]) -> tuple[int, int]:
+        return self.tracker.image_size, self.tracker.image_size
+
+    def resize_frame(self, frame: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+        """Resized with PIL's default filter, exactly as the official video loader."""
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(frame).resize(size_wh))
+
+    def begin_frame(self, frame_index: int) -> None:
+        self._frame_index = frame_index
+
+    def aggregate(self, probs: np.ndarray) -> np.ndarray:
+        """``[N, h, w]`` -> ``[N + 1, h, w]`` with a constant 0.5 background: the argmax is the
+        most probable target where it is above 0.5 (logit > 0), else background."""
+        out = np.empty((probs.shape[0] + 1, *probs.shape[1:]), np.float32)
+        out[0] = 0.5
+        out[1:] = probs
+        return out
+
+    # -- the predictor interface --------------------------------------------------------------
+    def prepare(self, small_rgb: np.ndarray) -> Any:
+        return self.tracker.preprocess(small_rgb)
+
+    def encode(self, image: Any) -> EncodedFrame:
+        return self.tracker.encode(image, self._frame_index)
+
+    def predict(
+        self,
+        features: EncodedFrame,
+        ids: list[int],
+        previous: np.ndarray,
+        windows: list | None = None,
+    ) -> np.ndarray:
+        """Probabilities ``[N, S/4, S/4]`` of targets ``ids`` (``previous`` and ``windows`` are
+        unused: SAM 2 conditions on its own memory)."""
+        import torch
+
+        t0 = time.perf_counter()
+        logits, _ = self.tracker.track(features, ids)
+        probs = torch.sigmoid(logits[:, 0]).cpu().numpy()
+        self.timings_ms["memory"] = 0.0  # memory attention runs inside the tracker's step
+        self.timings_ms["decoder"] = (time.perf_counter() - t0) * 1e3
+        return probs
+
+    def memorize(
+        self,
+        features: EncodedFrame,
+        target_id: int,
+        prob: np.ndarray,
+        mode: str,
+        full_mask: np.ndarray | None = None,
+    ) -> None:
+        """A prompt: (re)start ``target_id`` from ``full_mask`` (input size) on this frame."""
+        if mode not in ("permanent", "replace"):
+            raise ValueError(f"SAM 2 writes its own tracked-frame memory; got mode {mode!r}")
+        if full_mask is None:
+            raise ValueError("SAM 2 takes its prompts at full resolution (full_mask)")
+        self.tracker.add_target(features, target_id, full_mask)
+
+    def forget(self, target_id: int) -> None:
+        self.tracker.remove_target(target_id)
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self._frame_index = 0
+
+    def memory_nbytes(self) -> int:
+        return self.tracker.nbytes()
+
+
+def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
+    """The predictor for a ``family: sam2`` model folder (checked like every model folder).
+
+    :raises ConfigError: a backend, device or precision this family cannot run.
+    :raises ModelFileError: a missing, corrupt or mismatched model file.
+    """
+    from vos_ros.trackers.sam2_library import build_model, has_cuda_extension, require_sam2
+    from vos_ros.trackers.sam2_manifest import load_sam2_manifest
+
+    require_sam2()
+    import torch
+
+    if config.backend not in ("auto", "torch"):
+        raise ConfigError(
+            f"backend {config.backend!r} is not available for the sam2 model family; use "
+            "torch (or auto)"
+        )
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but torch sees no CUDA device")
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if device == "cuda" else "fp32"  # the official demos' CUDA setting
+    if precision != "fp32" and device != "cuda":
+        raise ConfigError(f"precision {precision} needs device cuda; use fp32 on the CPU")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    manifest = load_sam2_manifest(config.model, verify_checksums=config.verify_checksums)
+    model = build_model(manifest.config, manifest.checkpoint, device)
+    fill_holes = device == "cuda" and has_cuda_extension()  # as the official predictor can
+    tracker = Sam2StreamTracker(model, precision, fill_holes)
+    return Sam2Predictor(tracker, "torch" if device == "cpu" else f"torch-cuda-{precision}")

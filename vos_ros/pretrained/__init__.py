@@ -1,0 +1,1 @@
+"""Pretrained trackers: the catalogue of official checkpoints and ``vos-ros fetch-model``."""

@@ -1,0 +1,250 @@
+"""SAM 2 on a live stream: one camera frame at a time, no look-ahead, nothing preloaded.
+
+Built on the official model (``SAM2Base`` from the ``sam2`` package): its image encoder runs
+once per frame, and ``track_step`` (memory attention, prompt encoder, mask decoder, memory
+encoder) once per frame for a batch of targets. It mirrors what the official
+``SAM2VideoPredictor`` does for a mask prompt followed by ``propagate_in_video``, step by step:
+
+* a prompt mask is resized to the model's square input (bilinear with antialiasing, >= 0.5),
+  taken as the output of its frame (``_use_mask_as_output``) and encoded into memory from that
+  output upsampled again, with ``is_mask_from_pts=True`` (the official preflight);
+* each tracked frame runs ``track_step`` with the memory encoder; the memory features are kept
+  in bfloat16 as the official predictor keeps them;
+* hole filling runs only where the official predictor can run it (the CUDA extension).
+
+Differences, by design: each target keeps only the frames SAM 2 can still look at
+(:mod:`vos_ros.trackers.sam2_memory`), and a stream has no length, so object-pointer time is
+normalised by ``max_obj_ptrs_in_encoder`` (16), which is what the official predictor uses on
+videos of at least 16 frames (it takes ``min(video length, 16)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vos_ros.engine.config import EngineError
+from vos_ros.trackers.sam2_memory import FrameMemory, TargetMemory, stacked_output_dict
+
+# The stream's "number of frames" for SAM 2: larger than any frame index, so that only
+# max_obj_ptrs_in_encoder bounds the object pointers (see the module docstring).
+UNBOUNDED_STREAM = 2**62
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the official video loader's normalisation
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TrackerInputError(EngineError):
+    """A prompt or target id given to the tracker is invalid."""
+
+
+@dataclass
+class EncodedFrame:
+    """The image encoder's output for one frame of the stream."""
+
+    frame_index: int
+    backbone_out: dict[str, Any]
+
+
+class Sam2StreamTracker:
+    """Tracks any number of targets with SAM 2's own per-target memory, batched over targets.
+
+    :param model: an official ``SAM2Base`` in eval mode (:func:`~vos_ros.trackers.sam2_library.
+        build_model`).
+    :param precision: ``fp32``, or ``fp16`` / ``bf16`` (CUDA autocast, as the official demos).
+    :param fill_holes: run the official hole filling (needs the package's CUDA extension).
+    """
+
+    def __init__(self, model: Any, precision: str = "fp32", fill_holes: bool = False) -> None:
+        import torch
+
+        self.model = model
+        self.device = model.device
+        self.image_size = int(model.image_size)
+        self.precision = precision
+        self.fill_holes = fill_holes and getattr(model, "fill_hole_area", 0) > 0
+        stride = int(model.memory_temporal_stride_for_eval)
+        # how far back SAM 2 looks: mask memory and object pointers
+        self.window = max(
+            stride * (int(model.num_maskmem) - 1), int(model.max_obj_ptrs_in_encoder) - 1
+        )
+        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+        self._targets: dict[int, TargetMemory] = {}
+
+    # ---------------------------------------------------------------- frames
+    def preprocess(self, square_rgb: np.ndarray) -> Any:
+        """RGB uint8 ``(S, S, 3)`` -> normalised ``[1, 3, S, S]`` float32 on the model's device,
+        computed as the official video loader does (x / 255 in float64, then float32)."""
+        import torch
+
+        size = self.image_size
+        if square_rgb.shape != (size, size, 3) or square_rgb.dtype != np.uint8:
+            raise TrackerInputError(
+                f"frame must be ({size}, {size}, 3) uint8, "
+                f"got {square_rgb.shape} {square_rgb.dtype}"
+            )
+        image = torch.from_numpy(square_rgb / 255.0).permute(2, 0, 1)[None].float()
+        image = (image - self._mean) / self._std
+        return image.to(self.device)
+
+    def encode(self, image: Any, frame_index: int) -> EncodedFrame:
+        """Run the image encoder once for this frame."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            return EncodedFrame(frame_index, self.model.forward_image(image))
+
+    # ---------------------------------------------------------------- targets
+    @property
+    def target_ids(self) -> list[int]:
+        return list(self._targets)
+
+    def add_target(self, frame: EncodedFrame, target_id: int, mask: np.ndarray) -> Any:
+        """Start (or restart, dropping its memory) target ``target_id`` from a mask on ``frame``.
+
+        :param mask: ``(H, W)`` bool mask at any resolution (the video's).
+        :returns: ``[1, 1, S/4, S/4]`` float32 logits of the frame's output for the target.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        if not isinstance(mask, np.ndarray) or mask.ndim != 2 or not mask.size:
+            raise TrackerInputError(f"target {target_id}: mask must be a 2-D array")
+        size = self.image_size
+        with torch.inference_mode(), self._autocast():
+            full = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None, None].float()
+            if full.shape[-2:] != (size, size):
+                full = F.interpolate(
+                    full, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+                )
+                full = (full >= 0.5).float()
+            feats, pos, sizes = self._batched_features(frame, 1)
+            out = self.model.track_step(
+                frame_idx=frame.frame_index,
+                is_init_cond_frame=True,
+                current_vision_feats=feats,
+                current_vision_pos_embeds=pos,
+                feat_sizes=sizes,
+                point_inputs=None,
+                mask_inputs=full.to(self.device),
+                output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+                num_frames=UNBOUNDED_STREAM,
+                run_mem_encoder=False,
+            )
+            # The official preflight encodes prompt frames from the output upsampled again.
+            high_res = F.interpolate(
+                out["pred_masks"], size=(size, size), mode="bilinear", align_corners=False
+            )
+            features, pos_enc = self.model._encode_new_memory(
+                current_vision_feats=feats,
+                feat_sizes=sizes,
+                pred_masks_high_res=high_res,
+                object_score_logits=out["object_score_logits"],
+                is_mask_from_pts=True,
+            )
+            memory = TargetMemory(self.window)
+            memory.add_prompt(
+                frame.frame_index,
+                FrameMemory(
+                    features.to(torch.bfloat16), pos_enc, out["obj_ptr"], out["object_score_logits"]
+                ),
+            )
+            self._targets[target_id] = memory
+            return out["pred_masks"].float()
+
+    def remove_target(self, target_id: int) -> bool:
+        return self._targets.pop(target_id, None) is not None
+
+    def reset(self) -> None:
+        self._targets.clear()
+
+    def nbytes(self) -> int:
+        return sum(m.nbytes() for m in self._targets.values())
+
+    # ---------------------------------------------------------------- tracking
+    def track(self, frame: EncodedFrame, ids: list[int]) -> tuple[Any, Any]:
+        """Segment targets ``ids`` on ``frame`` from their memory and add the frame to it.
+
+        :returns: ``(logits [N, 1, S/4, S/4] float32, object_score_logits [N] float32)`` in the
+            order of ``ids``; an occluded target (object score <= 0) has all logits at SAM 2's
+            "no object" value.
+        """
+        import torch
+
+        unknown = [i for i in ids if i not in self._targets]
+        if unknown:
+            raise TrackerInputError(f"targets {unknown} are not tracked")
+        low = self.image_size // 4
+        logits = torch.empty((len(ids), 1, low, low), dtype=torch.float32, device=self.device)
+        scores = torch.empty(len(ids), dtype=torch.float32, device=self.device)
+        with torch.inference_mode(), self._autocast():
+            for rows in self._batches(ids):
+                batch_ids = [ids[r] for r in rows]
+                masks, obj_scores = self._track_batch(frame, batch_ids)
+                logits[rows] = masks.float()
+                scores[rows] = obj_scores.float().view(-1)
+        return logits, scores
+
+    def _track_batch(self, frame: EncodedFrame, ids: list[int]) -> tuple[Any, Any]:
+        import torch
+
+        memories = [self._targets[i] for i in ids]
+        feats, pos, sizes = self._batched_features(frame, len(ids))
+        out = self.model.track_step(
+            frame_idx=frame.frame_index,
+            is_init_cond_frame=False,
+            current_vision_feats=feats,
+            current_vision_pos_embeds=pos,
+            feat_sizes=sizes,
+            point_inputs=None,
+            mask_inputs=None,
+            output_dict=stacked_output_dict(memories),
+            num_frames=UNBOUNDED_STREAM,
+            run_mem_encoder=True,
+        )
+        features = out["maskmem_features"].to(torch.bfloat16)
+        for row, memory in enumerate(memories):
+            memory.add_recent(
+                frame.frame_index,
+                FrameMemory(
+                    features[row : row + 1],
+                    [p[row : row + 1] for p in out["maskmem_pos_enc"]],
+                    out["obj_ptr"][row : row + 1],
+                    out["object_score_logits"][row : row + 1],
+                ),
+            )
+        masks = out["pred_masks"]
+        if self.fill_holes:
+            from sam2.utils.misc import fill_holes_in_mask_scores
+
+            masks = fill_holes_in_mask_scores(masks, self.model.fill_hole_area)
+        return masks, out["object_score_logits"]
+
+    def _batches(self, ids: list[int]) -> list[list[int]]:
+        """Rows of ``ids`` grouped by memory layout (same frames in memory = one batch)."""
+        groups: dict[tuple, list[int]] = {}
+        for row, target_id in enumerate(ids):
+            groups.setdefault(self._targets[target_id].layout(), []).append(row)
+        return list(groups.values())
+
+    def _batched_features(self, frame: EncodedFrame, batch: int) -> tuple[list, list, list]:
+        """The frame's features expanded to ``batch`` targets and flattened, as the official
+        predictor's ``_get_image_feature`` does."""
+        backbone = frame.backbone_out
+        expanded = {
+            "backbone_fpn": [f.expand(batch, -1, -1, -1) for f in backbone["backbone_fpn"]],
+            "vision_pos_enc": [p.expand(batch, -1, -1, -1) for p in backbone["vision_pos_enc"]],
+        }
+        _, feats, pos, sizes = self.model._prepare_backbone_features(expanded)
+        return feats, pos, sizes
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        if self.precision == "fp32" or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast("cuda", dtype=dtype)
