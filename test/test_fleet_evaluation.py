@@ -195,6 +195,18 @@ def test_davis_sequences_on_ray_equal_one_process(ray_cluster, davis_val_dir, tm
 
 
 @pytest.mark.timeout(300)
+def test_a_network_model_on_ray_equals_one_process(ray_cluster, fleet, tmp_path):
+    model = Path(__file__).resolve().parents[1] / "models" / "protonet-s"
+    if not (model / "model.yaml").is_file():
+        pytest.skip("models/protonet-s is not in this checkout")
+    options = {"bag": fleet / "seed_[01]", "model": str(model), "backend": "onnxruntime"}
+    here = _run(tmp_path, "here", **options)
+    on_ray = _run(tmp_path, "ray", ray="local", workers=2, **options)
+    assert _scores(on_ray) == _scores(here)
+    assert on_ray["timing"]["frames"] == 20 and not on_ray["meta"]["errors"]
+
+
+@pytest.mark.timeout(300)
 def test_the_model_reaches_the_workers_checked_against_its_manifest(tmp_path):
     from vos_ros.engine.manifest import ModelFileError
     from vos_ros.evaluation.model_package import pack_model, unpack_model
