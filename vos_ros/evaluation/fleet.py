@@ -20,6 +20,7 @@ process gives, plus the worker and wall time of every bag.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -176,7 +177,8 @@ def _drive(
                 bar.update(1)
     except KeyboardInterrupt:
         for ref in pending:
-            ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):  # already finished or gone: nothing to stop
+                ray.cancel(ref, force=True)
         return results, True
     finally:
         bar.close()
@@ -185,7 +187,7 @@ def _drive(
 
 # --- worker side ---------------------------------------------------------------------------------
 
-_factories: dict[tuple, Any] = {}  # one engine per worker process and configuration
+_factories: dict[tuple[str, str, int, str], Any] = {}  # one engine per process and setting
 _models: dict[str, str] = {}  # model package digest -> unpacked folder on this machine
 
 
@@ -210,7 +212,7 @@ def score_clip_task(
         if model.digest not in _models:
             _models[model.digest] = str(unpack_model(model))
         model_path = _models[model.digest]
-    key = (model_path, spec.backend, spec.threads, tuple(sorted(spec.settings.items())))
+    key = (model_path, spec.backend, spec.threads, repr(sorted(spec.settings.items())))
     if key not in _factories:
         _factories[key] = reusing_engine_factory(
             model_path, spec.backend, spec.threads, spec.settings
