@@ -23,12 +23,16 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["vos_ros", "vos_ros.*"]),
-    package_data={"vos_ros.engine": ["tensorrt_onnx_ops.txt"]},
+    package_data={
+        "vos_ros.engine": ["tensorrt_onnx_ops.txt"],
+        "vos_ros.console": ["static/*.html", "static/*.js", "static/*.css"],
+    },
     install_requires=_requirements("requirements.txt"),
     extras_require={
         "train": ["torch>=2.2"],
         "dev": _requirements("requirements-dev.txt"),
         "fleet": _requirements("requirements-fleet.txt"),
+        "console": _requirements("requirements-console.txt"),
         # pretrained trackers; install sam2 itself as scripts/setup.sh does (no CUDA torch)
         "sam2": ["sam2==1.1.0", *_requirements("requirements-sam2.txt")],
     },

@@ -110,7 +110,7 @@ step "installing requirements*.txt"
 # setuptools: ament_python_install_package runs `setup.py egg_info` during the CMake build, and
 # venvs of Python >= 3.12 come without it.
 "${PIP[@]}" install -q "setuptools>=64" -r requirements.txt -r requirements-dev.txt \
-  -r requirements-ros.txt -r requirements-fleet.txt
+  -r requirements-ros.txt -r requirements-fleet.txt -r requirements-console.txt
 
 # The official SAM 2 package (pretrained trackers, family `sam2`): a source-only package whose
 # build compiles a CUDA extension and, in pip's isolated build, pulls PyPI's CUDA torch (GBs).
