@@ -44,43 +44,6 @@ def first_object_box(frames: int = 12, width: int = 160, height: int = 120, seed
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-CHROME_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
-
-
-def chromium_paths() -> tuple[str, str] | None:
-    """(chromium, chromedriver) when both are installed (Debian: chromium, chromium-driver)."""
-    import shutil
-
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-def start_chromium(profile_dir: Path, width: int = 1280, height: int = 900):
-    """Headless Debian chromium under Selenium, with a fresh profile folder."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    paths = chromium_paths()
-    assert paths is not None
-    browser, driver = paths
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile_dir}")
-    options.add_argument(f"--window-size={width},{height}")
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
 def drag_box(driver, element, box, image_size) -> None:
     """Drag a box ``(x0, y0, x1, y1)`` in image pixels over ``element`` (pointer events)."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -94,3 +57,15 @@ def drag_box(driver, element, box, image_size) -> None:
     chain.move_to_element_with_offset(element, round(x0), round(y0)).click_and_hold()
     chain.move_by_offset(round(dx / 2), round(dy / 2)).move_by_offset(round(dx / 2), round(dy / 2))
     chain.release().perform()
+
+
+def click_at(driver, element, x: float, y: float, image_size) -> None:
+    """Click at pixel ``(x, y)`` of the image shown by ``element`` (pointer events)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    rect = driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", element)
+    ox = x * rect["width"] / image_size[0] - rect["width"] / 2
+    oy = y * rect["height"] / image_size[1] - rect["height"] / 2
+    ActionChains(driver).move_to_element_with_offset(
+        element, round(ox), round(oy)
+    ).click().perform()

@@ -20,15 +20,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from console_testlib import (
-    chromium_paths,
-    console_server,
-    drag_box,
-    first_object_box,
-    start_chromium,
-    write_webm,
-)
+from console_testlib import click_at, console_server, drag_box, first_object_box, write_webm
 from ros_harness import RosClient, isolated_env, node_process, player_process, require_ros
+
+from vos_ros.console.browser import chromium_paths, start_chromium
 
 require_ros()
 pytest.importorskip("selenium")
@@ -177,6 +172,27 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             while any(t.target_id == added for t in server.console.pairer.latest_instances.targets):
                 assert time.monotonic() < deadline, "node still tracks the removed id"
                 time.sleep(0.1)
+
+            # points: clicked on the paused frame; the console makes the mask and says how
+            driver.find_element(By.ID, "pause").click()
+            _wait_text(driver, "#message", "paused on stamp")
+            stamp = driver.execute_script("return shown.stamp")
+            label = labels[_index_of(stamp["sec"] * 1_000_000_000 + stamp["nanosec"])]
+            ys, xs = np.nonzero(label == object_id)
+            driver.find_element(By.CSS_SELECTOR, '[data-tool="positive"]').click()
+            click_at(driver, sketch, float(np.median(xs)), float(np.median(ys)), (WIDTH, HEIGHT))
+            driver.find_element(By.ID, "add-target").click()
+            text = _wait_text(driver, "#message", "added ids")
+            assert "no points service" in text and "GrabCut" in text
+            pointed = int(text.split("added ids [")[1].split("]")[0])
+            assert pointed > added  # ids are never reused
+            wait.until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, f'#targets tr[data-id="{pointed}"]')
+            )
+
+            driver.find_element(By.ID, "reset-targets").click()
+            _wait_text(driver, "#message", "removed all 1 targets")
+            wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#targets tbody tr"))
     finally:
         if player is not None:
             player.stop()

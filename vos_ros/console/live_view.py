@@ -35,6 +35,7 @@ class CameraFrame:
     stamp_ns: int
     decode: Callable[[], np.ndarray]
     received_wall: float  # time.time() at receipt
+    frame_id: str = ""
     received: float = field(default_factory=time.monotonic)
 
 
@@ -312,6 +313,7 @@ class FramePairer:
             "version": self._version,
             "stamp": {"sec": sec, "nanosec": nanosec},
             "stamp_ms": frame.stamp_ns / 1e6,
+            "frame_id": frame.frame_id,
             "received_ms": frame.received_wall * 1e3,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),

@@ -6,8 +6,9 @@
   non-black pixel is the target);
 - positive/negative points: the node has no points service, so the console makes the mask itself
   the way the node makes one from a box: GrabCut, here seeded with the points (positive points
-  sure foreground, negative ones sure background, a region around the positive points probable
-  foreground).
+  sure foreground, negative ones sure background; the region around the positive points probable
+  foreground, as a box's inside is for the node; outside it, background). More positive points
+  widen the region.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vos_ros.box_prompt import BoxError, boxes_to_label_image
 # Seeds are discs this fraction of the frame's short side (points are clicked, not pixels).
 _SEED_RADIUS_FRACTION = 0.012
 # The probable-foreground region reaches this fraction of the short side beyond the positive points.
-_REACH_FRACTION = 0.12
+_REACH_FRACTION = 0.2
 MAX_MASK_PNG_BYTES = 8 * 1024 * 1024
 
 
@@ -70,11 +71,9 @@ def points_mask(frame_rgb: np.ndarray, points: list[Point], iterations: int = 5)
     ys = [p.y for p in positives]
     x0, x1 = max(0, int(min(xs)) - reach), min(width, int(max(xs)) + reach + 1)
     y0, y1 = max(0, int(min(ys)) - reach), min(height, int(max(ys)) + reach + 1)
+    # GrabCut only carves background out of what it may keep: like the inside of a box
     seeds = np.full((height, width), cv2.GC_BGD, np.uint8)
-    seeds[y0:y1, x0:x1] = cv2.GC_PR_BGD
-    # the hull of the positive points is more likely the target than its surroundings
-    hull = cv2.convexHull(np.array([[round(x), round(y)] for x, y in zip(xs, ys, strict=True)]))
-    cv2.fillConvexPoly(seeds, hull.astype(np.int32), cv2.GC_PR_FGD)
+    seeds[y0:y1, x0:x1] = cv2.GC_PR_FGD
     for p in points:
         value = cv2.GC_FGD if p.positive else cv2.GC_BGD
         cv2.circle(seeds, (round(p.x), round(p.y)), radius, int(value), -1)

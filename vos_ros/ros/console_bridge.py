@@ -199,7 +199,9 @@ class RosBridge:
         decode = frame_from_compressed if isinstance(msg, CompressedImage) else frame_from_image
         now = time.monotonic()
         self._frames_seen = [t for t in self._frames_seen if now - t < 2.0] + [now]
-        self._pairer.put_frame(CameraFrame(stamp_ns, lambda: decode(msg), time.time()))
+        self._pairer.put_frame(
+            CameraFrame(stamp_ns, lambda: decode(msg), time.time(), msg.header.frame_id)
+        )
 
     def _on_instances(self, msg) -> None:
         stamp_ns = int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
