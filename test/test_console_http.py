@@ -3,7 +3,10 @@ types, malformed requests (each a clear 4xx, and the server keeps serving)."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
+import numpy as np
 import pytest
 from console_testlib import console_server, write_webm
 from ros_harness import require_ros
@@ -179,3 +182,47 @@ def test_temporary_folder_removed_at_close(tmp_path):
     assert any(root.iterdir())
     server.close()
     assert not root.exists()
+
+
+def test_node_selector_lists_every_vos_node_and_switches():
+    """Two vos nodes in the graph (their ~/instances topics, published here): both listed; the
+    one selected is the one whose targets the console shows."""
+    from ros_harness import RosClient
+    from sensor_msgs.msg import RegionOfInterest
+
+    from vos_ros.msg import InstanceMask, InstanceMaskArray
+    from vos_ros.ros.image_msgs import array_to_msg
+
+    with console_server(node="/cam_a/vos_node") as server:
+        ros = RosClient(server.console.settings.domain_id, "fake_cameras")
+        try:
+            publishers = {
+                name: ros.node.create_publisher(InstanceMaskArray, f"/{name}/vos_node/instances", 5)
+                for name in ("cam_a", "cam_b")
+            }
+            mask = array_to_msg(np.full((10, 12), 255, np.uint8), "mono8")
+            box = RegionOfInterest(x_offset=3, y_offset=4, width=12, height=10)
+            message = InstanceMaskArray(image_height=48, image_width=64)
+            message.instances = [
+                InstanceMask(id=7, class_label="dog", score=0.75, visible=True, box=box, mask=mask)
+            ]
+            url = server.url + "/api/live/state"
+            deadline = time.monotonic() + 20
+            both = ["/cam_a/vos_node", "/cam_b/vos_node"]
+            while (state := httpx.get(url).json())["selected"] is None or state["nodes"] != both:
+                assert time.monotonic() < deadline, state
+                ros.spin_for(0.2)
+            assert state["selected"] == "/cam_a/vos_node"  # --node
+            selected = httpx.post(server.url + "/api/live/select", json={"node": "/cam_b/vos_node"})
+            assert selected.status_code == 200
+            while not (state := httpx.get(url).json())["targets"]:
+                assert time.monotonic() < deadline, state
+                publishers["cam_b"].publish(message)
+                ros.spin_for(0.2)
+            assert state["selected"] == "/cam_b/vos_node"
+            assert state["targets"] == [
+                {"id": 7, "class": "dog", "node_class": "dog", "renamed": False, "score": 0.75,
+                 "visible": True}
+            ]  # fmt: skip
+        finally:
+            ros.close()

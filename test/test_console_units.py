@@ -100,15 +100,15 @@ def test_masks_from_box_points_and_painting():
 
 
 def test_draw_targets_tints_boxes_and_labels_inside_the_box_only():
-    frame = np.full((60, 80, 3), 100, np.uint8)
+    frame = np.full((100, 120, 3), 100, np.uint8)
     mask = np.zeros((20, 30), bool)
     mask[5:15, 5:25] = True
     target = TargetView(3, "cup", 0.9, True, (10, 20, 30, 20), mask)
     hidden = TargetView(4, "dog", 0.0, False, (0, 0, 0, 0), None)
     drawn = draw_targets(frame, [target, hidden], {3: "my cup"})
     assert not np.array_equal(drawn[30, 25], frame[30, 25])  # tinted mask pixel
-    assert np.array_equal(drawn[55, 75], frame[55, 75])  # untouched elsewhere
-    assert np.array_equal(frame, np.full((60, 80, 3), 100, np.uint8))  # input kept
+    assert np.array_equal(drawn[95, 115], frame[95, 115])  # untouched elsewhere
+    assert np.array_equal(frame, np.full((100, 120, 3), 100, np.uint8))  # input kept
 
 
 def test_pairer_draws_each_frame_with_its_own_masks_newest_only():

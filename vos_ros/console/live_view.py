@@ -95,9 +95,20 @@ def draw_targets(
         colour = colour_of(target.target_id)
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, 2)
         text = f"{target.target_id} {names.get(target.target_id, target.class_label)}".strip()
-        origin = (x + 2, max(y - 5, 14))
-        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.55, colour, 1, cv2.LINE_AA)
+        # white text on a tag of the target's colour: readable on any background
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h
+        cv2.rectangle(out, (x, top), (x + tw + 6, top + th + base + 4), colour, -1)
+        cv2.putText(
+            out,
+            text,
+            (x + 3, top + th + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 
