@@ -13,9 +13,11 @@ the Ray run's partial results, with the size of the pickled partials (what trave
 the object store).
 
 Projection: a fleet of ``--project-bags`` bags of ``--project-minutes`` at ``--project-hz``
-takes ``frames x (wall per frame with 1 worker) / workers`` plus the merge, scaled by frames;
-it assumes perfect scaling (one core per worker, bags on shared storage), which the measured
-1 -> 2 worker speed-up on this machine checks only at the smallest scale.
+takes ``frames x (CPU time per frame of a worker in the 1-worker run) / workers`` plus the
+merge, scaled by frames. CPU time is what a frame costs on a core of its own (wall time on a
+shared machine also counts the other processes); the projection assumes perfect scaling (one
+free core per worker, bags on shared storage, no straggler), which the measured 1 -> 2 worker
+speed-up checks only at the smallest scale.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ def time_single_process(bags: Path, model: str, out: Path) -> dict[str, Any]:
     from vos_ros.evaluation import EvaluationOptions, evaluate
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     outcome = evaluate(
         EvaluationOptions(json_path=out / "single.json", bag=bags, model=model, progress=False)
     )
     wall = time.perf_counter() - start
-    return _rates("single process", 1, wall, outcome.report)
+    cpu = time.process_time() - cpu_start
+    return _rates("single process", 1, wall, outcome.report, cpu)
 
 
 def bag_sources(bags: Path) -> list:
@@ -72,7 +76,8 @@ def time_ray(sources: list, model: str, workers: int) -> tuple[dict[str, Any], l
     outcome = score_on_ray(sources, EngineSpec(model), RaySettings(workers=workers), False)
     wall = time.perf_counter() - start
     frames = sum(r.scorer.frames_scored for r in outcome.results)
-    row = _rates(f"Ray, {workers} worker(s)", workers, wall, {"timing": {"frames": frames}})
+    cpu = sum(r.cpu_seconds for r in outcome.results)
+    row = _rates(f"Ray, {workers} worker(s)", workers, wall, {"timing": {"frames": frames}}, cpu)
     row["errors"] = [r.error for r in outcome.results if r.error]
     return row, outcome.results
 
@@ -110,16 +115,15 @@ def project(per_frame_s: float, merge_s_per_frame: float, args: argparse.Namespa
     ]
 
 
-def _rates(label: str, workers: int, wall: float, report: dict) -> dict[str, Any]:
+def _rates(label: str, workers: int, wall: float, report: dict, cpu: float) -> dict[str, Any]:
     frames = report["timing"]["frames"]
-    bags = len(report.get("sequences", {})) or None
     return {
         "run": label,
         "workers": workers,
         "wall_s": wall,
         "frames": frames,
-        "bags": bags,
         "ms_per_frame": wall * 1000 / frames,
+        "cpu_ms_per_frame": cpu * 1000 / frames,
     }
 
 
@@ -197,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
     rows = [_median_row(group) for group in runs.values()]
     merge = time_merge(results)
+    # the cost of a frame on a core of its own: CPU time, which the other processes of a
+    # shared machine do not inflate the way they inflate wall time
     one_worker = next((r for r in rows if r["workers"] == 1 and "Ray" in r["run"]), rows[0])
-    projection = project(one_worker["ms_per_frame"] / 1000, merge["merge_us_per_frame"] / 1e6, args)
+    projection = project(
+        one_worker["cpu_ms_per_frame"] / 1000, merge["merge_us_per_frame"] / 1e6, args
+    )
     record = {
         "command": " ".join(["python -m vos_ros.benchmark.fleet_bench", *(argv or sys.argv[1:])]),
         "date": date.today().isoformat(),
@@ -225,15 +233,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_markdown(record: dict[str, Any]) -> str:
     lines = [
-        "| run | wall s (median; rounds) | bags/min | ms per frame |",
-        "|---|---:|---:|---:|",
+        "| run | wall s (median; rounds) | bags/min | wall ms / frame | CPU ms / frame |",
+        "|---|---:|---:|---:|---:|",
     ]
     for row in record["runs"]:
         per_min = record["bags"] / row["wall_s"] * 60
         walls = ", ".join(f"{w:.1f}" for w in row["walls_s"])
         lines.append(
             f"| {row['run']} | {row['wall_s']:.1f} ({walls}) | {per_min:.1f} "
-            f"| {row['ms_per_frame']:.1f} |"
+            f"| {row['ms_per_frame']:.1f} | {row['cpu_ms_per_frame']:.1f} |"
         )
     merge = record["merge"]
     lines.append("")

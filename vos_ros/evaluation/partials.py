@@ -30,6 +30,7 @@ class ClipResult:
     :ivar error: why the clip stopped early (names the clip), or None.
     :ivar interrupted: Ctrl-C stopped it.
     :ivar seconds: wall time of opening, running and scoring the clip.
+    :ivar cpu_seconds: CPU time of the process meanwhile (the clip's cost on a core of its own).
     :ivar worker: ``host:pid`` of the Ray worker, None in the driver's process.
     """
 
@@ -39,6 +40,7 @@ class ClipResult:
     interrupted: bool = False
     seconds: float = 0.0
     worker: str | None = None
+    cpu_seconds: float = 0.0
 
 
 def failed_result(name: str, error: str, seconds: float = 0.0) -> ClipResult:
@@ -67,6 +69,7 @@ def score_clip(
     :param on_open: called with the opened clip before scoring (progress bars, overlays).
     """
     start = time.perf_counter()
+    cpu_start = time.process_time()
     try:
         clip = open_clip()
     except ValueError as exc:
@@ -84,6 +87,7 @@ def score_clip(
     except KeyboardInterrupt:
         result.interrupted = True
     result.seconds = time.perf_counter() - start
+    result.cpu_seconds = time.process_time() - cpu_start
     return result
 
 
