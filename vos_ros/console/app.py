@@ -367,7 +367,17 @@ def register_errors(app: FastAPI) -> None:
         return handler
 
     app.add_exception_handler(NodeUnavailableError, answer(503))
-    app.add_exception_handler(RequestRefusedError, answer(409))
+
+    async def refused(_request: Request, exc: Exception) -> Response:
+        text = str(exc)
+        if "is not buffered" in text:
+            text += (
+                " (the node never got that frame, which best-effort transport may lose, or it "
+                "has left the node's buffer: resume, pause again and draw on a newer frame)"
+            )
+        return JSONResponse({"detail": text}, status_code=409)
+
+    app.add_exception_handler(RequestRefusedError, refused)
     app.add_exception_handler(SelectionError, answer(422))
 
     async def status_of(_request: Request, exc: Exception) -> Response:

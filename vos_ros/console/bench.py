@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             children,
         )
         time.sleep(args.warmup)
+        load_before = [round(v, 2) for v in os.getloadavg()]
         start = driver.execute_script("return [window.consoleStats.latencies.length, Date.now()]")
         time.sleep(args.seconds)
         latencies, source, end_ms = driver.execute_script(
@@ -123,6 +125,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "max": round(float(measured.max()), 1),
             },
             "console_render_ms_median": _median(console.pairer.render_ms),
+            "load_average": {
+                "before": load_before,
+                "after": [round(v, 2) for v in os.getloadavg()],
+            },
             "node": {
                 key: status.get(key)
                 for key in ("output_hz", "latency_mean_ms", "latency_p95_ms", "frames_dropped")
@@ -138,11 +144,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_targets(httpx: Any, url: str, console: Any, clip: Any, count: int) -> None:
-    """Box ``count`` objects on a shown frame through the console, as a user would."""
+    """Box ``count`` objects on a shown frame through the console, as a user would: on a frame
+    the node drew masks for (so it surely has it; best-effort transport may lose others)."""
     from vos_ros.benchmark.ros_procs import FRAME_ID_PREFIX
 
     for object_id in range(1, count + 1):
-        frame = console.view.frame
+        for _attempt in range(50):
+            frame = console.view.frame
+            if frame.header["masks_exact"]:
+                break
+            time.sleep(0.02)
         index = int(frame.header["frame_id"].removeprefix(FRAME_ID_PREFIX))
         box = clip.boxes(index).get(object_id)
         if box is None:

@@ -66,6 +66,10 @@ async function showFrame(buffer) {
   stats.drawTimes.push(performance.now());
   if (header.masks_exact) stats.exact += 1;
   shown = header;
+  if (pauseAsked && (header.masks_exact || performance.now() - pauseAsked > 500)) {
+    finishPause();
+    return;
+  }
   requestNext();
 }
 
@@ -90,26 +94,39 @@ setInterval(() => {
   }
 }, 500);
 
-async function pause() {
-  if (paused) return true;
+// Pausing freezes the next frame the node drew masks for (it surely has that frame in its
+// buffer; best-effort transport may lose a frame on the way to the node but not to the console),
+// or, when the node draws none, the frame on screen after half a second.
+let pauseAsked = 0;
+
+function pause() {
+  if (paused || pauseAsked) return;
   if (!shown) {
     showMessage(message, "no frame to draw on yet", true);
-    return false;
+    return;
   }
+  pauseAsked = performance.now();
+  showMessage(message, "pausing…");
+  if (shown.masks_exact) finishPause();
+}
+
+async function finishPause() {
+  pauseAsked = 0;
   paused = true;
   pauseButton.textContent = "Resume";
   document.getElementById("paused-badge").hidden = false;
+  const stamp = `${shown.stamp.sec}.${String(shown.stamp.nanosec).padStart(9, "0")}`;
   try {
     const answer = await api("POST", "/api/live/pause", { stamp: shown.stamp });
-    showMessage(message, `paused on stamp ${shown.stamp.sec}.${String(shown.stamp.nanosec).padStart(9, "0")}. ${answer.note}`);
+    showMessage(message, `paused on stamp ${stamp}. ${answer.note}`);
   } catch (error) {
     showMessage(message, error.message, true);
   }
-  return true;
 }
 
 async function resume() {
   paused = false;
+  pauseAsked = 0;
   pauseButton.textContent = "Pause";
   document.getElementById("paused-badge").hidden = true;
   sketch.clear();
@@ -118,10 +135,12 @@ async function resume() {
 }
 
 pauseButton.addEventListener("click", () => (paused ? resume() : pause()));
-// Drawing on the moving view pauses it first: the target belongs to the frame on screen.
+// A touch on the moving view pauses it; drawing starts on the paused frame (the target belongs
+// to the frame on screen).
 sketch.beforeDraw = () => {
-  if (!paused) pause();
-  return Boolean(shown);
+  if (paused) return true;
+  pause();
+  return false;
 };
 document.getElementById("clear-drawing").addEventListener("click", () => sketch.clear());
 
