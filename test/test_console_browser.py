@@ -70,11 +70,13 @@ def browser(tmp_path):
 
 
 def _scene_labels():
-    """Ground truth of the clip the player publishes: frame index -> label image."""
+    """Ground truth of the clip the player publishes: frame index -> label image, and the class
+    of each object."""
     from vos_ros.synthetic import SceneConfig, generate
 
     config = SceneConfig(width=WIDTH, height=HEIGHT, frames=FRAMES, objects=4, seed=0, fps=FPS)
-    return [frame.label for frame in generate(config).frames()]
+    scene = generate(config)
+    return [frame.label for frame in scene.frames()], scene.class_map
 
 
 def _index_of(stamp_ns: int) -> int:
@@ -96,7 +98,7 @@ def _box_iou(a, b) -> float:
 
 
 def test_live_view_select_track_rename_remove(tmp_path, browser):
-    labels = _scene_labels()
+    labels, class_of = _scene_labels()
     env = isolated_env()
     domain = int(env["ROS_DOMAIN_ID"])
     # a long buffer: the frame drawn on stays usable while the test (or a user) draws
@@ -128,7 +130,7 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             ids, areas = np.unique(label[label > 0], return_counts=True)
             object_id = int(ids[np.argmax(areas)])
             x0, y0, x1, y1 = _bbox(label == object_id)
-            driver.find_element(By.ID, "class-label").send_keys("thing")
+            driver.find_element(By.ID, "class-label").send_keys(class_of[object_id])
             sketch = driver.find_element(By.ID, "sketch")
             drag_box(driver, sketch, (x0 - 6, y0 - 6, x1 + 6, y1 + 6), (WIDTH, HEIGHT))
             _shot(driver, "console_live_drawing.png")
@@ -154,7 +156,32 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             # ... and the page lists it, with the class it was given
             row = f'#targets tr[data-id="{added}"]'
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
-            assert "thing" in _text(driver, row)
+            assert class_of[object_id] in _text(driver, row)
+
+            # points: clicked on the paused frame; the console makes the mask and says how
+            driver.find_element(By.ID, "pause").click()
+            _wait_text(driver, "#message", "paused on stamp")
+            stamp = driver.execute_script("return shown.stamp")
+            label = labels[_index_of(stamp["sec"] * 1_000_000_000 + stamp["nanosec"])]
+            ids, areas = np.unique(label[label > 0], return_counts=True)
+            other = int(next(i for i in ids[np.argsort(-areas)] if i != object_id))
+            ys, xs = np.nonzero(label == other)
+            driver.find_element(By.CSS_SELECTOR, '[data-tool="positive"]').click()
+            label_box = driver.find_element(By.ID, "class-label")
+            label_box.clear()
+            label_box.send_keys(class_of[other])
+            inside = np.argmin((xs - np.median(xs)) ** 2 + (ys - np.median(ys)) ** 2)
+            click_at(driver, sketch, float(xs[inside]), float(ys[inside]), (WIDTH, HEIGHT))
+            driver.find_element(By.ID, "add-target").click()
+            text = _wait_text(driver, "#message", "added ids")
+            assert "no points service" in text and "GrabCut" in text
+            pointed = int(text.split("added ids [")[1].split("]")[0])
+            assert pointed > added  # ids are never reused
+            wait.until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, f'#targets tr[data-id="{pointed}"]')
+            )
+
+            time.sleep(1.0)  # a few frames with both masks drawn
             _shot(driver, "console_live_tracking.png")
 
             # rename: console-side (the node has no rename service), and said so
@@ -173,25 +200,8 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
                 assert time.monotonic() < deadline, "node still tracks the removed id"
                 time.sleep(0.1)
 
-            # points: clicked on the paused frame; the console makes the mask and says how
-            driver.find_element(By.ID, "pause").click()
-            _wait_text(driver, "#message", "paused on stamp")
-            stamp = driver.execute_script("return shown.stamp")
-            label = labels[_index_of(stamp["sec"] * 1_000_000_000 + stamp["nanosec"])]
-            ys, xs = np.nonzero(label == object_id)
-            driver.find_element(By.CSS_SELECTOR, '[data-tool="positive"]').click()
-            click_at(driver, sketch, float(np.median(xs)), float(np.median(ys)), (WIDTH, HEIGHT))
-            driver.find_element(By.ID, "add-target").click()
-            text = _wait_text(driver, "#message", "added ids")
-            assert "no points service" in text and "GrabCut" in text
-            pointed = int(text.split("added ids [")[1].split("]")[0])
-            assert pointed > added  # ids are never reused
-            wait.until(
-                lambda d: d.find_elements(By.CSS_SELECTOR, f'#targets tr[data-id="{pointed}"]')
-            )
-
             driver.find_element(By.ID, "reset-targets").click()
-            _wait_text(driver, "#message", "removed all 1 targets")
+            _wait_text(driver, "#message", "removed all 1 targets")  # the pointed one
             wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#targets tbody tr"))
     finally:
         if player is not None:
@@ -253,6 +263,7 @@ def test_offline_upload_run_results_and_bad_upload(tmp_path, browser):
                 d.execute_script("return document.getElementById('trajectory').naturalWidth") > 100
             )
         )
+        driver.execute_script("document.getElementById('results').scrollIntoView()")
         _shot(driver, "console_offline_result.png")
 
         masks_url = driver.find_element(By.ID, "download-masks").get_attribute("href")

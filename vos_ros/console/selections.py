@@ -77,21 +77,30 @@ def points_mask(frame_rgb: np.ndarray, points: list[Point], iterations: int = 5)
     for p in points:
         value = cv2.GC_FGD if p.positive else cv2.GC_BGD
         cv2.circle(seeds, (round(p.x), round(p.y)), radius, int(value), -1)
-    bgr = np.ascontiguousarray(frame_rgb[:, :, ::-1])
+    # GrabCut on a crop with some background around the region, as the node's box prompt does
+    # (tens of milliseconds instead of the whole frame's hundreds)
+    margin_x = max(16, (x1 - x0) // 2)
+    margin_y = max(16, (y1 - y0) // 2)
+    cx0, cy0 = max(0, x0 - margin_x), max(0, y0 - margin_y)
+    cx1, cy1 = min(width, x1 + margin_x), min(height, y1 + margin_y)
+    crop_seeds = np.ascontiguousarray(seeds[cy0:cy1, cx0:cx1])
+    bgr = np.ascontiguousarray(frame_rgb[cy0:cy1, cx0:cx1, ::-1])
     cv2.setRNGSeed(0)  # the same clicks give the same mask
     try:
         cv2.grabCut(
             bgr,
-            seeds,
+            crop_seeds,
             None,
             np.zeros((1, 65), np.float64),
             np.zeros((1, 65), np.float64),
             iterations,
             cv2.GC_INIT_WITH_MASK,
         )
-        mask = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
+        found = (crop_seeds == cv2.GC_FGD) | (crop_seeds == cv2.GC_PR_FGD)
     except cv2.error:  # a uniform region: no colour model to fit; the seeds are the answer
-        mask = seeds == cv2.GC_FGD
+        found = crop_seeds == cv2.GC_FGD
+    mask = np.zeros((height, width), bool)
+    mask[cy0:cy1, cx0:cx1] = found
     # keep the parts that hold a positive point (GrabCut may add stray blobs of the same colour)
     count, parts = cv2.connectedComponents(mask.astype(np.uint8))
     kept = {int(parts[round(p.y), round(p.x)]) for p in positives} - {0}
