@@ -262,7 +262,10 @@ def connect(ray: Any, address: str) -> bool:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     try:
         if address == "local":
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+            # address="local": a new Ray on this machine even where RAY_ADDRESS names a cluster
+            ray.init(
+                address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs
+            )
         else:
             ray.init(address=address, **kwargs)
     except Exception as exc:  # ConnectionError, RuntimeError, ...: all mean "no cluster"
