@@ -226,3 +226,42 @@ def test_node_selector_lists_every_vos_node_and_switches():
             ]  # fmt: skip
         finally:
             ros.close()
+
+
+def test_uploads_removed_when_the_command_is_stopped(tmp_path):
+    """``vos-ros console`` stopped by SIGTERM or Ctrl-C removes its temporary folder."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from vos_ros.benchmark.ros_procs import isolated_env
+
+    video = write_webm(tmp_path / "clip.webm").read_bytes()
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        temp = tmp_path / f"tmp_{stop.name}"
+        temp.mkdir()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {**isolated_env(), "TMPDIR": str(temp)}
+        command = [sys.executable, "-m", "vos_ros.cli", "console", "--port", str(port)]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            assert "open http://127.0.0.1" in process.stdout.readline()
+            deadline = time.monotonic() + 20
+            while True:  # the URL is printed just before the server starts listening
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/")
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "the console never listened"
+                    time.sleep(0.1)
+            response = httpx.post(f"http://127.0.0.1:{port}/api/offline/upload", content=video)
+            assert response.status_code == 200, response.text
+            assert any(temp.iterdir())
+            process.send_signal(stop)
+            process.wait(timeout=20)
+        finally:
+            process.kill()
+        assert list(temp.iterdir()) == [], stop

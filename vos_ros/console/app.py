@@ -7,6 +7,7 @@ answer); the server keeps running whatever a request holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from importlib import resources
@@ -113,7 +114,16 @@ class RunRequest(BaseModel):
 def create_app(console: Console) -> FastAPI:
     """The FastAPI app of ``console``, wrapped in the access guard."""
     settings = console.settings
-    app = FastAPI(title="vos_ros console", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        # here, not after the server returns: uvicorn re-raises SIGTERM once it has shut down
+        await asyncio.to_thread(console.close)
+
+    app = FastAPI(
+        title="vos_ros console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     register_errors(app)
 

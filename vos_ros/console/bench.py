@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--targets", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the record here")
-    parser.add_argument("--log-dir", type=Path, default=None)
+    parser.add_argument(
+        "--log-dir", type=Path, default=None, help="keep the logs here (default: removed)"
+    )
     args = parser.parse_args(argv)
     record = run(args)
     text = json.dumps(record, indent=2, ensure_ascii=False)
@@ -141,6 +144,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.close()
         for child in reversed(children):
             child.stop()
+        if args.log_dir is None:  # the clip alone is tens of MB
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _add_targets(httpx: Any, url: str, console: Any, clip: Any, count: int) -> None:

@@ -47,6 +47,7 @@ class Console:
         self.bridge = RosBridge(self.pairer, self.settings.node, self.settings.domain_id)
 
     def close(self) -> None:
+        """Leave the ROS graph, stop drawing, remove the uploads (safe to call twice)."""
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None

@@ -211,7 +211,8 @@ class FramePairer:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout=5.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
 
     def clear(self) -> None:
         """Forget everything (another node was selected)."""

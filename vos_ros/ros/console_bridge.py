@@ -21,6 +21,7 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_srvs.srv import Trigger
 
@@ -76,7 +77,12 @@ class RosBridge:
         self._wanted = node_name
         self._lock = threading.RLock()
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
+        # no rclpy signal handlers: the web server owns Ctrl-C / SIGTERM and shuts down in order
+        rclpy.init(
+            context=self.context,
+            domain_id=domain_id,
+            signal_handler_options=SignalHandlerOptions.NO,
+        )
         self.node = rclpy.create_node("vos_console", context=self.context)
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
