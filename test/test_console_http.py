@@ -60,6 +60,9 @@ def test_websocket_needs_the_token(guarded):
     with pytest.raises(InvalidStatus) as refused:
         connect(ws_url, open_timeout=5)
     assert refused.value.response.status_code == 401
+    with pytest.raises(InvalidStatus) as refused:  # another site's page in the same browser
+        connect(f"{ws_url}?token={TOKEN}", open_timeout=5, origin="http://evil.example")
+    assert refused.value.response.status_code == 403
     with connect(f"{ws_url}?token={TOKEN}", open_timeout=5) as socket:
         socket.send("next")
         assert socket.recv(timeout=5) == '{"idle": true}'  # no node, no frame: said so
@@ -171,6 +174,10 @@ def test_malformed_requests_get_clear_4xx(guarded):
         url + "/api/live/points", json={"stamp": stamp, "points": [{"x": 1, "y": 2}]}, headers=auth
     )
     assert response.status_code == 422 and "no longer has the frame" in response.json()["detail"]
+    # bodies are bounded before they are read
+    assert _status_of_declared_body(guarded.port, "/api/live/mask", 64 * 1024 * 1024) == 413
+    chunked = httpx.post(url + "/api/live/box", content=iter([b"{}"]), headers=json_headers)
+    assert chunked.status_code == 411
     assert httpx.get(url + "/api/live/state", headers=auth).status_code == 200  # still serving
 
 
@@ -265,3 +272,15 @@ def test_uploads_removed_when_the_command_is_stopped(tmp_path):
         finally:
             process.kill()
         assert list(temp.iterdir()) == [], stop
+
+
+def _status_of_declared_body(port: int, path: str, length: int) -> int:
+    """The status answered to a request that announces a ``length``-byte body (none is sent)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
+        return int(conn.recv(1024).split(b" ")[1])

@@ -19,16 +19,17 @@ require_ros()
 FRAMES, WIDTH, HEIGHT = 16, 320, 240
 
 
-def _bag_file(tmp_path):
-    """A synthetic MCAP bag (image, ground truth, class map) and its first ground truth."""
+def _bag_file(tmp_path, storage: str = "mcap"):
+    """A synthetic bag file (image, ground truth, class map) and its first ground truth."""
     from vos_ros.bag_io import BagFrame, write_bag
     from vos_ros.synthetic import SceneConfig, generate
 
     scene = generate(SceneConfig(width=WIDTH, height=HEIGHT, frames=FRAMES, objects=2, seed=1))
     frames = [BagFrame(f.image, f.label, f.stamp_ns) for f in scene.frames()]
-    write_bag(tmp_path / "bag", frames, class_map={1: "person", 2: "car"})
-    (mcap,) = (tmp_path / "bag").glob("*.mcap")
-    return mcap, frames[0].label
+    folder = tmp_path / f"bag_{storage}"
+    write_bag(folder, frames, storage=storage, class_map={1: "person", 2: "car"})
+    (file,) = folder.glob("*.mcap" if storage == "mcap" else "*.db3")
+    return file, frames[0].label
 
 
 def test_bag_with_ground_truth_scored_by_the_evaluator(tmp_path):
@@ -102,3 +103,6 @@ def test_bad_targets_are_refused_and_the_job_stays_usable(tmp_path):
             response = httpx.post(f"{url}/{job['id']}/run", json={"targets": [target]})
             assert response.status_code == 422 and needle in response.json()["detail"], target
         assert httpx.get(f"{url}/{job['id']}").json()["state"] == "ready"
+        db3, _first = _bag_file(tmp_path, "sqlite3")  # the other rosbag2 storage
+        job = httpx.post(url + "/upload", content=db3.read_bytes()).json()
+        assert (job["kind"], job["frames"], job["has_ground_truth"]) == ("db3", FRAMES, True)

@@ -8,6 +8,8 @@
   the Host header, so a web page that rebinds its DNS name to 127.0.0.1 cannot reach the console.
 - Origin: a state-changing request or a WebSocket that names another origin than the console's
   own gets 403, so another site open in the same browser cannot drive the node.
+- Size: request bodies (JSON) are bounded before anything reads them; uploads have their own
+  limit, enforced while they stream.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 COOKIE = "vos_console_token"
+UPLOAD_PATH = "/api/offline/upload"  # streams its body under its own limit (uploads.py)
+MAX_REQUEST_BODY = 16 * 1024 * 1024  # any other request: JSON, at most a painted mask
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -50,6 +54,15 @@ class AccessGuard:
         if changes_state and origin and urlsplit(origin).netloc != host:
             await _refuse(scope, send, 403, f"requests from origin {origin} are not accepted")
             return
+        if scope["type"] == "http" and scope["path"] != UPLOAD_PATH:
+            # bodies are read whole before they are checked: bound them first
+            length = headers.get("content-length")
+            if length is None and "transfer-encoding" in headers:
+                await _refuse(scope, send, 411, "send a Content-Length with the request body")
+                return
+            if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BODY):
+                await _refuse(scope, send, 413, f"request body over {MAX_REQUEST_BODY} bytes")
+                return
         if self.token is None:
             await self.app(scope, receive, send)
             return
