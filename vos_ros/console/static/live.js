@@ -204,9 +204,10 @@ nodeSelect.addEventListener("change", async () => {
 const LEVELS = { 0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE" };
 
 function renderState(state) {
-  const options = state.nodes.length ? state.nodes : [];
-  const current = [...nodeSelect.options].map((o) => o.value).join(",");
-  if (current !== options.join(",")) {
+  const options = state.nodes;
+  const key = `nodes:${options.join(",")}`;
+  if (nodeSelect.dataset.key !== key) {
+    nodeSelect.dataset.key = key;
     nodeSelect.innerHTML = options.length
       ? options.map((n) => `<option value="${escapeHtml(n)}">${escapeHtml(n)}</option>`).join("")
       : '<option value="">(no vos node found)</option>';
