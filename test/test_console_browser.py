@@ -65,6 +65,9 @@ def browser(tmp_path):
     driver = start_chromium(tmp_path / "profile")
     try:
         yield driver
+        # no script error on any page the test went through
+        errors = [e["message"] for e in driver.get_log("browser") if e["source"] == "javascript"]
+        assert not errors, errors
     finally:
         driver.quit()
 

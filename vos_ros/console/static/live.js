@@ -205,9 +205,9 @@ const LEVELS = { 0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE" };
 
 function renderState(state) {
   const options = state.nodes;
-  const key = `nodes:${options.join(",")}`;
-  if (nodeSelect.dataset.key !== key) {
-    nodeSelect.dataset.key = key;
+  const nodesKey = `nodes:${options.join(",")}`;
+  if (nodeSelect.dataset.key !== nodesKey) {
+    nodeSelect.dataset.key = nodesKey;
     nodeSelect.innerHTML = options.length
       ? options.map((n) => `<option value="${escapeHtml(n)}">${escapeHtml(n)}</option>`).join("")
       : '<option value="">(no vos node found)</option>';
