@@ -193,6 +193,10 @@ def test_backends_the_family_cannot_run_are_refused(installed):
         build_engine(EngineConfig(model=str(installed), backend="onnxruntime"))
     with pytest.raises(ConfigError, match="precision fp16 needs device cuda"):
         build_engine(EngineConfig(model=str(installed), device="cpu", precision="fp16"))
+    with pytest.raises(ConfigError, match="processing_short_side does not apply"):
+        build_engine(EngineConfig(model=str(installed), processing_short_side=480))
+    with pytest.raises(ConfigError, match="online adaptation"):
+        build_engine(EngineConfig(model=str(installed), adapt_steps=10))
 
 
 @pytest.mark.ros
@@ -225,3 +229,13 @@ def test_node_survives_a_corrupt_sam2_model(installed, tmp_path):
             assert node.alive()
     finally:
         node.stop()
+
+
+def test_edgetam_folder_fails_at_configure_with_the_reason(tmp_path):
+    from vos_ros.engine import EngineConfig, build_engine
+
+    folder = tmp_path / "edgetam"
+    folder.mkdir()
+    (folder / "model.yaml").write_text("format_version: 1\nfamily: edgetam\n")
+    with pytest.raises(ModelFileError, match="family edgetam is not supported: EdgeTAM's model"):
+        build_engine(EngineConfig(model=str(folder)))

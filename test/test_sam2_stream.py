@@ -117,3 +117,32 @@ def test_occluded_target_is_not_visible_and_comes_back_with_its_id(sam2_checkpoi
         if not target.visible:
             assert not target.mask.any() and target.box == (0, 0, 0, 0)
     assert visible == [True, True, False, True]
+
+
+def test_engine_adds_replaces_and_removes_targets_mid_stream(sam2_checkpoint, tmp_path):  # noqa: F811
+    """The service paths: AddObjects on the last stepped frame, a re-annotation
+    (Prompt(replace=True)) and RemoveObjects reach the tracker's per-target memory."""
+    from vos_ros.engine import EngineConfig, Prompt, build_engine
+    from vos_ros.pretrained.install import fetch_model
+
+    folder = fetch_model("sam2.1-hiera-tiny", tmp_path, checkpoint=sam2_checkpoint, quiet=True)
+    engine = build_engine(EngineConfig(model=str(folder)))
+    tracker = engine.predictor.tracker
+    frames = [cv2.resize(f, (854, 480)) for f in _frames(4, 480, seed=1)]
+    first = np.zeros((480, 854), np.uint16)
+    first[100:300, 200:400] = 1
+    engine.step(frames[0], Prompt(first))
+    engine.step(frames[1])
+    second = np.zeros((480, 854), np.uint16)
+    second[300:450, 500:800] = 2
+    assert engine.add_targets(frames[1], second, {2: "box"}) == [2]
+    assert tracker._targets[2].layout() == ((1,), ())  # a prompt frame at the frame it was given
+    result = engine.step(frames[2], Prompt(first, replace=True))
+    assert [t.target_id for t in result.targets] == [1, 2]
+    assert tracker._targets[1].layout() == ((2,), ())  # memory restarted from the new mask
+    assert tracker._targets[2].layout() == ((1,), (2,))
+    assert engine.remove_targets([2]) == [2]
+    assert tracker.target_ids == [1]
+    result = engine.step(frames[3])
+    assert [t.target_id for t in result.targets] == [1]
+    assert tracker._targets[1].layout() == ((2,), (3,))

@@ -126,6 +126,13 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
             f"backend {config.backend!r} is not available for the sam2 model family; use "
             "torch (or auto)"
         )
+    if config.processing_short_side is not None:
+        raise ConfigError(
+            "processing_short_side does not apply to the sam2 model family, which runs at its "
+            "model's fixed square input size"
+        )
+    if config.adapt_steps:
+        raise ConfigError("online adaptation (adapt_steps) is not available for the sam2 family")
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -68,7 +68,8 @@ CATALOG: dict[str, PretrainedModel] = {
         PretrainedModel(
             "edgetam", "edgetam", "configs/edgetam.yaml", "edgetam.pt",
             "https://github.com/facebookresearch/EdgeTAM/raw/main/checkpoints/edgetam.pt",
-            None, None, "Apache-2.0",  # no plug-in runs it yet (engine.family)
+            # the checkpoint kept in the EdgeTAM repository; no plug-in runs it yet (engine.family)
+            None, None, "Apache-2.0",
         ),
     )
 }  # fmt: skip
