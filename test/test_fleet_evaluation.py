@@ -179,6 +179,17 @@ def test_bad_settings_give_clear_errors(fleet, tmp_path, options, message):
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.timeout(300)
+def test_cli_scores_a_glob_on_ray_and_prints_a_row_per_bag(ray_cluster, fleet, tmp_path, capsys):
+    args = ["evaluate", "--bag", str(fleet / "seed_[45]"), "--ray", "--workers", "2"]
+    args += ["--frames-parquet", str(tmp_path / "f.parquet"), "--no-progress"]
+    assert main([*args, "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("Per bag (Ray)") :]
+    assert "seed_4" in table and "seed_5" in table and " ok" in table
+    assert (tmp_path / "f.parquet").is_file()
+
+
 def test_cli_rejects_workers_below_one(fleet, tmp_path, capsys):
     args = ["evaluate", "--bag", str(fleet), "--ray", "--workers", "0"]
     assert main([*args, "--json", str(tmp_path / "r.json")]) == 2
