@@ -178,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         load_before = list(os.getloadavg())
         time_single_process(bags / "bag_0000", args.model, root)  # warm-up: imports, first run
         start = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
         ray_start_s = time.perf_counter() - start
         try:
             # warm-up: workers start, import the engine and build it once (a fleet pays this
