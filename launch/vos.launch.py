@@ -1,7 +1,7 @@
 """Launch one ``vos_node`` (a lifecycle node that configures and activates itself).
 
     ros2 launch vos_ros vos.launch.py image:=/camera/color/image_raw
-    ros2 launch vos_ros vos.launch.py image:=/front/image_raw namespace:=front model:=models/protonet-s
+    ros2 launch vos_ros vos.launch.py image:=/front/image_raw namespace:=front model:=protonet-s
 
 Arguments, defaults and descriptions come from ``vos_ros.ros.launch_config`` (the same table the
 tests use to start the node without ``launch``); ``ros2 launch vos_ros vos.launch.py --show-args``
