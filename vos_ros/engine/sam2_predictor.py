@@ -11,7 +11,9 @@ a pixel belongs to the target with the highest logit where that logit is > 0.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,11 +123,13 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     require_sam2()
     import torch
 
-    if config.backend not in ("auto", "torch"):
+    if config.backend not in ("auto", "torch", "onnxruntime"):
         raise ConfigError(
             f"backend {config.backend!r} is not available for the sam2 model family; use "
-            "torch (or auto)"
+            "torch, onnxruntime (CPU) or auto"
         )
+    if config.backend == "onnxruntime" and config.device == "cuda":
+        raise ConfigError("the sam2 family runs ONNX Runtime on the CPU only; use torch on CUDA")
     if config.processing_short_side is not None:
         raise ConfigError(
             "processing_short_side does not apply to the sam2 model family, which runs at its "
@@ -135,7 +139,8 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
         raise ConfigError("online adaptation (adapt_steps) is not available for the sam2 family")
     device = config.device
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        cuda = torch.cuda.is_available() and config.backend != "onnxruntime"
+        device = "cuda" if cuda else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for but torch sees no CUDA device")
     precision = config.precision
@@ -147,6 +152,34 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
         torch.set_num_threads(config.threads)
     manifest = load_sam2_manifest(config.model, verify_checksums=config.verify_checksums)
     model = build_model(manifest.config, manifest.checkpoint, device)
+    name = "torch" if device == "cpu" else f"torch-cuda-{precision}"
+    if config.backend == "onnxruntime":
+        from vos_ros.trackers.sam2_onnx import use_onnxruntime
+
+        model = use_onnxruntime(model, onnx_graphs(model, manifest, config), config.threads)
+        name = "onnxruntime"
     fill_holes = device == "cuda" and has_cuda_extension()  # as the official predictor can
     tracker = Sam2StreamTracker(model, precision, fill_holes)
-    return Sam2Predictor(tracker, "torch" if device == "cpu" else f"torch-cuda-{precision}")
+    return Sam2Predictor(tracker, name)
+
+
+def onnx_graphs(model: Any, manifest: Any, config: EngineConfig) -> Path:
+    """The model's ONNX graphs, exported on first use into the cache folder (the TensorRT cache
+    of ``config.cache_dir``, default ~/.cache/vos_ros), keyed by checkpoint, config and the
+    exporting versions: an export takes minutes on a small CPU, a load seconds."""
+    import importlib.metadata
+
+    import torch
+
+    from vos_ros.trackers.sam2_onnx import GRAPHS, OPSET, export_graphs
+
+    digest = manifest.files[manifest.checkpoint.name]
+    key = hashlib.sha256(
+        f"{digest}|{manifest.config}|sam2 {importlib.metadata.version('sam2')}|"
+        f"torch {torch.__version__}|opset {OPSET}".encode()
+    ).hexdigest()[:16]
+    root = Path(config.cache_dir or "~/.cache/vos_ros").expanduser()
+    folder = root / "sam2-onnx" / f"{manifest.name}-{key}"
+    if not all((folder / f"{graph}.onnx").is_file() for graph in GRAPHS):
+        export_graphs(model, folder)
+    return folder
