@@ -33,6 +33,7 @@ if chromium_paths() is None:
         allow_module_level=True,
     )
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -48,7 +49,25 @@ def _shot(driver, name: str) -> None:
 
 
 def _text(driver, css: str) -> str:
+    """The element's text; the page re-renders the lists, so a replaced element is looked up
+    again."""
+    for _attempt in range(5):
+        try:
+            return driver.find_element(By.CSS_SELECTOR, css).text
+        except StaleElementReferenceException:
+            continue
     return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def _click(driver, css: str) -> None:
+    """Click an element of a list the page may re-render meanwhile (looked up again)."""
+    for attempt in range(5):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
 
 
 def _wait_text(driver, css: str, needle: str, timeout: float = 40.0) -> str:
@@ -188,14 +207,14 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             _shot(driver, "console_live_tracking.png")
 
             # rename: console-side (the node has no rename service), and said so
-            driver.find_element(By.CSS_SELECTOR, f"{row} .rename").click()
+            _click(driver, f"{row} .rename")
             alert = wait.until(lambda d: d.switch_to.alert)
             alert.send_keys("my cup")
             alert.accept()
             wait.until(lambda d: "my cup" in _text(d, row))
             assert "no rename service" in _text(driver, "#message")
 
-            driver.find_element(By.CSS_SELECTOR, f"{row} .remove").click()
+            _click(driver, f"{row} .remove")
             _wait_text(driver, "#message", "removed ids")
             wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, row))
             deadline = time.monotonic() + 10
