@@ -154,15 +154,16 @@ def _add_targets(httpx: Any, url: str, console: Any, clip: Any, count: int) -> N
     from vos_ros.benchmark.ros_procs import FRAME_ID_PREFIX
 
     for object_id in range(1, count + 1):
-        for _attempt in range(50):
+        deadline = time.monotonic() + 10.0
+        while True:  # a frame the node drew masks for, with this object in it
             frame = console.view.frame
-            if frame.header["masks_exact"]:
+            index = int(frame.header["frame_id"].removeprefix(FRAME_ID_PREFIX))
+            box = clip.boxes(index).get(object_id)
+            if frame.header["masks_exact"] and box is not None:
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"object {object_id} was not shown on a processed frame")
             time.sleep(0.02)
-        index = int(frame.header["frame_id"].removeprefix(FRAME_ID_PREFIX))
-        box = clip.boxes(index).get(object_id)
-        if box is None:
-            raise RuntimeError(f"object {object_id} is not on clip frame {index}")
         response = httpx.post(
             url + "/api/live/box",
             json={"stamp": frame.header["stamp"], "box": list(box), "class_label": "object"},
