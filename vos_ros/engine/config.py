@@ -83,7 +83,8 @@ class EngineConfig:
     visible_score: float = 0.5
     memory_score: float = 0.7  # a frame enters a target's memory only when its score is this high
     # TensorRT / torch options.
-    cache_dir: str | None = None  # TensorRT engine + timing cache folder (None: ~/.cache/vos_ros)
+    # TensorRT engines + timing cache; the sam2 family's exported ONNX graphs (~/.cache/vos_ros)
+    cache_dir: str | None = None
     cuda_graphs: bool = False  # torch backend on CUDA: replay captured CUDA graphs
     verify_checksums: bool = True  # check the sha256 of every model file on load
     # Online adaptation (OSVOS-style, network models only): on the first annotation of a stream
