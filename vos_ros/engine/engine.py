@@ -551,7 +551,8 @@ class VosEngine:
         # Recent memory every k frames when confident; written by the next step, because a
         # prompt for this frame may still arrive (add_targets) and change these masks.
         self._recent_writes = []
-        if ctx.frame_index > 0 and ctx.frame_index % self.memory_every == 0:
+        own_memory = self._hooks.writes_own_memory  # the predictor wrote this frame already
+        if ctx.frame_index > 0 and ctx.frame_index % self.memory_every == 0 and not own_memory:
             for slot, target_id in enumerate(ids):
                 confident = visible[slot] and scores[slot] >= self.config.memory_score
                 if target_id in row_of and confident:
@@ -604,7 +605,7 @@ class VosEngine:
 
     def _write_recent_memory(self) -> None:
         """Write the last frame's queued recent-memory entries (with that frame's features)."""
-        if self._recent_writes and not self._hooks.writes_own_memory:
+        if self._recent_writes:
             for target_id, mask in self._recent_writes:
                 self.predictor.memorize(self._last.features, target_id, mask, "recent")
             self._recent_writes = []
