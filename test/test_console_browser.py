@@ -206,6 +206,22 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             time.sleep(1.0)  # a few frames with both masks drawn
             _shot(driver, "console_live_tracking.png")
 
+            # paint: a stroke becomes a mask for ~/set_initial_mask; drawn across the top-left
+            # corner, under the "paused" badge, which must not catch the pointer
+            driver.find_element(By.ID, "pause").click()
+            _wait_text(driver, "#message", "paused on stamp")
+            tx0, ty0, tx1, ty1 = 12, 14, 140, 34
+            driver.find_element(By.CSS_SELECTOR, '[data-tool="paint"]').click()
+            middle = (ty0 + ty1) / 2
+            drag_box(driver, sketch, (tx0 + 2, middle, tx1 - 2, middle + 1), (WIDTH, HEIGHT))
+            driver.find_element(By.ID, "add-target").click()
+            text = _wait_text(driver, "#message", "added ids")
+            painted = int(text.split("added ids [")[1].split("]")[0])
+            assert painted > pointed
+            wait.until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, f'#targets tr[data-id="{painted}"]')
+            )
+
             # rename: console-side (the node has no rename service), and said so
             _click(driver, f"{row} .rename")
             alert = wait.until(lambda d: d.switch_to.alert)
@@ -223,7 +239,7 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
                 time.sleep(0.1)
 
             driver.find_element(By.ID, "reset-targets").click()
-            _wait_text(driver, "#message", "removed all 1 targets")  # the pointed one
+            _wait_text(driver, "#message", "removed all 2 targets")  # pointed and painted
             wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#targets tbody tr"))
     finally:
         if player is not None:
