@@ -9,8 +9,6 @@ clear message instead of a traceback from deep inside hydra or torch.
 from __future__ import annotations
 
 import importlib.util
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +69,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+    # A broken file raises pickle's UnpicklingError, RuntimeError, EOFError, BadZipFile or
+    # OSError depending on where it breaks; pickle itself stays out of the source tree.
+    except Exception as exc:
         raise ModelFileError(
             f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc}); "
             "the file is corrupt or truncated: fetch it again"
