@@ -129,10 +129,9 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
     try:
         with RosClient(domain) as ros:
             ros.wait_for_node(node, NODE)
-        player = player_process(
-            tmp_path, env, "--width", str(WIDTH), "--height", str(HEIGHT), "--frames",
-            str(FRAMES), "--fps", str(FPS), "--rate", str(FPS), "--loops", "100",
-        )  # fmt: skip
+        player_args = ("--width", str(WIDTH), "--height", str(HEIGHT), "--frames", str(FRAMES),
+                       "--fps", str(FPS), "--rate", str(FPS), "--loops", "100")  # fmt: skip
+        player = player_process(tmp_path, env, *player_args)
         with console_server(domain_id=domain) as server:
             driver = browser
             driver.get(server.url + "/")
@@ -140,7 +139,16 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             wait.until(lambda d: NODE in _text(d, "#node-select"))
             wait.until(lambda d: float(_text(d, "#view-fps").split()[0]) > 3.0)
             # the node itself receives and processes the stream (its /diagnostics say so)
-            _wait_text(driver, "#diag-status", "running at", timeout=60)
+            try:
+                _wait_text(driver, "#diag-status", "running at", timeout=30)
+            except AssertionError:
+                # The LARGE_DATA connect failure (docs/benchmarks.md, "Known limits"): a
+                # participant joining a running graph now and then never connects to some of
+                # it. The console sees the player, the node does not: start the player again,
+                # as the harness starts a node again that is never seen.
+                player.stop()
+                player = player_process(tmp_path, env, *player_args)
+                _wait_text(driver, "#diag-status", "running at", timeout=60)
             assert "ms" in _text(driver, "#view-latency")
             _shot(driver, "console_live_running.png")
 
