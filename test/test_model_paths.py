@@ -66,3 +66,11 @@ def test_model_root_applies_to_the_folder_the_name_resolves_to(installed: Path):
     assert model_path_problem("models/small", str(installed)) is None
     reason = model_path_problem("models/small", str(installed.parent / "other"))
     assert reason is not None and str(installed / "models" / "small") in reason
+
+
+def test_a_model_family_is_read_from_the_folder_a_name_resolves_to(installed: Path):
+    from vos_ros.engine.family import model_family
+
+    (installed / "models" / "small" / "model.yaml").write_text("family: sam2\n")
+    assert model_family("small") == "sam2"
+    assert model_family("models/small") == "sam2"

@@ -23,12 +23,15 @@ UNSUPPORTED_FAMILIES = {
 
 
 def model_family(folder: str | Path) -> str:
-    """The ``family`` of the model in ``folder``; missing manifests fall through to the
-    family's own loader, which reports them.
+    """The ``family`` of the model in ``folder`` (a path or an installed model's name, see
+    :mod:`vos_ros.engine.model_paths`); missing manifests fall through to the family's own
+    loader, which reports them.
 
     :raises ModelFileError: an unknown family, or a manifest that is not valid YAML.
     """
-    path = Path(folder).expanduser() / MANIFEST_NAME
+    from vos_ros.engine.model_paths import resolve_model
+
+    path = Path(resolve_model(str(folder))).expanduser() / MANIFEST_NAME
     if not path.is_file():
         return DEFAULT_FAMILY
     try:

@@ -36,7 +36,9 @@ def load_sam2_manifest(folder: str | Path, verify_checksums: bool = True) -> Sam
 
     :raises ModelFileError: naming the file and what is wrong.
     """
-    folder = Path(folder).expanduser().resolve()
+    from vos_ros.engine.model_paths import resolve_model
+
+    folder = Path(resolve_model(str(folder))).expanduser().resolve()
     path = folder / MANIFEST_NAME
     if not path.is_file():
         raise ModelFileError(f"{path}: missing; a model folder needs a {MANIFEST_NAME}")
