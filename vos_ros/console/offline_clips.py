@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vos_ros.bag_io import GT_TOPIC, IMAGE_TOPIC, BagClip, bag_topics, frame_rgb, read_messages
-from vos_ros.evaluation.clips import Clip, ClipFrame, RecordedPrompt
+from vos_ros.evaluation.clips import Clip, ClipFrame, LimitedClip, RecordedPrompt
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CLIP_NAME = "upload"
@@ -93,27 +93,6 @@ class BagImagesClip:
                 return
             image = frame_rgb(msg, self.image_topic)
             yield ClipFrame(index, str(stamp_ns(msg)), image, None, stamp_ns(msg))
-
-
-@dataclass
-class LimitedClip:
-    """The first ``limit`` frames of a clip."""
-
-    inner: Clip
-    limit: int
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def __len__(self) -> int:
-        return min(len(self.inner), self.limit)
-
-    def frames(self) -> Iterator[ClipFrame]:
-        for frame in self.inner.frames():
-            if frame.index >= self.limit:
-                return
-            yield frame
 
 
 @dataclass

@@ -75,3 +75,24 @@ class Clip(Protocol):
     def __len__(self) -> int: ...
 
     def frames(self) -> Iterator[ClipFrame]: ...
+
+
+@dataclass
+class LimitedClip:
+    """The first ``limit`` frames of a clip."""
+
+    inner: Clip
+    limit: int
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def __len__(self) -> int:
+        return min(len(self.inner), self.limit)
+
+    def frames(self) -> Iterator[ClipFrame]:
+        for frame in self.inner.frames():
+            if frame.index >= self.limit:
+                return
+            yield frame

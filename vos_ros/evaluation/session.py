@@ -15,12 +15,12 @@ import argparse
 import contextlib
 import functools
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vos_ros.evaluation.clips import Clip, ClipFrame
+from vos_ros.evaluation.clips import Clip, ClipFrame, LimitedClip
 from vos_ros.evaluation.live import LiveError, run_node_on_clip
 from vos_ros.evaluation.partials import ClipResult, merge_results, score_clip
 from vos_ros.evaluation.runner import (
@@ -134,29 +134,8 @@ class EvaluationOutcome:
     interrupted: bool = False
 
 
-@dataclass
-class _LimitedClip:
-    """A clip cut to its first ``limit`` frames."""
-
-    inner: Clip
-    limit: int
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def __len__(self) -> int:
-        return min(len(self.inner), self.limit)
-
-    def frames(self) -> Iterator[ClipFrame]:
-        for frame in self.inner.frames():
-            if frame.index >= self.limit:
-                return
-            yield frame
-
-
 def _open_limited(open_clip: Callable[[], Clip], limit: int) -> Clip:
-    return _LimitedClip(open_clip(), limit)  # type: ignore[return-value]
+    return LimitedClip(open_clip(), limit)  # type: ignore[return-value]
 
 
 NamedOpener = tuple[str, Callable[[], Clip]]
@@ -208,9 +187,7 @@ def reusing_engine_factory(
     return factory
 
 
-def clip_sources(
-    opts: EvaluationOptions, need_images: bool
-) -> tuple[list[NamedOpener], list[str]]:
+def clip_sources(opts: EvaluationOptions, need_images: bool) -> tuple[list[NamedOpener], list[str]]:
     """Deferred clip openers by clip name (so one bad bag does not stop the others; picklable,
     so that a Ray worker can open the clip itself), cut to ``max_frames``, and notes for the
     report."""
