@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vos_ros.click_prompt import ClickPrompt
+
 CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 SEQUENCE = "dog"
 CLIP_FRAMES = 16  # the official predictor sees 16 frames: its object-pointer time scale is
@@ -77,11 +79,25 @@ def prompt_masks(annotation: np.ndarray) -> dict[int, np.ndarray]:
     return {1: obj & (columns < middle), 2: obj & (columns >= middle), 3: box & ~obj}
 
 
-def run_official(checkpoint: Path, davis: Path, work: Path) -> OfficialRun:
-    """Mask prompts on frame 0, ``propagate_in_video`` over TRACKED_FRAMES frames (CPU)."""
-    import torch
-    from sam2.build_sam import build_sam2_video_predictor
+def click_prompts(annotation: np.ndarray) -> dict[int, ClickPrompt]:
+    """Three targets given as a user clicks them: the object's box; one click on the object
+    and one next to it (negative); a single click on the ground below (multimask output)."""
+    obj = annotation > 0
+    height, width = obj.shape
+    ys, xs = np.nonzero(obj)
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    inside = int(np.argmin(np.abs(xs - np.median(xs)) + np.abs(ys - np.median(ys))))
+    on_object = (float(xs[inside]), float(ys[inside]))
+    beside = (float(max(0, box[0] - 20)), float(ys[inside]))
+    ground = (width * 0.15, height * 0.9)
+    return {
+        1: ClickPrompt(box=box),
+        2: ClickPrompt((on_object, beside), (1, 0)),
+        3: ClickPrompt((ground,), (1,)),
+    }
 
+
+def _clip_frames(davis: Path, work: Path) -> Path:
     frames_dir = work / "official_frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     source = davis / "JPEGImages" / "480p" / SEQUENCE
@@ -89,19 +105,44 @@ def run_official(checkpoint: Path, davis: Path, work: Path) -> OfficialRun:
         link = frames_dir / f"{index}.jpg"
         if not link.exists():
             link.symlink_to(source / name)
+    return frames_dir
+
+
+def run_official(checkpoint: Path, davis: Path, work: Path, clicks: bool = False) -> OfficialRun:
+    """Mask prompts (or with ``clicks``, :func:`click_prompts` through
+    ``add_new_points_or_box``) on frame 0, ``propagate_in_video`` over TRACKED_FRAMES frames
+    (CPU). ``OfficialRun.prompts`` holds the masks, or the official masks of frame 0."""
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    frames_dir = _clip_frames(davis, work)
     annotation = np.array(Image.open(davis / "Annotations" / "480p" / SEQUENCE / "00000.png"))
-    prompts = prompt_masks(annotation)
     predictor = build_sam2_video_predictor(CONFIG, str(checkpoint), device="cpu")
     with torch.inference_mode():
         state = predictor.init_state(str(frames_dir))
-        for target_id, mask in prompts.items():
-            predictor.add_new_mask(state, 0, target_id, mask)
+        if clicks:
+            for target_id, click in click_prompts(annotation).items():
+                predictor.add_new_points_or_box(
+                    state,
+                    0,
+                    target_id,
+                    points=np.array(click.points, np.float32) if click.points else None,
+                    labels=np.array(click.labels, np.int32) if click.points else None,
+                    box=np.array(click.box, np.float32) if click.box else None,
+                )
+        else:
+            for target_id, mask in prompt_masks(annotation).items():
+                predictor.add_new_mask(state, 0, target_id, mask)
         logits = [None] * TRACKED_FRAMES
         for index, ids, masks in predictor.propagate_in_video(
             state, max_frame_num_to_track=TRACKED_FRAMES - 1
         ):
-            assert list(ids) == sorted(prompts)
+            assert list(ids) == [1, 2, 3]
             logits[index] = masks[:, 0].numpy()
+    if clicks:
+        prompts = {target_id: logits[0][target_id - 1] > 0 for target_id in (1, 2, 3)}
+    else:
+        prompts = prompt_masks(annotation)
     return OfficialRun(frames_dir, prompts, np.stack(logits))
 
 
@@ -119,3 +160,9 @@ def sam2_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def official_run(sam2_checkpoint, davis_val_dir, tmp_path_factory) -> OfficialRun:
     return run_official(sam2_checkpoint, davis_val_dir, tmp_path_factory.mktemp("official"))
+
+
+@pytest.fixture(scope="session")
+def official_click_run(sam2_checkpoint, davis_val_dir, tmp_path_factory) -> OfficialRun:
+    work = tmp_path_factory.mktemp("official-clicks")
+    return run_official(sam2_checkpoint, davis_val_dir, work, clicks=True)

@@ -1,6 +1,7 @@
 """The SAM 2 streaming tracker and the engine's sam2 family against the official
 ``SAM2VideoPredictor`` (CPU, fp32), with seeded random weights in the official checkpoint
-format (see sam2_testlib): mask prompts on frame 0 of a DAVIS clip, 8 frames, 1 and 3 targets.
+format (see sam2_testlib): mask prompts, and clicks and a box, on frame 0 of a DAVIS clip, 8 frames,
+1 and 3 targets.
 Skipped when ../shared/data/vos or the sam2 package is absent."""
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import torch
 import torch.nn.functional as F
 from sam2_testlib import (  # noqa: F401  (pytest fixtures)
     CONFIG,
+    SEQUENCE,
     TRACKED_FRAMES,
+    click_prompts,
     iou,
+    official_click_run,
     official_run,
     sam2_checkpoint,
 )
@@ -132,3 +136,79 @@ def test_cli_fetch_model_then_evaluate_scores_the_official_masks(
     assert code == 0
     scores = json.loads(report_path.read_text())["davis"]["global"]
     assert scores["J-Mean"] >= 0.98, scores
+
+
+def test_engine_matches_official_clicks_and_box(
+    sam2_model_folder,
+    official_click_run,  # noqa: F811
+    davis_val_dir,
+):
+    """A box, a positive and a negative click, and a single click (SAM's multimask case) on
+    frame 0 through the engine's prompt encoder path, against ``add_new_points_or_box``."""
+    from PIL import Image
+
+    from vos_ros.engine import EngineConfig, build_engine
+
+    official = official_click_run
+    # the reference means something: the prompts give different masks on their frame, and
+    # every mask covers part of the frame
+    coverage = (official.logits > 0).mean(axis=(2, 3))
+    assert coverage.min() > 0.01 and coverage.max() < 0.95, coverage
+    first = official.prompts
+    assert max(iou(first[1], first[2]), iou(first[1], first[3]), iou(first[2], first[3])) < 0.9
+    annotation = np.array(
+        Image.open(davis_val_dir / "Annotations" / "480p" / SEQUENCE / "00000.png")
+    )
+    engine = build_engine(EngineConfig(model=str(sam2_model_folder), backend="torch"))
+    assert engine.segments_clicks
+    engine.step(official.frame(0))  # the frame the user clicks on, before any target
+    added = engine.add_click_targets(official.frame(0), click_prompts(annotation))
+    assert added == [1, 2, 3]
+    for index in range(1, TRACKED_FRAMES):
+        result = engine.step(official.frame(index))
+        assert [t.target_id for t in result.targets] == [1, 2, 3]
+        for row, target in enumerate(result.targets):
+            expected = official.logits[index, row] > 0
+            assert iou(target.prob > 0.5, expected) >= 0.99, (index, target.target_id)
+
+
+def test_stream_tracker_clicks_match_official_logits(
+    sam2_checkpoint,  # noqa: F811
+    official_click_run,  # noqa: F811
+    davis_val_dir,
+):
+    """Logits, not only masks: on the clicked frame each target's output depends on its prompt
+    (random weights make the tracked masks of all targets alike after a few frames)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from vos_ros.trackers.sam2_library import build_model
+    from vos_ros.trackers.sam2_stream import Sam2StreamTracker
+
+    official = official_click_run
+    annotation = np.array(
+        Image.open(davis_val_dir / "Annotations" / "480p" / SEQUENCE / "00000.png")
+    )
+    tracker = Sam2StreamTracker(build_model(CONFIG, Path(sam2_checkpoint)))
+    size = tracker.image_size
+    video_hw = annotation.shape
+    ids = [1, 2, 3]
+    for index in range(4):
+        square = np.asarray(Image.fromarray(official.frame(index)).resize((size, size)))
+        frame = tracker.encode(tracker.preprocess(square), index)
+        if index == 0:
+            rows = []
+            for target_id, click in click_prompts(annotation).items():
+                logits, memory = tracker.start_from_clicks(
+                    frame, video_hw, np.array(click.points), np.array(click.labels), click.box
+                )
+                tracker.install(target_id, memory)
+                rows.append(logits)
+            logits = torch.cat(rows)
+        else:
+            logits, _ = tracker.track(frame, ids)
+        video = F.interpolate(logits, size=video_hw, mode="bilinear", align_corners=False)
+        for row in range(3):
+            difference = np.abs(video[row, 0].numpy() - official.logits[index, row]).max()
+            assert difference < 1e-3, (index, row, difference)

@@ -21,11 +21,8 @@ import cv2
 import numpy as np
 
 from vos_ros.box_prompt import BoxError, boxes_to_label_image
+from vos_ros.click_prompt import ClickError, ClickPrompt, grabcut_click_mask, validate_click_prompt
 
-# Seeds are discs this fraction of the frame's short side (points are clicked, not pixels).
-_SEED_RADIUS_FRACTION = 0.012
-# The probable-foreground region reaches this fraction of the short side beyond the positive points.
-_REACH_FRACTION = 0.2
 MAX_MASK_PNG_BYTES = 8 * 1024 * 1024
 
 
@@ -50,64 +47,20 @@ def box_mask(frame_rgb: np.ndarray, box: tuple[float, float, float, float]) -> n
 
 
 def points_mask(frame_rgb: np.ndarray, points: list[Point], iterations: int = 5) -> np.ndarray:
-    """A bool mask from clicked points, by GrabCut seeded with them.
+    """A bool mask from clicked points, as the node makes one for a family without a prompt
+    encoder (:func:`vos_ros.click_prompt.grabcut_click_mask`).
 
     :raises SelectionError: without a positive point, with a point outside the frame, or when
         GrabCut keeps nothing around the positive points.
     """
-    height, width = frame_rgb.shape[:2]
-    positives = [p for p in points if p.positive]
-    if not positives:
-        raise SelectionError("give at least one positive point (on the target)")
-    for p in points:
-        if not (0 <= p.x < width and 0 <= p.y < height):
-            raise SelectionError(
-                f"point ({p.x:.0f}, {p.y:.0f}) lies outside the {width}x{height} frame"
-            )
-    short = min(height, width)
-    radius = max(2, round(_SEED_RADIUS_FRACTION * short))
-    reach = round(_REACH_FRACTION * short)
-    xs = [p.x for p in positives]
-    ys = [p.y for p in positives]
-    x0, x1 = max(0, int(min(xs)) - reach), min(width, int(max(xs)) + reach + 1)
-    y0, y1 = max(0, int(min(ys)) - reach), min(height, int(max(ys)) + reach + 1)
-    # GrabCut only carves background out of what it may keep: like the inside of a box
-    seeds = np.full((height, width), cv2.GC_BGD, np.uint8)
-    seeds[y0:y1, x0:x1] = cv2.GC_PR_FGD
-    for p in points:
-        value = cv2.GC_FGD if p.positive else cv2.GC_BGD
-        cv2.circle(seeds, (round(p.x), round(p.y)), radius, int(value), -1)
-    # GrabCut on a crop with some background around the region, as the node's box prompt does
-    # (tens of milliseconds instead of the whole frame's hundreds)
-    margin_x = max(16, (x1 - x0) // 2)
-    margin_y = max(16, (y1 - y0) // 2)
-    cx0, cy0 = max(0, x0 - margin_x), max(0, y0 - margin_y)
-    cx1, cy1 = min(width, x1 + margin_x), min(height, y1 + margin_y)
-    crop_seeds = np.ascontiguousarray(seeds[cy0:cy1, cx0:cx1])
-    bgr = np.ascontiguousarray(frame_rgb[cy0:cy1, cx0:cx1, ::-1])
-    cv2.setRNGSeed(0)  # the same clicks give the same mask
+    prompt = ClickPrompt(tuple((p.x, p.y) for p in points), tuple(int(p.positive) for p in points))
     try:
-        cv2.grabCut(
-            bgr,
-            crop_seeds,
-            None,
-            np.zeros((1, 65), np.float64),
-            np.zeros((1, 65), np.float64),
-            iterations,
-            cv2.GC_INIT_WITH_MASK,
-        )
-        found = (crop_seeds == cv2.GC_FGD) | (crop_seeds == cv2.GC_PR_FGD)
-    except cv2.error:  # a uniform region: no colour model to fit; the seeds are the answer
-        found = crop_seeds == cv2.GC_FGD
-    mask = np.zeros((height, width), bool)
-    mask[cy0:cy1, cx0:cx1] = found
-    # keep the parts that hold a positive point (GrabCut may add stray blobs of the same colour)
-    count, parts = cv2.connectedComponents(mask.astype(np.uint8))
-    kept = {int(parts[round(p.y), round(p.x)]) for p in positives} - {0}
-    mask = np.isin(parts, list(kept)) if count > 1 and kept else mask
-    if not mask.any():
-        raise SelectionError("no target pixels around the positive points")
-    return mask
+        prompt = validate_click_prompt(prompt, frame_rgb.shape[:2])
+        if not prompt.positives:
+            raise ClickError("give at least one positive point (on the target)")
+        return grabcut_click_mask(frame_rgb, prompt, iterations)
+    except ClickError as exc:
+        raise SelectionError(str(exc)) from None
 
 
 def decode_mask_png(data_b64: str, shape: tuple[int, int]) -> np.ndarray:

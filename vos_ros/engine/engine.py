@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vos_ros.click_prompt import ClickError, ClickPrompt, validate_click_prompt
 from vos_ros.engine.aggregation import (
     Region,
     argmax_channels,
@@ -117,6 +118,8 @@ class PredictorHooks:
     processing_wh: Callable[[tuple[int, int]], tuple[int, int]] | None = None
     resize_frame: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
     begin_frame: Callable[[int], None] | None = None  # told the index of each stepped frame
+    # (features, {id: ClickPrompt}, input (H, W)) -> {id: bool mask}: a prompt encoder
+    segment_clicks: Callable[[Any, dict, tuple[int, int]], dict[int, np.ndarray]] | None = None
     aggregate: Callable[[np.ndarray], np.ndarray] = soft_aggregate
     uses_flow: bool = True
     tracks_every_frame: bool = False  # lost targets too (no lost_search_every schedule)
@@ -261,6 +264,80 @@ class VosEngine:
             self._prompt_last_frame(last, masks, classes)
         else:
             self._add_on_older_frame(small, masks, classes)
+        return sorted(masks)
+
+    @property
+    def segments_clicks(self) -> bool:
+        """Whether the model family turns clicks and boxes into masks itself (SAM's prompt
+        encoder, :meth:`add_click_targets`); for the others a caller makes a mask first
+        (:func:`vos_ros.click_prompt.grabcut_click_mask`) and calls :meth:`add_targets`."""
+        return self._hooks.segment_clicks is not None
+
+    def add_click_targets(
+        self, frame_rgb: np.ndarray, prompts: dict[int, ClickPrompt], classes=None
+    ) -> list[int]:
+        """Add targets from clicks and boxes on a frame of the stream that was already stepped,
+        through the model family's prompt encoder; otherwise as :meth:`add_targets` (the same
+        rules for the last stepped frame and older buffered ones).
+
+        :param prompts: ``{new target id: ClickPrompt}`` in pixels of ``frame_rgb``.
+        :returns: the added ids, ascending.
+        :raises InputError: a family without a prompt encoder, a bad or tracked id, too many
+            targets, clicks outside the frame, or a prompt in which the model finds no target
+            (nothing changes then).
+        """
+        if self._hooks.segment_clicks is None:
+            raise InputError(
+                f"model family of {self.predictor.name!r} has no prompt encoder; make a mask "
+                "from the clicks (vos_ros.click_prompt.grabcut_click_mask) and add it"
+            )
+        frame = self._check_frame(frame_rgb)
+        classes = classes or {}
+        if not prompts:
+            raise InputError("no prompts given")
+        checked: dict[int, ClickPrompt] = {}
+        for raw, prompt in prompts.items():
+            target_id = check_target_id(raw)
+            if target_id in self._registry:
+                raise InputError(f"target {target_id} is already tracked; remove it first")
+            try:
+                checked[target_id] = validate_click_prompt(prompt, frame.shape[:2])
+            except ClickError as exc:
+                raise InputError(f"target {target_id}: {exc}") from None
+        if len(self._registry) + len(checked) > self.config.max_targets:
+            raise InputError(
+                f"cannot add {len(checked)} targets: already tracking {len(self._registry)} "
+                f"(max_targets={self.config.max_targets})"
+            )
+        small = self._resize(frame)
+        last = self._last
+        on_last = last is not None and np.array_equal(small, last.small)
+        if on_last:
+            if last.features is None:  # nothing was tracked on that frame, so not encoded
+                last.features = self.predictor.encode(self.predictor.prepare(last.small))
+            features = last.features
+        else:  # as _add_on_older_frame: what needs the last frame's features is written first
+            self._write_recent_memory()
+            if last is not None:
+                last.features = None
+            features = self.predictor.encode(self.predictor.prepare(small))
+        try:
+            masks = self._hooks.segment_clicks(features, checked, frame.shape[:2])
+            empty = sorted(i for i, mask in masks.items() if not mask.any())
+            if empty:
+                raise InputError(
+                    f"the model finds no target in the clicks or box of ids {empty}; click on "
+                    "the target, or draw a box around it"
+                )
+            if on_last:
+                self._prompt_last_frame(last, masks, classes)
+            else:
+                self._add_on_older_frame(small, masks, classes, features)
+        except Exception:
+            for target_id in checked:  # none was tracked before: drop what was started
+                if target_id not in self._registry:
+                    self.predictor.forget(target_id)
+            raise
         return sorted(masks)
 
     def step(self, frame_rgb: np.ndarray, prompt: Prompt | None = None) -> FrameResult:
@@ -664,17 +741,20 @@ class VosEngine:
         self._memorize_prompts(ctx.features, new, "permanent", ctx.small, masks)
 
     def _add_on_older_frame(
-        self, small: np.ndarray, masks: dict[int, np.ndarray], classes: dict
+        self, small: np.ndarray, masks: dict[int, np.ndarray], classes: dict, features=None
     ) -> None:
         """New targets on an older buffered frame: memory from that frame, previous mask = the
-        prompt, carried by flow to the next step; existing targets are untouched."""
-        # Encoding this frame may reuse the backend's buffers of the last frame's features:
-        # write what still needs them first, and encode the last frame again if it is prompted.
-        self._write_recent_memory()
-        if self._last is not None:
-            self._last.features = None
+        prompt, carried by flow to the next step; existing targets are untouched.
+
+        ``features``: that frame already encoded (after the steps below), or None."""
+        if features is None:
+            # Encoding this frame may reuse the backend's buffers of the last frame's features:
+            # write what still needs them first, and encode the last frame again if prompted.
+            self._write_recent_memory()
+            if self._last is not None:
+                self._last.features = None
+            features = self.predictor.encode(self.predictor.prepare(small))
         gray = to_gray(small, self._flow_wh) if self._use_flow else None
-        features = self.predictor.encode(self.predictor.prepare(small))
         new: dict[int, np.ndarray] = {}
         for target_id, full_mask in masks.items():
             new[target_id] = self._to_mask_res(full_mask)

@@ -4,9 +4,10 @@ The engine keeps doing what it does for every family (frames, prompts, target id
 timings); the SAM 2 streaming tracker (:mod:`vos_ros.trackers.sam2_stream`) replaces the
 network stages. Through the predictor hooks (:class:`vos_ros.engine.engine.PredictorHooks`) it
 takes the model's square input resized as the official video loader does, prompts at full
-resolution, runs every target on every frame (SAM 2 decides visibility with its object-score
-head), writes its own memory from its raw outputs and merges targets as the official masks read:
-a pixel belongs to the target with the highest logit where that logit is > 0.
+resolution, turns clicks and boxes into masks through SAM's own prompt encoder, runs every
+target on every frame (SAM 2 decides visibility with its object-score head), writes its own
+memory from its raw outputs and merges targets as the official masks read: a pixel belongs to
+the target with the highest logit where that logit is > 0.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from vos_ros.click_prompt import ClickPrompt
 from vos_ros.engine.config import ConfigError, EngineConfig
+from vos_ros.trackers.sam2_memory import TargetMemory
 from vos_ros.trackers.sam2_stream import EncodedFrame, Sam2StreamTracker
 
 
@@ -38,6 +41,8 @@ class Sam2Predictor:
         self.name = name
         self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
         self._frame_index = 0
+        # targets started from clicks, installed when the engine memorizes them on that frame
+        self._started: dict[int, tuple[EncodedFrame, TargetMemory]] = {}
 
     # -- hooks --------------------------------------------------------------------------------
     def processing_wh(self, input_hw: tuple[int, int]) -> tuple[int, int]:
@@ -51,6 +56,27 @@ class Sam2Predictor:
 
     def begin_frame(self, frame_index: int) -> None:
         self._frame_index = frame_index
+
+    def segment_clicks(
+        self, features: EncodedFrame, prompts: dict[int, ClickPrompt], video_hw: tuple[int, int]
+    ) -> dict[int, np.ndarray]:
+        """Masks ``{id: (H, W) bool}`` of new targets from clicks and boxes on the frame of
+        ``features``, through SAM's prompt encoder, at the video's resolution as the official
+        predictor reads its output (logits upsampled bilinearly, > 0). Each target's memory is
+        started too and installed when the engine memorizes that target on this frame."""
+        import torch
+        import torch.nn.functional as F
+
+        masks = {}
+        for target_id, prompt in prompts.items():
+            logits, memory = self.tracker.start_from_clicks(
+                features, video_hw, np.array(prompt.points), np.array(prompt.labels), prompt.box
+            )
+            with torch.inference_mode():
+                video = F.interpolate(logits, size=video_hw, mode="bilinear", align_corners=False)
+            masks[target_id] = (video[0, 0] > 0).cpu().numpy()
+            self._started[target_id] = (features, memory)
+        return masks
 
     def aggregate(self, probs: np.ndarray) -> np.ndarray:
         """``[N, h, w]`` -> ``[N + 1, h, w]`` with a constant 0.5 background: the argmax is the
@@ -98,12 +124,18 @@ class Sam2Predictor:
             raise ValueError(f"SAM 2 writes its own tracked-frame memory; got mode {mode!r}")
         if full_mask is None:
             raise ValueError("SAM 2 takes its prompts at full resolution (full_mask)")
-        self.tracker.add_target(features, target_id, full_mask)
+        started = self._started.pop(target_id, None)
+        if started is not None and started[0] is features:  # clicks on this very frame
+            self.tracker.install(target_id, started[1])
+        else:
+            self.tracker.add_target(features, target_id, full_mask)
 
     def forget(self, target_id: int) -> None:
+        self._started.pop(target_id, None)
         self.tracker.remove_target(target_id)
 
     def reset(self) -> None:
+        self._started.clear()
         self.tracker.reset()
         self._frame_index = 0
 

@@ -8,6 +8,9 @@ encoder) once per frame for a batch of targets. It mirrors what the official
 * a prompt mask is resized to the model's square input (bilinear with antialiasing, >= 0.5),
   taken as the output of its frame (``_use_mask_as_output``) and encoded into memory from that
   output upsampled again, with ``is_mask_from_pts=True`` (the official preflight);
+* clicks and boxes go through SAM's prompt encoder as ``add_new_points_or_box`` sends them (a
+  box is two corner points labelled 2 and 3 ahead of the clicks), and are encoded into memory
+  the same way;
 * each tracked frame runs ``track_step`` with the memory encoder; the memory features are kept
   in bfloat16 as the official predictor keeps them;
 * hole filling runs only where the official predictor can run it (the CUDA extension).
@@ -108,11 +111,17 @@ class Sam2StreamTracker:
         :param mask: ``(H, W)`` bool mask at any resolution (the video's).
         :returns: ``[1, 1, S/4, S/4]`` float32 logits of the frame's output for the target.
         """
+        logits, memory = self.start_from_mask(frame, mask)
+        self.install(target_id, memory)
+        return logits
+
+    def start_from_mask(self, frame: EncodedFrame, mask: np.ndarray) -> tuple[Any, TargetMemory]:
+        """A new target's output and memory from a mask prompt on ``frame`` (not installed)."""
         import torch
         import torch.nn.functional as F
 
         if not isinstance(mask, np.ndarray) or mask.ndim != 2 or not mask.size:
-            raise TrackerInputError(f"target {target_id}: mask must be a 2-D array")
+            raise TrackerInputError("mask must be a 2-D array")
         size = self.image_size
         with torch.inference_mode(), self._autocast():
             full = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None, None].float()
@@ -121,39 +130,90 @@ class Sam2StreamTracker:
                     full, size=(size, size), mode="bilinear", align_corners=False, antialias=True
                 )
                 full = (full >= 0.5).float()
-            feats, pos, sizes = self._batched_features(frame, 1)
-            out = self.model.track_step(
-                frame_idx=frame.frame_index,
-                is_init_cond_frame=True,
-                current_vision_feats=feats,
-                current_vision_pos_embeds=pos,
-                feat_sizes=sizes,
-                point_inputs=None,
-                mask_inputs=full.to(self.device),
-                output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-                num_frames=UNBOUNDED_STREAM,
-                run_mem_encoder=False,
-            )
-            # The official preflight encodes prompt frames from the output upsampled again.
-            high_res = F.interpolate(
-                out["pred_masks"], size=(size, size), mode="bilinear", align_corners=False
-            )
-            features, pos_enc = self.model._encode_new_memory(
-                current_vision_feats=feats,
-                feat_sizes=sizes,
-                pred_masks_high_res=high_res,
-                object_score_logits=out["object_score_logits"],
-                is_mask_from_pts=True,
-            )
-            memory = TargetMemory(self.window)
-            memory.add_prompt(
-                frame.frame_index,
-                FrameMemory(
-                    features.to(torch.bfloat16), pos_enc, out["obj_ptr"], out["object_score_logits"]
-                ),
-            )
-            self._targets[target_id] = memory
-            return out["pred_masks"].float()
+            return self._start(frame, point_inputs=None, mask_inputs=full.to(self.device))
+
+    def start_from_clicks(
+        self,
+        frame: EncodedFrame,
+        video_hw: tuple[int, int],
+        points: np.ndarray,
+        labels: np.ndarray,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> tuple[Any, TargetMemory]:
+        """A new target's output and memory from clicks and/or a box on ``frame`` through SAM's
+        prompt encoder (not installed), as the official ``add_new_points_or_box`` on a frame
+        the target was never tracked on: the box becomes two corner points (labels 2 and 3)
+        ahead of the clicks, and coordinates are scaled from the video's pixels to the model's
+        square input.
+
+        :param video_hw: the video frame's ``(H, W)``, which the coordinates refer to.
+        :param points: ``(P, 2)`` click positions ``(x, y)`` in video pixels (P may be 0).
+        :param labels: ``(P,)`` 1 = on the target, 0 = not on the target.
+        :param box: ``(x0, y0, x1, y1)`` in video pixels.
+        """
+        import torch
+
+        points = np.asarray(points, np.float32).reshape(-1, 2)
+        labels = np.asarray(labels, np.int32).reshape(-1)
+        if len(points) != len(labels):
+            raise TrackerInputError(f"{len(points)} points but {len(labels)} labels")
+        if box is not None:
+            points = np.concatenate([np.asarray(box, np.float32).reshape(2, 2), points])
+            labels = np.concatenate([np.array([2, 3], np.int32), labels])
+        if not len(points):
+            raise TrackerInputError("give at least one point or a box")
+        height, width = video_hw
+        coords = torch.from_numpy(points)[None] / torch.tensor([width, height]) * self.image_size
+        point_inputs = {
+            "point_coords": coords.to(self.device),
+            "point_labels": torch.from_numpy(labels)[None].to(self.device),
+        }
+        with torch.inference_mode(), self._autocast():
+            return self._start(frame, point_inputs=point_inputs, mask_inputs=None)
+
+    def install(self, target_id: int, memory: TargetMemory) -> None:
+        """Track ``target_id`` from ``memory`` (a started target), replacing any memory it had."""
+        self._targets[target_id] = memory
+
+    def _start(
+        self, frame: EncodedFrame, point_inputs: dict | None, mask_inputs: Any
+    ) -> tuple[Any, TargetMemory]:
+        """``track_step`` on a prompt frame, then its memory as the official preflight encodes
+        it: from the output upsampled again, as a mask the user interacted with."""
+        import torch
+        import torch.nn.functional as F
+
+        size = self.image_size
+        feats, pos, sizes = self._batched_features(frame, 1)
+        out = self.model.track_step(
+            frame_idx=frame.frame_index,
+            is_init_cond_frame=True,
+            current_vision_feats=feats,
+            current_vision_pos_embeds=pos,
+            feat_sizes=sizes,
+            point_inputs=point_inputs,
+            mask_inputs=mask_inputs,
+            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+            num_frames=UNBOUNDED_STREAM,
+            run_mem_encoder=False,
+        )
+        masks = self._filled(out["pred_masks"])
+        high_res = F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
+        features, pos_enc = self.model._encode_new_memory(
+            current_vision_feats=feats,
+            feat_sizes=sizes,
+            pred_masks_high_res=high_res,
+            object_score_logits=out["object_score_logits"],
+            is_mask_from_pts=True,
+        )
+        memory = TargetMemory(self.window)
+        memory.add_prompt(
+            frame.frame_index,
+            FrameMemory(
+                features.to(torch.bfloat16), pos_enc, out["obj_ptr"], out["object_score_logits"]
+            ),
+        )
+        return masks.float(), memory
 
     def remove_target(self, target_id: int) -> bool:
         return self._targets.pop(target_id, None) is not None
@@ -216,12 +276,15 @@ class Sam2StreamTracker:
                     out["object_score_logits"][row : row + 1],
                 ),
             )
-        masks = out["pred_masks"]
-        if self.fill_holes:
-            from sam2.utils.misc import fill_holes_in_mask_scores
+        return self._filled(out["pred_masks"]), out["object_score_logits"]
 
-            masks = fill_holes_in_mask_scores(masks, self.model.fill_hole_area)
-        return masks, out["object_score_logits"]
+    def _filled(self, masks: Any) -> Any:
+        """The official hole filling of output logits, where it can run (its CUDA extension)."""
+        if not self.fill_holes:
+            return masks
+        from sam2.utils.misc import fill_holes_in_mask_scores
+
+        return fill_holes_in_mask_scores(masks, self.model.fill_hole_area)
 
     def _batches(self, ids: list[int]) -> list[list[int]]:
         """Rows of ``ids`` grouped by memory layout (same frames in memory = one batch)."""
