@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from engine_testlib import write_model_dir
+from tensorrt_testlib import FakeTensorRT
 
 from vos_ros.cli import main as cli_main
 from vos_ros.engine import EngineConfig, build_engine
@@ -75,20 +76,6 @@ def test_profile_shapes_cover_the_engine_shapes():
         check_within(dec, {"proto_fg": (9, ppf, 64)})
     with pytest.raises(ValueError, match="multiple of 32"):
         profile_shapes(300, 8, 6, 5, 32, 64)
-
-
-class FakeTensorRT:
-    """Stands in for builder + runtime: counts builds; 'deserializes' only bytes it built."""
-
-    def __init__(self) -> None:
-        self.builds = 0
-
-    def build(self) -> bytes:
-        self.builds += 1
-        return b"PLAN" + bytes(100)
-
-    def deserialize(self, data: bytes):
-        return {"engine": len(data)} if data.startswith(b"PLAN") else None
 
 
 def test_cache_hit_after_first_build(tmp_path):

@@ -1,7 +1,9 @@
 """``vos-ros build-engine``: prebuild (and cache) the TensorRT engines of a model.
 
-The node then starts in seconds instead of building for minutes on its first frame. On a
-machine without TensorRT or a CUDA GPU the command stops with a clear message (exit code 2).
+The node then starts in seconds instead of building for minutes on its first frame. A
+``family: sam2`` folder gets its four graphs exported (if not cached) and their engines built,
+as ``backend: tensorrt`` would on the node's first start. On a machine without TensorRT or a
+CUDA GPU the command stops with a clear message (exit code 2).
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     from vos_ros.engine.backends.select import create_backend
+    from vos_ros.engine.family import model_family
     from vos_ros.engine.manifest import load_manifest
 
     try:
+        if model_family(args.model) == "sam2":
+            return _build_sam2(args)
         config = EngineConfig(
             model=args.model,
             backend="tensorrt",
@@ -69,5 +74,36 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"TensorRT {backend.tensorrt_version}, {backend.gpu_name} "
         f"(sm {backend.compute_capability}), {backend.precision}"
+    )
+    return 0
+
+
+def _build_sam2(args: argparse.Namespace) -> int:
+    """The four SAM 2 engines (the model's input size and memory are fixed by its config)."""
+    from vos_ros.engine import EngineConfig
+    from vos_ros.trackers.sam2_tensorrt import prebuild_engines
+
+    if args.short_side is not None or args.memory_size is not None:
+        print(
+            "build-engine: --short-side and --memory-size do not apply to a sam2 model, which "
+            "runs at its fixed square input size with SAM 2's own memory",
+            file=sys.stderr,
+        )
+        return 2
+    config = EngineConfig(
+        model=args.model,
+        backend="tensorrt",
+        device="cuda",
+        precision=args.precision,
+        cache_dir=args.cache_dir,
+        max_targets=args.max_targets,
+    )
+    toolchain, cache, built = prebuild_engines(config)
+    for graph, was_built in built.items():
+        state = "built" if was_built else "up to date (cached)"
+        print(f"{graph}: {state} in {cache.folder}")
+    print(
+        f"TensorRT {toolchain.tensorrt_version}, {toolchain.gpu_name} "
+        f"(sm {toolchain.compute_capability}), {args.precision}"
     )
     return 0

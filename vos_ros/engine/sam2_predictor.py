@@ -147,6 +147,7 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     """The predictor for a ``family: sam2`` model folder (checked like every model folder).
 
     :raises ConfigError: a backend, device or precision this family cannot run.
+    :raises BackendError: ``backend: tensorrt`` without TensorRT or a CUDA GPU.
     :raises ModelFileError: a missing, corrupt or mismatched model file.
     """
     from vos_ros.trackers.sam2_library import build_model, has_cuda_extension, require_sam2
@@ -155,11 +156,10 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     require_sam2()
     import torch
 
-    if config.backend not in ("auto", "torch", "onnxruntime"):
-        raise ConfigError(
-            f"backend {config.backend!r} is not available for the sam2 model family; use "
-            "torch, onnxruntime (CPU) or auto"
-        )
+    if config.backend == "tensorrt":  # before any loading: what is missing (TensorRT, a GPU)
+        from vos_ros.engine.backends.select import MachineCapabilities, choose_backend
+
+        choose_backend(config, MachineCapabilities.probe())
     if config.backend == "onnxruntime" and config.device == "cuda":
         raise ConfigError("the sam2 family runs ONNX Runtime on the CPU only; use torch on CUDA")
     if config.processing_short_side is not None:
@@ -176,8 +176,9 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for but torch sees no CUDA device")
     precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device == "cuda" else "fp32"  # the official demos' CUDA setting
+    if precision == "auto":  # TensorRT: fp16 engines; torch: the official demos' CUDA setting
+        tensorrt = config.backend == "tensorrt"
+        precision = "fp32" if device != "cuda" else "fp16" if tensorrt else "bf16"
     if precision != "fp32" and device != "cuda":
         raise ConfigError(f"precision {precision} needs device cuda; use fp32 on the CPU")
     if config.threads:
@@ -190,6 +191,16 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
 
         model = use_onnxruntime(model, onnx_graphs(model, manifest, config), config.threads)
         name = "onnxruntime"
+    elif config.backend == "tensorrt":
+        from vos_ros.trackers.sam2_tensorrt import use_tensorrt
+
+        graphs = onnx_graphs(model, manifest, config)
+        checkpoint_sha256 = manifest.files[manifest.checkpoint.name]
+        model = use_tensorrt(
+            model, graphs, precision, config.max_targets, config.cache_dir, checkpoint_sha256
+        )
+        # the engines run at ``precision``; the light torch steps around them stay fp32
+        name, precision = f"tensorrt-{precision}", "fp32"
     fill_holes = device == "cuda" and has_cuda_extension()  # as the official predictor can
     tracker = Sam2StreamTracker(model, precision, fill_holes)
     return Sam2Predictor(tracker, name)

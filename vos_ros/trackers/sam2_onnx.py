@@ -20,6 +20,7 @@ The mask decoder graph is the tracking case (``multimask_output=True``); the pro
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -119,6 +120,8 @@ def _export_shims(model: Any) -> Iterator[None]:
     pairs = {}
     for module in model.memory_attention.modules():
         if isinstance(module, transformer.RoPEAttention):
+            # on the device its forward moves it to (the model's), so that it stays this tensor
+            module.freqs_cis = module.freqs_cis.to(model.device)
             cis = module.freqs_cis
             pairs[id(cis)] = (cis.real.contiguous(), cis.imag.contiguous())
     original = transformer.apply_rotary_enc
@@ -161,28 +164,35 @@ def _example_inputs(model: Any) -> dict[str, tuple]:
     side = size // 16  # the top-level feature map
     c, m = model.hidden_dim, model.mem_dim
     batch, tokens = 2, 3 * side * side + 5 * (c // m)
+    # on the model's device: a CUDA model (the TensorRT path) exports as it is
+    randn = functools.partial(torch.randn, device=model.device)
     return {
-        "image_encoder": (torch.randn(1, 3, size, size),),
+        "image_encoder": (randn(1, 3, size, size),),
         "memory_attention": (
-            torch.randn(side * side, batch, c),
-            torch.randn(side * side, batch, c),
-            torch.randn(tokens, batch, m),
-            torch.randn(tokens, batch, m),
-            torch.zeros(5 * (c // m)),
+            randn(side * side, batch, c),
+            randn(side * side, batch, c),
+            randn(tokens, batch, m),
+            randn(tokens, batch, m),
+            torch.zeros(5 * (c // m), device=model.device),
         ),
-        "memory_encoder": (torch.randn(batch, c, side, side), torch.rand(batch, 1, size, size)),
+        "memory_encoder": (
+            randn(batch, c, side, side),
+            torch.rand(batch, 1, size, size, device=model.device),
+        ),
         "mask_decoder": (
-            torch.randn(batch, c, side, side),
-            torch.randn(1, c, side, side),
-            torch.randn(batch, 2, c),
-            torch.randn(batch, c, side, side),
-            torch.randn(batch, c // 8, side * 4, side * 4),
-            torch.randn(batch, c // 4, side * 2, side * 2),
+            randn(batch, c, side, side),
+            randn(1, c, side, side),
+            randn(batch, 2, c),
+            randn(batch, c, side, side),
+            randn(batch, c // 8, side * 4, side * 4),
+            randn(batch, c // 4, side * 2, side * 2),
         ),
     }
 
 
-_NAMES = {
+# graph -> (input names, output names, dynamic axes); the runtime modules feed and read them
+# in this order (ONNX Runtime and TensorRT alike)
+GRAPH_IO = {
     "image_encoder": (["image"], ["fpn0", "fpn1", "fpn2", "pos0", "pos1", "pos2"], {}),
     "memory_attention": (
         ["curr", "curr_pos", "memory", "memory_pos", "obj_ptr_marker"],
@@ -225,7 +235,7 @@ def export_graphs(model: Any, folder: Path) -> Path:
         examples = _example_inputs(model)
         with _export_shims(model), torch.no_grad():
             for name in GRAPHS:
-                inputs, outputs, axes = _NAMES[name]
+                inputs, outputs, axes = GRAPH_IO[name]
                 torch.onnx.export(
                     wrappers[name](model),
                     examples[name],
@@ -271,26 +281,36 @@ class _Session:
 def use_onnxruntime(model: Any, folder: Path, threads: int = 0) -> Any:
     """Swap ``model``'s image encoder, memory attention, memory encoder and (tracking) mask
     decoder for modules that run the graphs in ``folder``; returns ``model``."""
-    nn = _torch_nn()
     sessions = {name: _Session(folder / f"{name}.onnx", threads) for name in GRAPHS}
+    return swap_graph_modules(model, sessions)
+
+
+def swap_graph_modules(model: Any, graphs: dict[str, Any]) -> Any:
+    """Swap ``model``'s four networks for modules that call ``graphs[name](*inputs)`` (inputs in
+    :data:`GRAPH_IO` order, torch tensors) and take its outputs (a list, in that order): the
+    official ``track_step`` then runs unchanged around any runtime (ONNX Runtime, TensorRT)."""
+    import torch
+
+    nn = _torch_nn()
     torch_decoder = model.sam_mask_decoder
 
     class ImageEncoder(nn.Module):
         def forward(self, sample):
-            out = sessions["image_encoder"](sample)
+            out = graphs["image_encoder"](sample)
             fpn, pos = out[:3], out[3:]
             return {"vision_features": fpn[-1], "vision_pos_enc": pos, "backbone_fpn": fpn}
 
     class MemoryAttention(nn.Module):
         def forward(self, curr, curr_pos, memory, memory_pos, num_obj_ptr_tokens=0):
-            marker = np.zeros(num_obj_ptr_tokens, np.float32)
-            return sessions["memory_attention"](curr[0], curr_pos[0], memory, memory_pos, marker)[0]
+            # only the marker's length reaches the graph: the number of object-pointer tokens
+            marker = torch.zeros(num_obj_ptr_tokens, device=curr[0].device)
+            return graphs["memory_attention"](curr[0], curr_pos[0], memory, memory_pos, marker)[0]
 
     class MemoryEncoder(nn.Module):
         def forward(self, pix_feat, masks, skip_mask_sigmoid=False):
             if not skip_mask_sigmoid:
                 masks = masks.sigmoid()
-            features, pos = sessions["memory_encoder"](pix_feat, masks)
+            features, pos = graphs["memory_encoder"](pix_feat, masks)
             return {"vision_features": features, "vision_pos_enc": [pos]}
 
     class MaskDecoder(nn.Module):
@@ -309,7 +329,7 @@ def use_onnxruntime(model: Any, folder: Path, threads: int = 0) -> Any:
                     dense_prompt_embeddings, multimask_output, repeat_image, high_res_features,
                 )  # fmt: skip
             return tuple(
-                sessions["mask_decoder"](
+                graphs["mask_decoder"](
                     image_embeddings, image_pe, sparse_prompt_embeddings,
                     dense_prompt_embeddings, *high_res_features,
                 )

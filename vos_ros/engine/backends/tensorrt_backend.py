@@ -47,6 +47,8 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vos_ros" / "tensorrt"
 WORKSPACE_BYTES = 1 << 30
 LONG_SIDE_FACTOR = 2.5  # profiles cover frames up to 2.5:1 (either orientation)
 OPT_TARGETS = 2
+# precision -> the builder flag that allows it (TensorRT 10 has FP16 and BF16)
+BUILDER_FLAGS = {"fp32": None, "fp16": "FP16", "bf16": "BF16"}
 
 Shape = tuple[int, ...]
 Profile = dict[str, tuple[Shape, Shape, Shape]]  # tensor name -> (min, opt, max)
@@ -114,17 +116,23 @@ def profile_shapes(
     return {"encoder": encoder, "decoder": decoder}
 
 
-def check_within(profile: Profile, shapes: dict[str, Shape]) -> None:
-    """Raise :class:`BackendError` when an input shape is outside its profile range."""
+def check_within(profile: Profile, shapes: dict[str, Shape], graph: str = "") -> None:
+    """Raise :class:`BackendError` when an input shape is outside its profile range.
+
+    TensorRT itself only logs such a shape and fails the run; this names the input, its shape
+    and the range the engine was built for.
+    """
     for name, shape in shapes.items():
         lo, _, hi = profile[name]
         inside = len(shape) == len(lo) and all(
             a <= x <= b for a, x, b in zip(lo, shape, hi, strict=True)
         )
         if not inside:
+            where = f"{graph} " if graph else ""
             raise BackendError(
-                f"TensorRT input {name} has shape {tuple(shape)}, outside the engine's profile "
-                f"{lo}..{hi}; rebuild with a larger max_targets / memory or other processing size"
+                f"TensorRT {where}input {name} has shape {tuple(shape)}, outside the engine's "
+                f"profile {lo}..{hi}; rebuild with a larger max_targets / memory or other "
+                "processing size"
             )
 
 
@@ -302,6 +310,162 @@ def load_or_build(
     return engine, True
 
 
+# ----------------------------------------------------------------------------- toolchain
+def require_tensorrt_cuda() -> tuple[Any, Any]:
+    """``(tensorrt, torch)`` modules, or :class:`BackendError` saying which one is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendError(
+            f"TensorRT is not installed ({exc}); use backend=torch or onnxruntime"
+        ) from None
+    try:
+        import torch
+    except ImportError:
+        raise BackendError(
+            "the TensorRT backend needs PyTorch with CUDA for its GPU buffers"
+        ) from None
+    if not torch.cuda.is_available():
+        raise BackendError(
+            "the TensorRT backend needs a CUDA GPU (torch.cuda.is_available() is False)"
+        )
+    return trt, torch
+
+
+class Toolchain:
+    """A TensorRT module with its logger and runtime, and the identity of the GPU it builds for.
+
+    Shared by every model family that runs TensorRT engines: cache keys, engine builds (with
+    the timing cache) and deserialization happen in one place. ``trt`` is the ``tensorrt``
+    module in production (:meth:`open`); tests pass a stand-in, which is why nothing here
+    imports TensorRT itself.
+    """
+
+    def __init__(self, trt: Any, gpu_name: str, compute_capability: str) -> None:
+        self.trt = trt
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.tensorrt_version = str(trt.__version__)
+        self.gpu_name = gpu_name
+        self.compute_capability = compute_capability
+
+    @classmethod
+    def open(cls) -> Toolchain:
+        """The installed TensorRT for the current CUDA device (:class:`BackendError` if none)."""
+        trt, torch = require_tensorrt_cuda()
+        major, minor = torch.cuda.get_device_capability()
+        return cls(trt, torch.cuda.get_device_name(), f"{major}.{minor}")
+
+    def key(self, model_sha256: str, graph: str, precision: str, profile: Profile) -> CacheKey:
+        return CacheKey.create(
+            model_sha256,
+            graph,
+            self.tensorrt_version,
+            self.gpu_name,
+            self.compute_capability,
+            precision,
+            profile,
+        )
+
+    def deserialize(self, data: bytes) -> Any:
+        return self.runtime.deserialize_cuda_engine(data)
+
+    def load_or_build(
+        self, cache: EngineCache, key: CacheKey, onnx_path: Path, profile: Profile
+    ) -> tuple[Any, bool]:
+        """The engine of ``key`` from ``cache``, built from ``onnx_path`` when missing/stale."""
+        return load_or_build(
+            cache,
+            key,
+            lambda: self.build(onnx_path, profile, key.precision, cache),
+            self.deserialize,
+        )
+
+    def build(self, onnx_path: Path, profile: Profile, precision: str, cache: EngineCache) -> bytes:
+        """Serialized engine of ``onnx_path`` with one optimization profile (minutes on a GPU).
+
+        ``precision`` fp16 / bf16 *allows* TensorRT to pick those kernels per layer where they are
+        faster; inputs and outputs keep the ONNX graph's types (float32).
+        """
+        trt = self.trt
+        if precision not in BUILDER_FLAGS:
+            raise BackendError(
+                f"TensorRT precision must be one of {', '.join(BUILDER_FLAGS)}, got {precision!r}"
+            )
+        builder = trt.Builder(self.logger)
+        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse(onnx_path.read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise BackendError(f"TensorRT could not parse {onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        if BUILDER_FLAGS[precision]:
+            config.set_flag(getattr(trt.BuilderFlag, BUILDER_FLAGS[precision]))
+        opt_profile = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in profile.items():
+            opt_profile.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(opt_profile)
+        timing_path = cache.timing_cache_path(
+            self.tensorrt_version, self.gpu_name, self.compute_capability
+        )
+        timing_cache = None
+        try:
+            timing_bytes = timing_path.read_bytes() if timing_path.is_file() else b""
+            timing_cache = config.create_timing_cache(timing_bytes)
+        except Exception as exc:  # unreadable file, or TensorRT refusing corrupt bytes
+            LOG.warning("TensorRT: timing cache %s unreadable (%s)", timing_path, exc)
+        if timing_cache is None or not config.set_timing_cache(timing_cache, ignore_mismatch=False):
+            LOG.warning("TensorRT: timing cache %s unusable; starting an empty one", timing_path)
+            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+        LOG.info(
+            "TensorRT: building %s (%s); this takes a while once per GPU", onnx_path.name, precision
+        )
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see its log)")
+        try:
+            _atomic_write(timing_path, bytes(config.get_timing_cache().serialize()))
+        except OSError as exc:
+            LOG.warning("TensorRT: could not save the timing cache %s (%s)", timing_path, exc)
+        return bytes(serialized)
+
+    def torch_dtype(self, trt_dtype: Any) -> Any:
+        """The torch dtype of a TensorRT tensor type (the float types the graphs use)."""
+        import torch
+
+        trt = self.trt
+        types = {
+            trt.DataType.FLOAT: torch.float32,
+            trt.DataType.HALF: torch.float16,
+            trt.DataType.BF16: torch.bfloat16,
+        }
+        if trt_dtype not in types:
+            raise BackendError(f"TensorRT tensor type {trt_dtype} is not one of the float types")
+        return types[trt_dtype]
+
+    def stream_handle(self, device: Any) -> int:
+        """torch's current CUDA stream on ``device``: engines run where the tensors around them
+        are produced and consumed, so no synchronization is needed."""
+        import torch
+
+        return torch.cuda.current_stream(device).cuda_stream
+
+    def output_names(self, engine: Any) -> list[str]:
+        names = (engine.get_tensor_name(i) for i in range(engine.num_io_tensors))
+        return [n for n in names if engine.get_tensor_mode(n) == self.trt.TensorIOMode.OUTPUT]
+
+
+def bind_inputs(context: Any, profile: Profile, inputs: dict[str, Any], graph: str = "") -> None:
+    """Check ``inputs`` (torch tensors, contiguous, on the GPU) against the engine's profile,
+    then give the execution context their shapes and addresses."""
+    check_within(profile, {name: tuple(t.shape) for name, t in inputs.items()}, graph)
+    for name, tensor in inputs.items():
+        if not context.set_input_shape(name, tuple(tensor.shape)):
+            raise BackendError(f"TensorRT refused shape {tuple(tensor.shape)} for {graph} {name}")
+        context.set_tensor_address(name, tensor.data_ptr())
+
+
 # ----------------------------------------------------------------------------- backend
 class TensorRTBackend:
     """Encoder and decoder TensorRT engines with explicit optimization profiles.
@@ -318,54 +482,25 @@ class TensorRTBackend:
     def __init__(
         self, manifest, precision: str, profiles: dict[str, Profile], cache_dir: str | None
     ) -> None:
-        try:
-            import tensorrt as trt
-        except ImportError as exc:
-            raise BackendError(
-                f"TensorRT is not installed ({exc}); use backend=torch or onnxruntime"
-            ) from None
-        try:
-            import torch
-        except ImportError:
-            raise BackendError(
-                "the TensorRT backend needs PyTorch with CUDA for its GPU buffers"
-            ) from None
-        if not torch.cuda.is_available():
-            raise BackendError(
-                "the TensorRT backend needs a CUDA GPU (torch.cuda.is_available() is False)"
-            )
+        toolchain = Toolchain.open()
         if precision not in ("fp32", "fp16"):
             raise BackendError(f"TensorRT precision must be fp32 or fp16, got {precision!r}")
-        self._trt = trt
+        import torch
+
+        self._toolchain = toolchain
         self._torch = torch
         self.precision = precision
         self.profiles = profiles
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
         self.cache = EngineCache(cache_dir)
-        major, minor = torch.cuda.get_device_capability()
-        self.gpu_name = torch.cuda.get_device_name()
-        self.compute_capability = f"{major}.{minor}"
-        self.tensorrt_version = trt.__version__
+        self.gpu_name = toolchain.gpu_name
+        self.compute_capability = toolchain.compute_capability
+        self.tensorrt_version = toolchain.tensorrt_version
         self.built: dict[str, bool] = {}
         self._engines = {}
         self._contexts = {}
         for graph, path in (("encoder", manifest.encoder_path), ("decoder", manifest.decoder_path)):
-            key = CacheKey.create(
-                manifest.sha256(path.name),
-                graph,
-                self.tensorrt_version,
-                self.gpu_name,
-                self.compute_capability,
-                precision,
-                profiles[graph],
-            )
-            engine, built = load_or_build(
-                self.cache,
-                key,
-                lambda p=path, g=graph: self._build(p, profiles[g]),
-                self._deserialize,
-            )
+            key = toolchain.key(manifest.sha256(path.name), graph, precision, profiles[graph])
+            engine, built = toolchain.load_or_build(self.cache, key, path, profiles[graph])
             self.built[graph] = built
             self._engines[graph] = engine
             self._contexts[graph] = engine.create_execution_context()
@@ -374,64 +509,12 @@ class TensorRTBackend:
         self._stream = torch.cuda.Stream()
         self._outputs: dict[tuple, Any] = {}
 
-    def _deserialize(self, data: bytes):
-        return self._runtime.deserialize_cuda_engine(data)
-
-    def _build(self, onnx_path: Path, profile: Profile) -> bytes:
-        trt = self._trt
-        builder = trt.Builder(self._logger)
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-        parser = trt.OnnxParser(network, self._logger)
-        if not parser.parse(onnx_path.read_bytes()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise BackendError(f"TensorRT could not parse {onnx_path}: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-        if self.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
-        opt_profile = builder.create_optimization_profile()
-        for name, (lo, opt, hi) in profile.items():
-            opt_profile.set_shape(name, lo, opt, hi)
-        config.add_optimization_profile(opt_profile)
-        timing_path = self.cache.timing_cache_path(
-            self.tensorrt_version, self.gpu_name, self.compute_capability
-        )
-        timing_cache = None
-        try:
-            timing_bytes = timing_path.read_bytes() if timing_path.is_file() else b""
-            timing_cache = config.create_timing_cache(timing_bytes)
-        except Exception as exc:  # unreadable file, or TensorRT refusing corrupt bytes
-            LOG.warning("TensorRT: timing cache %s unreadable (%s)", timing_path, exc)
-        if timing_cache is None or not config.set_timing_cache(timing_cache, ignore_mismatch=False):
-            LOG.warning("TensorRT: timing cache %s unusable; starting an empty one", timing_path)
-            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
-        LOG.info(
-            "TensorRT: building %s (%s); this takes a while once per GPU",
-            onnx_path.name,
-            self.precision,
-        )
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see its log)")
-        try:
-            _atomic_write(timing_path, bytes(config.get_timing_cache().serialize()))
-        except OSError as exc:
-            LOG.warning("TensorRT: could not save the timing cache %s (%s)", timing_path, exc)
-        return bytes(serialized)
-
     def _execute(self, graph: str, inputs: dict[str, Any]) -> dict[str, Any]:
         torch = self._torch
-        trt = self._trt
         engine, context = self._engines[graph], self._contexts[graph]
-        check_within(self.profiles[graph], {name: tuple(t.shape) for name, t in inputs.items()})
-        for name, tensor in inputs.items():
-            context.set_input_shape(name, tuple(tensor.shape))
-            context.set_tensor_address(name, tensor.data_ptr())
+        bind_inputs(context, self.profiles[graph], inputs)
         outputs = {}
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            if engine.get_tensor_mode(name) != trt.TensorIOMode.OUTPUT:
-                continue
+        for name in self._toolchain.output_names(engine):
             shape = tuple(context.get_tensor_shape(name))
             cache_key = (graph, name, shape)
             out = self._outputs.get(cache_key)
