@@ -222,7 +222,7 @@ def test_interface_lookup_helpers():
     assert srv_type("SetInitialMask") is SetInitialMask
     for name in ("InstanceMask", "Detection", "DetectionArray"):
         assert msg_type(name).__name__ == name
-    for name in ("AddObjects", "RemoveObjects"):
+    for name in ("AddObjects", "AddPoints", "RemoveObjects"):
         assert srv_type(name).__name__ == name
     with pytest.raises(InterfacesNotBuiltError, match="has no 'NoSuchMsg'"):
         msg_type("NoSuchMsg")

@@ -112,13 +112,14 @@ def test_invalid_parameter_fails_configure_naming_it(tmp_path, parameter, value)
 @pytest.mark.ros
 @pytest.mark.timeout(240)
 def test_bad_input_never_takes_the_node_down(tmp_path):
+    from geometry_msgs.msg import Point
     from lifecycle_msgs.msg import Transition
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, RegionOfInterest
 
     from vos_ros.msg import Detection, DetectionArray, InstanceMaskArray
     from vos_ros.ros.image_msgs import array_to_msg
-    from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
+    from vos_ros.srv import AddObjects, AddPoints, RemoveObjects, SetInitialMask
 
     env = isolated_env()
     node = node_process(tmp_path, env, parameters={"log_throttle_s": 1.0})
@@ -221,6 +222,12 @@ def test_bad_input_never_takes_the_node_down(tmp_path):
                     AddObjects.Request(
                         boxes=[RegionOfInterest(x_offset=500, y_offset=10, width=20, height=20)]
                     ),
+                    "outside",
+                ),
+                (  # a click outside the image
+                    AddPoints,
+                    "add_points",
+                    AddPoints.Request(points=[Point(x=500.0, y=10.0)], labels=[1]),
                     "outside",
                 ),
                 (  # zero-size box

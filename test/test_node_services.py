@@ -10,6 +10,7 @@ from ros_harness import require_ros
 
 require_ros()
 
+from geometry_msgs.msg import Point  # noqa: E402
 from sensor_msgs.msg import RegionOfInterest  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -21,7 +22,7 @@ from vos_ros.ros.image_msgs import array_to_msg, msg_to_array  # noqa: E402
 from vos_ros.ros.input_frames import frame_from_image, labels_from_image  # noqa: E402
 from vos_ros.ros.params import NodeConfig  # noqa: E402
 from vos_ros.ros.services import TargetServices  # noqa: E402
-from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask  # noqa: E402
+from vos_ros.srv import AddObjects, AddPoints, RemoveObjects, SetInitialMask  # noqa: E402
 
 H, W = 96, 128
 STAMP = 5_000_000_000
@@ -117,6 +118,50 @@ def test_replace_and_errors_leave_targets_alone(setup):
     )
     assert replaced.success and list(replaced.tracked_ids) == [1, 7]
     assert engine.target_ids == [1, 7]
+
+
+def _points_request(points, labels, box=None, target_id=0, label="") -> AddPoints.Request:
+    request = AddPoints.Request(
+        points=[Point(x=float(x), y=float(y)) for x, y in points],
+        labels=list(labels),
+        class_label=label,
+        target_id=target_id,
+    )
+    if box is not None:
+        x0, y0, x1, y1 = box
+        request.box = RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0, height=y1 - y0)
+    return request
+
+
+def test_add_points_adds_and_restarts_a_target_by_grabcut_for_the_flow_family(setup):
+    engine, handlers, frame = setup
+    assert not engine.segments_clicks  # no prompt encoder: GrabCut seeded with the clicks
+    frame[20:60, 30:80] = (250, 40, 40)  # a red object on the random background
+    handlers._frames.put(STAMP, array_to_msg(frame, "rgb8"))
+    request = _points_request([(50, 40), (5, 5)], [1, 0], label="cup")
+    response = handlers.add_points(request, AddPoints.Response())
+    assert response.success, response.message
+    assert response.target_id == 1 and list(response.tracked_ids) == [1]
+    result = engine.step(frame)
+    mask = result.targets[0].mask
+    assert mask[40, 50] and not mask[5, 5] and result.targets[0].class_label == "cup"
+    # a tracked id starts again from new clicks (a box this time) and keeps its class
+    again = _points_request([], [], box=(30, 20, 80, 60), target_id=1)
+    response = handlers.add_points(again, AddPoints.Response())
+    assert response.success and response.target_id == 1, response.message
+    assert engine.target_ids == [1] and engine.step(frame).targets[0].class_label == "cup"
+    bad_requests = {
+        "one label per point": _points_request([(5, 5)], []),
+        "neither 1": _points_request([(5, 5)], [2]),
+        "outside the 128x96 frame": _points_request([(500, 5)], [1]),
+        "at least one positive point": _points_request([(5, 5)], [0]),
+        "is not tracked": _points_request([(5, 5)], [1], target_id=9),
+        "lies outside": _points_request([], [], box=(200, 200, 220, 220)),
+    }
+    for expected, request in bad_requests.items():
+        response = handlers.add_points(request, AddPoints.Response())
+        assert not response.success and expected in response.message, response.message
+        assert list(response.tracked_ids) == [1]
 
 
 def test_result_messages_carry_masks_boxes_and_header(setup):

@@ -146,3 +146,76 @@ def test_engine_adds_replaces_and_removes_targets_mid_stream(sam2_checkpoint, tm
     result = engine.step(frames[3])
     assert [t.target_id for t in result.targets] == [1]
     assert tracker._targets[1].layout() == ((2,), (3,))
+
+
+def test_boxes_and_clicks_reach_the_prompt_encoder_through_the_services(
+    sam2_checkpoint,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """For the sam2 family ``~/add_objects`` and ``~/add_points`` never run GrabCut: boxes and
+    clicks start each target through SAM's prompt encoder (on a camera that changed size, in
+    the stream's pixels). A prompt in which SAM finds nothing is refused and changes nothing."""
+    import threading
+
+    pytest.importorskip("rclpy", reason="the ROS service types need rclpy")
+    from geometry_msgs.msg import Point
+    from sensor_msgs.msg import RegionOfInterest
+
+    from vos_ros.engine import EngineConfig, build_engine
+    from vos_ros.engine.engine import InputError
+    from vos_ros.frame_buffer import FrameBuffer
+    from vos_ros.pretrained.install import fetch_model
+    from vos_ros.ros import services
+    from vos_ros.ros.image_msgs import array_to_msg
+    from vos_ros.ros.input_frames import frame_from_image, labels_from_image
+    from vos_ros.ros.params import NodeConfig
+    from vos_ros.ros.stream_size import ResolutionAdapter
+    from vos_ros.srv import AddObjects, AddPoints
+
+    def no_grabcut(*args, **kwargs):
+        raise AssertionError("GrabCut ran for a family with a prompt encoder")
+
+    monkeypatch.setattr(services, "boxes_to_label_image", no_grabcut)
+    monkeypatch.setattr(services, "grabcut_click_mask", no_grabcut)
+    folder = fetch_model("sam2.1-hiera-tiny", tmp_path, checkpoint=sam2_checkpoint, quiet=True)
+    engine = ResolutionAdapter(build_engine(EngineConfig(model=str(folder))))
+    assert engine.segments_clicks
+    tracker = engine.engine.predictor.tracker
+    frames = [cv2.resize(f, (854, 480)) for f in _frames(3, 480, seed=2)]
+    buffer = FrameBuffer(4)
+    handlers = services.TargetServices(
+        engine,
+        threading.Lock(),
+        buffer,
+        frame_from_image,
+        labels_from_image,
+        NodeConfig.from_values({}),
+    )
+    engine.step(frames[0])
+    buffer.put(1, array_to_msg(frames[0], "rgb8"))
+    box = RegionOfInterest(x_offset=200, y_offset=100, width=200, height=200)
+    response = handlers.add_objects(AddObjects.Request(boxes=[box]), AddObjects.Response())
+    assert response.success and list(response.new_ids) == [1], response.message
+    assert tracker._targets[1].layout() == ((0,), ())
+    # the camera switches to 1280x720 while tracking: clicks are scaled to the 854x480 stream
+    engine.step(cv2.resize(frames[1], (1280, 720)))
+    buffer.put(2, array_to_msg(cv2.resize(frames[1], (1280, 720)), "rgb8"))
+    clicks = AddPoints.Request(points=[Point(x=900.0, y=500.0)], labels=[1], class_label="b")
+    response = handlers.add_points(clicks, AddPoints.Response())
+    assert response.success and response.target_id == 2, response.message
+    assert sorted(tracker.target_ids) == [1, 2]
+    result = engine.step(cv2.resize(frames[2], (1280, 720)))
+    assert [t.target_id for t in result.targets] == [1, 2]
+    assert result.label_image.shape == (720, 1280)
+
+    def nothing_found(frame, video_hw, points, labels, box=None):
+        logits, memory = start(frame, video_hw, points, labels, box)
+        return logits.clamp(max=-1.0), memory
+
+    start = tracker.start_from_clicks
+    monkeypatch.setattr(tracker, "start_from_clicks", nothing_found)
+    with pytest.raises(InputError, match="finds no target"):
+        engine.add_click_targets(frames[2], {5: services.ClickPrompt(box=(10, 10, 90, 90))})
+    assert sorted(tracker.target_ids) == [1, 2] and engine.target_ids == [1, 2]
+    assert not engine.engine.predictor._started

@@ -179,6 +179,10 @@ class VosEngine:
         """An id never used in this stream (for targets added by a detector)."""
         return self._registry.next_free_id()
 
+    def class_of(self, target_id: int) -> str:
+        """The class label of tracked target ``target_id``."""
+        return self._registry.class_label(target_id)
+
     def reset(self) -> None:
         """Forget every target and the stream (frame size, flow history, memory)."""
         self._registry.clear()

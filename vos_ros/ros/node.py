@@ -63,7 +63,7 @@ from vos_ros.ros.params import (
 from vos_ros.ros.services import TargetServices, stamp_to_ns
 from vos_ros.ros.stream_size import ResolutionAdapter
 from vos_ros.ros.teardown import shutdown_executor
-from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
+from vos_ros.srv import AddObjects, AddPoints, RemoveObjects, SetInitialMask
 from vos_ros.types import FrameResult
 
 NODE_NAME = "vos_node"
@@ -232,6 +232,7 @@ class VosNode(LifecycleNode):
                 "~/add_objects",
                 _guarded(handlers.add_objects, self),
             ),
+            self.create_service(AddPoints, "~/add_points", _guarded(handlers.add_points, self)),
             self.create_service(
                 RemoveObjects,
                 "~/remove_objects",

@@ -1,4 +1,9 @@
-"""Target-selection services of the node: set_initial_mask, add_objects, remove_objects, reset.
+"""Target-selection services of the node: set_initial_mask, add_objects, add_points,
+remove_objects, reset.
+
+Boxes and clicks go through the model's own prompt encoder where the model family has one
+(SAM 2); for the others the node makes the masks by GrabCut (:mod:`vos_ros.box_prompt`,
+:mod:`vos_ros.click_prompt`) outside the engine lock.
 
 Handlers never raise: every bad request (unknown stamp, wrong size or encoding, bad box, unknown
 id) comes back as ``success = false`` with a message that says what was wrong, and the targets
@@ -15,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from vos_ros.box_prompt import BoxError, boxes_to_label_image
+from vos_ros.box_prompt import BoxError, boxes_to_label_image, validate_boxes
+from vos_ros.click_prompt import ClickError, ClickPrompt, grabcut_click_mask, validate_click_prompt
 from vos_ros.frame_buffer import FrameBuffer, FrameNotBufferedError, format_stamp
 from vos_ros.ros.params import NodeConfig
 
@@ -132,6 +138,33 @@ class TargetServices:
         self._on_change(response.message)
         return response
 
+    def add_points(self, request, response):
+        """``AddPoints``: clicks (+ an optional box) become one new target, or restart a
+        tracked one."""
+        try:
+            prompt = ClickPrompt(
+                tuple((float(p.x), float(p.y)) for p in request.points),
+                tuple(int(v) for v in request.labels),
+                _roi_to_box(request.box) if request.box.width and request.box.height else None,
+            )
+            target_id = self._add_clicks(
+                request.stamp, prompt, str(request.class_label), int(request.target_id)
+            )
+        except ValueError as exc:
+            return _fail(response, exc, self._tracked())
+        tracked = self._tracked()
+        response.success = True
+        response.target_id = target_id
+        response.tracked_ids = tracked
+        restarted = "restarted" if int(request.target_id) else "added"
+        response.message = (
+            f"{restarted} id {target_id} from {len(prompt.points)} clicks"
+            + (" and a box" if prompt.box else "")
+            + f"; tracking {tracked}"
+        )
+        self._on_change(response.message)
+        return response
+
     def remove_objects(self, request, response):
         """``RemoveObjects``: stop tracking ids; unknown ids are ignored and named."""
         requested = [int(i) for i in request.ids]
@@ -171,8 +204,50 @@ class TargetServices:
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def _add_clicks(self, stamp, prompt: ClickPrompt, class_label: str, target_id: int) -> int:
+        """One target from clicks on a buffered frame; ``target_id`` 0 = the next free id, a
+        tracked id = restart that target. Returns the id."""
+        _, frame = self._frame_for(stamp)
+        try:
+            prompt = validate_click_prompt(prompt, frame.shape[:2])
+        except ClickError as exc:
+            raise RequestError(f"{exc} (image is {frame.shape[1]}x{frame.shape[0]})") from None
+        mask = None
+        if not self._engine.segments_clicks:  # GrabCut takes tens of ms: outside the lock
+            try:
+                mask = grabcut_click_mask(frame, prompt, self._config.box_prompt_grabcut_iterations)
+            except ClickError as exc:
+                raise RequestError(str(exc)) from None
+        with self._lock:
+            current = list(self._engine.target_ids)
+            restart = target_id in current
+            if target_id and not restart:
+                raise RequestError(
+                    f"id {target_id} is not tracked; give 0 for a new target or one of {current}"
+                )
+            if not restart:
+                self._check_capacity(len(current) + 1)
+                target_id = int(self._engine.next_free_id())
+            classes = {target_id: class_label}
+            if restart:  # keep its class label unless a new one is given
+                classes[target_id] = class_label or self._engine.class_of(target_id)
+                self._engine.remove_targets([target_id])
+            try:
+                if mask is None:
+                    self._engine.add_click_targets(frame, {target_id: prompt}, classes)
+                else:
+                    labels = np.where(mask, target_id, 0).astype(np.uint16)
+                    self._engine.add_targets(frame, labels, classes)
+            except ValueError as exc:
+                if restart:
+                    raise RequestError(f"{exc}; target {target_id} was removed") from None
+                raise
+        return target_id
+
     def _add_boxes(self, stamp, boxes: list[tuple], class_labels: list[str]) -> list[int]:
         _, frame = self._frame_for(stamp)
+        if self._engine.segments_clicks:
+            return self._add_boxes_by_prompt_encoder(frame, boxes, class_labels)
         # Masks are made outside the engine lock (GrabCut takes tens of ms) with placeholder
         # ids 1..n, then mapped to the engine's next free ids under the lock.
         try:
@@ -201,6 +276,23 @@ class TargetServices:
                 )
             classes = dict(zip(new_ids, class_labels, strict=True))
             self._engine.add_targets(frame, labels, classes)
+        return new_ids
+
+    def _add_boxes_by_prompt_encoder(
+        self, frame: np.ndarray, boxes: list[tuple], class_labels: list[str]
+    ) -> list[int]:
+        """Boxes through the model's prompt encoder (SAM 2), one target each."""
+        try:
+            checked = validate_boxes(boxes, frame.shape[:2])
+        except BoxError as exc:
+            raise RequestError(f"{exc} (image is {frame.shape[1]}x{frame.shape[0]})") from None
+        with self._lock:
+            self._check_capacity(len(self._engine.target_ids) + len(boxes))
+            first = int(self._engine.next_free_id())
+            new_ids = list(range(first, first + len(boxes)))
+            prompts = {i: ClickPrompt(box=box) for i, box in zip(new_ids, checked, strict=True)}
+            classes = dict(zip(new_ids, class_labels, strict=True))
+            self._engine.add_click_targets(frame, prompts, classes)
         return new_ids
 
     def _frame_for(self, stamp) -> tuple[int, np.ndarray]:

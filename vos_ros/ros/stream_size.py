@@ -21,12 +21,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vos_ros.click_prompt import ClickPrompt
 from vos_ros.types import FrameResult, TargetResult
 
 
 class ResolutionAdapter:
-    """The engine API (``step``, ``add_targets``, ``remove_targets``, ``reset``, ``target_ids``,
-    ``next_free_id``, ``backend_name``) with frames of any size.
+    """The engine API (``step``, ``add_targets``, ``add_click_targets``, ``remove_targets``,
+    ``reset``, ``target_ids``, ``next_free_id``, ``class_of``, ``segments_clicks``,
+    ``backend_name``) with frames of any size.
 
     :param engine: a :class:`vos_ros.engine.VosEngine` (or anything with the same API).
     :param on_change: called with one line of text when frames start being scaled.
@@ -52,8 +54,15 @@ class ResolutionAdapter:
         """``(H, W)`` the engine currently works at; None before the first frame."""
         return self._stream_hw
 
+    @property
+    def segments_clicks(self) -> bool:
+        return bool(getattr(self.engine, "segments_clicks", False))
+
     def next_free_id(self) -> int:
         return self.engine.next_free_id()
+
+    def class_of(self, target_id: int) -> str:
+        return self.engine.class_of(target_id)
 
     def remove_targets(self, ids: Iterable[int]) -> list[int]:
         return self.engine.remove_targets(ids)
@@ -85,6 +94,15 @@ class ResolutionAdapter:
             frame_rgb = _resize_frame(frame_rgb, engine_hw)
             label_image = _resize_labels(label_image, engine_hw)
         return self.engine.add_targets(frame_rgb, label_image, classes)
+
+    def add_click_targets(self, frame_rgb: np.ndarray, prompts: dict, classes=None) -> list:
+        """``engine.add_click_targets`` with a frame of any size (clicks and boxes scaled)."""
+        hw = _hw(frame_rgb)
+        engine_hw = self._engine_size_for(hw)
+        if engine_hw != hw:
+            frame_rgb = _resize_frame(frame_rgb, engine_hw)
+            prompts = {i: _scale_clicks(p, hw, engine_hw) for i, p in prompts.items()}
+        return self.engine.add_click_targets(frame_rgb, prompts, classes)
 
     def _engine_size_for(self, hw: tuple[int, int]) -> tuple[int, int]:
         """The size a frame of size ``hw`` is given to the engine at."""
@@ -150,6 +168,16 @@ def _resize_frame(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     shrink = height * width < frame.shape[0] * frame.shape[1]
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     return cv2.resize(frame, (width, height), interpolation=interpolation)
+
+
+def _scale_clicks(prompt: ClickPrompt, hw: tuple[int, int], to_hw: tuple[int, int]) -> ClickPrompt:
+    """Clicks and box given on a frame of ``hw`` in pixels of a frame of ``to_hw``."""
+    sy, sx = to_hw[0] / hw[0], to_hw[1] / hw[1]
+    points = tuple((x * sx, y * sy) for x, y in prompt.points)
+    box = prompt.box
+    if box is not None:
+        box = (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+    return ClickPrompt(points, prompt.labels, box)
 
 
 def _resize_labels(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
