@@ -104,8 +104,8 @@ def _masks() -> dict[int, np.ndarray]:
 
 
 def _track(model, frames: list[np.ndarray], late_at: int) -> list:
-    """Targets 1-3 from frame 0 (one batch of 3), target 4 from frame ``late_at`` (its own
-    batch of 1, its memory starting over); logits of every tracked frame."""
+    """Targets 1-3 from frame 0 (one batch of 3), target 4 from frame ``late_at`` and target 5
+    from a click on the next frame (batches of 1); logits of every tracked frame."""
     from vos_ros.trackers.sam2_stream import Sam2StreamTracker
 
     tracker = Sam2StreamTracker(model, "fp32")
@@ -118,11 +118,14 @@ def _track(model, frames: list[np.ndarray], late_at: int) -> list:
             out.append(tracker.track(encoded, ids)[0].numpy())
         for target_id in (1, 2, 3) if index == 0 else (4,) if index == late_at else ():
             tracker.add_target(encoded, target_id, masks[target_id])
+        if index == late_at + 1:  # one click: SAM's multimask output, on the mask decoder graph
+            _, memory = tracker.start_from_clicks(encoded, (SIZE, SIZE), [(60.0, 200.0)], [1])
+            tracker.install(5, memory)
     return out
 
 
 def test_tracker_shapes_fit_and_engines_run_as_the_graphs(sam2_checkpoint, graphs, tmp_path):  # noqa: F811
-    """18 frames: targets 1-3 reach a full memory (frame 16 on), target 4 runs alone. Every
+    """18 frames: targets 1-3 reach a full memory (frame 16 on), targets 4 and 5 run alone. Every
     shape the tracker feeds is inside the profiles, both ends of the memory range occur, and
     the engine path (inputs and outputs through bound addresses) gives what ONNX Runtime gives
     on the same graphs."""
@@ -164,6 +167,10 @@ def test_tracker_shapes_fit_and_engines_run_as_the_graphs(sam2_checkpoint, graph
     assert (full, 1, 64) not in memory  # target 4 never reached it (13 frames)
     assert {s["pix_feat"][0] for s in seen["memory_encoder"]} == {1, 3}
     assert {s["sparse"][0] for s in seen["mask_decoder"]} == {1, 3}
+    # batches per tracked frame: 1 (frames 1-4), 2 (frame 5), 3 (frames 6-17); the click's
+    # multimask decoding on frame 5 is one more decoder call
+    assert len(seen["memory_attention"]) == 4 + 2 + 12 * 3
+    assert len(seen["mask_decoder"]) == 4 + 2 + 12 * 3 + 1
     assert len(seen["image_encoder"]) == 18 and fake.builds == 4
 
 
@@ -175,7 +182,7 @@ def test_shape_outside_the_profile_is_a_clear_error(sam2_checkpoint, graphs, tmp
         FakeToolchain(),
     )  # fmt: skip
     with pytest.raises(BackendError) as info:
-        _track(model, _frames(2), late_at=-1)  # 3 targets, engines built for at most 2
+        _track(model, _frames(2), late_at=99)  # 3 targets, engines built for at most 2
     message = str(info.value)
     assert "memory_attention input curr has shape (256, 3, 256)" in message
     assert "outside the engine's profile (256, 1, 256)..(256, 2, 256)" in message
