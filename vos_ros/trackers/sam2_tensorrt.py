@@ -35,6 +35,7 @@ frames; reused buffers would be overwritten under it.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from vos_ros.engine.backends.tensorrt_backend import (
     Toolchain,
     bind_inputs,
 )
+from vos_ros.engine.manifest import sha256_file
 from vos_ros.trackers.sam2_onnx import GRAPH_IO, GRAPHS, swap_graph_modules
 
 Range = tuple[int, int, int]  # (min, opt, max) of one axis
@@ -127,7 +129,11 @@ def load_engines(
     cache = EngineCache(cache_dir)
     engines = {}
     for graph in GRAPHS:
-        key = toolchain.key(checkpoint_sha256, graph, precision, graph_profiles[graph])
+        # keyed by the graph's own bytes too: a new export (other sam2, torch or export code)
+        # of the same checkpoint must not reuse an engine built from the old graph
+        graph_sha256 = sha256_file(folder / f"{graph}.onnx")
+        digest = hashlib.sha256(f"{checkpoint_sha256}|{graph_sha256}".encode()).hexdigest()
+        key = toolchain.key(digest, graph, precision, graph_profiles[graph])
         engines[graph] = toolchain.load_or_build(
             cache, key, folder / f"{graph}.onnx", graph_profiles[graph]
         )
