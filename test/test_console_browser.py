@@ -188,7 +188,7 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
             assert class_of[object_id] in _text(driver, row)
 
-            # points: clicked on the paused frame; the console makes the mask and says how
+            # points: clicked on the paused frame and sent to the node's ~/add_points
             driver.find_element(By.ID, "pause").click()
             _wait_text(driver, "#message", "paused on stamp")
             stamp = driver.execute_script("return shown.stamp")
@@ -204,7 +204,7 @@ def test_live_view_select_track_rename_remove(tmp_path, browser):
             click_at(driver, sketch, float(xs[inside]), float(ys[inside]), (WIDTH, HEIGHT))
             driver.find_element(By.ID, "add-target").click()
             text = _wait_text(driver, "#message", "added ids")
-            assert "no points service" in text and "GrabCut" in text
+            assert "from 1 click;" in text, text
             pointed = int(text.split("added ids [")[1].split("]")[0])
             assert pointed > added  # ids are never reused
             wait.until(

@@ -173,6 +173,10 @@ def test_malformed_requests_get_clear_4xx(guarded):
     response = httpx.post(
         url + "/api/live/points", json={"stamp": stamp, "points": [{"x": 1, "y": 2}]}, headers=auth
     )
+    assert response.status_code == 503 and "no vos node" in response.json()["detail"]
+    response = httpx.post(
+        url + "/api/live/mask", json={"stamp": stamp, "mask_png": "AAAA"}, headers=auth
+    )
     assert response.status_code == 422 and "no longer has the frame" in response.json()["detail"]
     # bodies are bounded before they are read
     assert _status_of_declared_body(guarded.port, "/api/live/mask", 64 * 1024 * 1024) == 413

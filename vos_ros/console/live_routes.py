@@ -20,12 +20,8 @@ from vos_ros.console.request_models import (
     SelectRequest,
     Stamp,
 )
-from vos_ros.console.selections import Point, SelectionError, decode_mask_png, points_mask
+from vos_ros.console.selections import SelectionError, decode_mask_png
 
-POINTS_NOTE = (
-    "the node has no points service: the console made the mask from the points with GrabCut "
-    "(seeded by them) and sent it with ~/set_initial_mask"
-)
 RENAME_NOTE = (
     "the node has no rename service: the new name lives in this console (view and list); the "
     "node keeps the class it was given"
@@ -120,10 +116,10 @@ def live_router(console: Console) -> APIRouter:
 
     @router.post("/api/live/points")
     def add_points(body: PointsRequest) -> dict:
-        frame = _pinned_frame(console, body.stamp)
-        points = [Point(p.x, p.y, p.positive) for p in body.points]
-        mask = points_mask(frame, points)
-        return _send_mask(console, body.stamp.ns, mask, body.class_label, POINTS_NOTE)
+        clicks = [(p.x, p.y, p.positive) for p in body.points]
+        response = console.bridge.add_points(body.stamp.ns, clicks, body.class_label)
+        console.note_ids([int(response.target_id)])
+        return {"message": response.message, "new_ids": [int(response.target_id)]}
 
     @router.post("/api/live/remove")
     def remove(body: IdsRequest) -> dict:

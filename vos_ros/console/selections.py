@@ -4,11 +4,9 @@
   ``~/add_objects``;
 - a painted or outlined mask: a PNG the page drew at the frame's resolution (any non-transparent,
   non-black pixel is the target);
-- positive/negative points: the node has no points service, so the console makes the mask itself
-  the way the node makes one from a box: GrabCut, here seeded with the points (positive points
-  sure foreground, negative ones sure background; the region around the positive points probable
-  foreground, as a box's inside is for the node; outside it, background). More positive points
-  widen the region.
+- positive/negative points: on the live page they go to the node's ``~/add_points``; on the
+  offline page (no node) they become a mask here as the node makes one for a model family
+  without a prompt encoder (:func:`vos_ros.click_prompt.grabcut_click_mask`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point as GeometryPoint
 from rcl_interfaces.srv import GetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -30,7 +31,7 @@ from vos_ros.msg import InstanceMaskArray
 from vos_ros.ros.image_msgs import array_to_msg, msg_to_array
 from vos_ros.ros.input_frames import frame_from_compressed, frame_from_image
 from vos_ros.ros.teardown import shutdown_executor
-from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask
+from vos_ros.srv import AddObjects, AddPoints, RemoveObjects, SetInitialMask
 
 NS_PER_S = 1_000_000_000
 INSTANCES_TYPE = "vos_ros/msg/InstanceMaskArray"
@@ -134,6 +135,7 @@ class RosBridge:
             )
             self._clients = {
                 "add_objects": self.node.create_client(AddObjects, f"{full_name}/add_objects"),
+                "add_points": self.node.create_client(AddPoints, f"{full_name}/add_points"),
                 "set_initial_mask": self.node.create_client(
                     SetInitialMask, f"{full_name}/set_initial_mask"
                 ),
@@ -271,6 +273,16 @@ class RosBridge:
             class_labels=[class_label],
         )
         return self._call("add_objects", request)
+
+    def add_points(self, stamp_ns: int, points: list[tuple[float, float, bool]], class_label: str):
+        """``~/add_points``: one new target from ``(x, y, positive)`` clicks on ``stamp_ns``."""
+        request = AddPoints.Request(
+            stamp=to_time(stamp_ns),
+            points=[GeometryPoint(x=float(x), y=float(y)) for x, y, _ in points],
+            labels=[int(positive) for _, _, positive in points],
+            class_label=class_label,
+        )
+        return self._call("add_points", request)
 
     def set_mask(self, stamp_ns: int, mask: np.ndarray, target_id: int, class_label: str):
         """``~/set_initial_mask`` (replace=false) with one target ``target_id`` where ``mask``."""

@@ -156,11 +156,12 @@ class TargetServices:
         response.success = True
         response.target_id = target_id
         response.tracked_ids = tracked
-        restarted = "restarted" if int(request.target_id) else "added"
+        verb = "restarted" if int(request.target_id) else "added"
+        count = len(prompt.points)
+        given = [f"{count} click" + "s" * (count != 1)] if count else []
+        given += ["a box"] if prompt.box else []
         response.message = (
-            f"{restarted} id {target_id} from {len(prompt.points)} clicks"
-            + (" and a box" if prompt.box else "")
-            + f"; tracking {tracked}"
+            f"{verb} ids [{target_id}] from {' and '.join(given)}; tracking {tracked}"
         )
         self._on_change(response.message)
         return response
