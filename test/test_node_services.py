@@ -220,6 +220,17 @@ def test_diagnostic_levels_follow_the_stats():
     assert status_level(stats.snapshot(), True, limits)[0] == 0
     stats.frame_processed(latency_ms=400.0, engine_ms=300.0)
     assert "latency" in status_level(stats.snapshot(), True, limits)[1]
+    # a model slower than the camera: 30 Hz in, every third frame processed
+    slow = NodeStats(clock=lambda: now[0])
+    for index in range(60):
+        now[0] += 1 / 30
+        slow.frame_received()
+        if index % 3:
+            slow.frame_dropped()
+        else:
+            slow.frame_processed(latency_ms=20.0, engine_ms=90.0)
+    level, message = status_level(slow.snapshot(), True, limits)
+    assert level == 1 and "of the camera's 30.0 Hz: the node skips frames" in message, message
     stats.frame_failed("bad image: unsupported encoding")
     level, message = status_level(stats.snapshot(), True, limits)
     assert level == 2 and "unsupported encoding" in message

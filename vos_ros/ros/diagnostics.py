@@ -21,6 +21,9 @@ from vos_ros.engine.engine import ENGINE_STAGES
 # Rates and percentiles are computed over the most recent frames only, so they follow changes.
 _WINDOW_FRAMES = 200
 _RATE_WINDOW_S = 5.0
+# WARN when the outputs come at less than this fraction of the input rate (frames skipped)
+KEEP_UP_FRACTION = 0.9
+KEEP_UP_MIN_FRAMES = 10
 
 # Where one frame's time goes in the node, in order (ms). The stages from "wait" on add up to the
 # receive-to-publish latency (less a few µs between them); "input_age" comes before it.
@@ -193,12 +196,27 @@ def status_level(
             f"no image for {snapshot.seconds_since_input:.1f} s"
             + _publishers_hint(input_publishers)
         )
+    if _falls_behind(snapshot):
+        return 1, (
+            f"the model keeps up with {snapshot.output_hz:.1f} of the camera's "
+            f"{snapshot.input_hz:.1f} Hz: the node skips frames and works on the newest "
+            f"({snapshot.dropped} skipped so far)"
+        )
     if snapshot.latency_p95_ms > thresholds.latency_warn_ms:
         return 1, (
             f"latency p95 {snapshot.latency_p95_ms:.0f} ms above "
             f"{thresholds.latency_warn_ms:.0f} ms"
         )
     return 0, f"running at {snapshot.output_hz:.1f} Hz"
+
+
+def _falls_behind(snapshot: StatsSnapshot) -> bool:
+    """Outputs at clearly less than the input rate, judged once enough frames came in."""
+    return (
+        snapshot.received >= KEEP_UP_MIN_FRAMES
+        and snapshot.dropped > 0
+        and snapshot.output_hz < KEEP_UP_FRACTION * snapshot.input_hz
+    )
 
 
 def _publishers_hint(input_publishers: int | None) -> str:
