@@ -189,8 +189,8 @@ def test_bad_model_folders_fail_at_configure(installed):
 def test_backends_the_family_cannot_run_are_refused(installed):
     from vos_ros.engine import ConfigError, EngineConfig, build_engine
 
-    with pytest.raises(ConfigError, match="not available for the sam2 model family"):
-        build_engine(EngineConfig(model=str(installed), backend="tensorrt"))
+    with pytest.raises(ConfigError, match="ONNX Runtime on the CPU only"):
+        build_engine(EngineConfig(model=str(installed), backend="onnxruntime", device="cuda"))
     with pytest.raises(ConfigError, match="precision fp16 needs device cuda"):
         build_engine(EngineConfig(model=str(installed), device="cpu", precision="fp16"))
     with pytest.raises(ConfigError, match="processing_short_side does not apply"):

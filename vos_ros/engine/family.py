@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from vos_ros.engine.manifest import MANIFEST_NAME, ModelFileError
+from vos_ros.engine.manifest import MANIFEST_NAME, ModelFileError, read_manifest_yaml
 
 FAMILIES = ("protonet", "sam2")
 DEFAULT_FAMILY = "protonet"
@@ -27,18 +25,15 @@ def model_family(folder: str | Path) -> str:
     :mod:`vos_ros.engine.model_paths`); missing manifests fall through to the family's own
     loader, which reports them.
 
-    :raises ModelFileError: an unknown family, or a manifest that is not valid YAML.
+    :raises ModelFileError: an unknown family, or a manifest that is not a YAML mapping.
     """
     from vos_ros.engine.model_paths import resolve_model
 
-    path = Path(resolve_model(str(folder))).expanduser() / MANIFEST_NAME
-    if not path.is_file():
+    if not (Path(resolve_model(str(folder))).expanduser() / MANIFEST_NAME).is_file():
         return DEFAULT_FAMILY
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ModelFileError(f"{path}: not valid YAML ({exc})") from None
-    family = raw.get("family", DEFAULT_FAMILY) if isinstance(raw, dict) else DEFAULT_FAMILY
+    resolved, raw = read_manifest_yaml(folder)
+    path = resolved / MANIFEST_NAME
+    family = raw.get("family", DEFAULT_FAMILY)
     if family in UNSUPPORTED_FAMILIES:
         raise ModelFileError(
             f"{path}: family {family} is not supported: {UNSUPPORTED_FAMILIES[family]}"

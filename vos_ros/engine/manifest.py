@@ -89,6 +89,36 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_manifest_yaml(folder: str | Path) -> tuple[Path, dict[str, Any]]:
+    """``(absolute folder, content of its model.yaml)`` for a model folder of any family.
+
+    ``folder`` may also name an installed model (``protonet-s``, ``models/protonet-s``): see
+    :mod:`vos_ros.engine.model_paths`.
+
+    :raises ModelFileError: the folder does not exist (naming every place looked in), or its
+        manifest is missing, not valid YAML or not a mapping.
+    """
+    from vos_ros.engine.model_paths import model_candidates, resolve_model
+
+    requested = str(folder)
+    resolved = Path(resolve_model(requested)).expanduser().resolve()
+    if not resolved.is_dir():
+        tried = ", ".join(str(path) for path in model_candidates(requested))
+        raise ModelFileError(
+            f"model folder {requested!r} does not exist (looked in: {tried}); or use model='flow'"
+        )
+    path = resolved / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing; a model folder needs a {MANIFEST_NAME}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ModelFileError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ModelFileError(f"{path}: must be a mapping, got {type(raw).__name__}")
+    return resolved, raw
+
+
 def load_manifest(
     folder: str | Path, verify_checksums: bool = True, check_graphs: bool = True
 ) -> ModelManifest:
@@ -99,24 +129,8 @@ def load_manifest(
 
     :raises ModelFileError: on any problem, naming the file.
     """
-    from vos_ros.engine.model_paths import model_candidates, resolve_model
-
-    requested = str(folder)
-    folder = Path(resolve_model(requested)).expanduser().resolve()
+    folder, raw = read_manifest_yaml(folder)
     manifest_path = folder / MANIFEST_NAME
-    if not folder.is_dir():
-        tried = ", ".join(str(path) for path in model_candidates(requested))
-        raise ModelFileError(
-            f"model folder {requested!r} does not exist (looked in: {tried}); or use model='flow'"
-        )
-    if not manifest_path.is_file():
-        raise ModelFileError(f"{manifest_path}: missing; a model folder needs a {MANIFEST_NAME}")
-    try:
-        raw = yaml.safe_load(manifest_path.read_text())
-    except yaml.YAMLError as exc:
-        raise ModelFileError(f"{manifest_path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ModelFileError(f"{manifest_path}: must be a mapping, got {type(raw).__name__}")
     where = str(manifest_path)
 
     fmt = raw.get("format_version", 1)

@@ -16,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from vos_ros.engine.manifest import MANIFEST_NAME, ModelFileError, check_listed_files
+from vos_ros.engine.manifest import (
+    MANIFEST_NAME,
+    ModelFileError,
+    check_listed_files,
+    read_manifest_yaml,
+)
 from vos_ros.trackers.sam2_library import check_config_name
 
 
@@ -36,18 +39,9 @@ def load_sam2_manifest(folder: str | Path, verify_checksums: bool = True) -> Sam
 
     :raises ModelFileError: naming the file and what is wrong.
     """
-    from vos_ros.engine.model_paths import resolve_model
-
-    folder = Path(resolve_model(str(folder))).expanduser().resolve()
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        raise ModelFileError(f"{path}: missing; a model folder needs a {MANIFEST_NAME}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ModelFileError(f"{path}: not valid YAML ({exc})") from None
-    where = str(path)
-    if not isinstance(raw, dict) or raw.get("family") != "sam2":
+    folder, raw = read_manifest_yaml(folder)
+    where = str(folder / MANIFEST_NAME)
+    if raw.get("family") != "sam2":
         raise ModelFileError(f"{where}: not a sam2 model manifest (family: sam2)")
     digests = check_listed_files(raw, folder, where, verify_checksums)
     config = check_config_name(raw.get("config"), where)
