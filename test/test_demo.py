@@ -83,17 +83,18 @@ def test_demo_runs_end_to_end_with_small_settings(tmp_path: Path):
     )
 
 
-def test_auto_model_falls_back_to_flow_and_says_why(tmp_path: Path, monkeypatch):
-    broken = tmp_path / "models" / demo.DEFAULT_MODEL_NAME
+def test_auto_model_is_the_default_model_and_falls_back_to_flow_saying_why(tmp_path: Path):
+    model, why = demo.choose_model("auto", "auto", default="flow")
+    assert model == "flow" and "the default" in why
+
+    broken = tmp_path / "models" / "broken"
     broken.mkdir(parents=True)
     (broken / "model.yaml").write_text("not: a model manifest\n")
-    monkeypatch.setattr(demo, "model_candidates", lambda: [broken])
-    model, why = demo.choose_model("auto", "auto")
+    model, why = demo.choose_model("auto", "auto", default=str(broken))
     assert model == "flow"
     assert why.startswith("model: flow (optical-flow fallback;") and "does not load" in why
 
-    monkeypatch.setattr(demo, "model_candidates", lambda: [tmp_path / "nowhere"])
-    model, why = demo.choose_model("auto", "auto")
+    model, why = demo.choose_model("auto", "auto", default=str(tmp_path / "nowhere"))
     assert model == "flow" and "not found" in why
 
     assert demo.choose_model("models/other", "auto") == (

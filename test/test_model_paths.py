@@ -74,3 +74,28 @@ def test_a_model_family_is_read_from_the_folder_a_name_resolves_to(installed: Pa
     (installed / "models" / "small" / "model.yaml").write_text("family: sam2\n")
     assert model_family("small") == "sam2"
     assert model_family("models/small") == "sam2"
+
+
+def test_every_entry_point_defaults_to_the_same_model():
+    """The node, its launch files, the evaluator, the benchmarks, the demo and the console all
+    run ``DEFAULT_MODEL`` unless told otherwise (issue: whichever scores better, everywhere)."""
+    import argparse
+    import re
+
+    from vos_ros.commands import bench, console, demo, evaluate
+    from vos_ros.engine.model_paths import DEFAULT_MODEL
+    from vos_ros.ros.launch_config import LAUNCH_ARGUMENTS
+    from vos_ros.ros.params import PARAMETERS
+
+    assert next(p.default for p in PARAMETERS if p.name == "model") == DEFAULT_MODEL
+    assert next(a.default for a in LAUNCH_ARGUMENTS if a.name == "model") == DEFAULT_MODEL
+    for command in (evaluate, console):
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        assert parser.get_default("model") == DEFAULT_MODEL, command.__name__
+    assert demo.choose_model("auto", "auto")[0] == DEFAULT_MODEL
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert parser.get_default("model") is None and bench.DEFAULT_MODEL == DEFAULT_MODEL
+    multi = (CHECKOUT / "launch" / "vos_multi_camera.launch.py").read_text()
+    assert re.search(r'"model", default_value="([^"]*)"', multi).group(1) == DEFAULT_MODEL

@@ -54,6 +54,7 @@ from vos_ros.benchmark.ros_procs import (
     wait_for,
 )
 from vos_ros.benchmark.stats import load_average, summarize
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 
 NODE = "vos_node"
 PERMANENT_TARGETS = 2  # set at the start, never removed: the ones that must not be lost
@@ -588,7 +589,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=150.0, help="duration (150)")
     parser.add_argument("--rate", type=float, default=15.0, help="frames per second (15)")
     parser.add_argument("--size", default="320x240", help="WxH of the clip (320x240)")
-    parser.add_argument("--model", default="flow", help="'flow' or a model folder (flow)")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"'flow' or a model folder ({DEFAULT_MODEL})"
+    )
     parser.add_argument(
         "--backend", default="flow", help="benchmark backend name: flow, onnxruntime, ... (flow)"
     )

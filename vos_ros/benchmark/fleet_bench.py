@@ -34,6 +34,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
+
 
 def make_bags(root: Path, count: int, frames: int, size: tuple[int, int], objects: int) -> Path:
     """``count`` synthetic bags under ``root`` (one per seed), written as make-bag writes them."""
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=_size, default=(640, 480), help="WxH of the bags")
     parser.add_argument("--objects", type=int, default=3)
     parser.add_argument("--workers", type=_ints, default=[1, 2], help="worker counts (1,2)")
-    parser.add_argument("--model", default="flow")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds (median)")
     parser.add_argument("--json", type=Path, help="write the measurements here")
     parser.add_argument("--project-bags", type=int, default=1000)

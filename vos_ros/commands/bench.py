@@ -28,9 +28,9 @@ import sys
 from pathlib import Path
 
 from vos_ros.benchmark.clips import size_list
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 
 MODES = ("engine", "node", "soak", "faults")
-DEFAULT_MODEL = "models/protonet-s"
 
 
 def _int_list(text: str) -> list[int]:
@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument(
         "--model",
         default=None,
-        help=f"model folder (default: {DEFAULT_MODEL} of this checkout); 'flow' = no network",
+        help=f"'flow' (no network), a model folder or an installed model's name (default: "
+        f"{DEFAULT_MODEL}, the product's default model)",
     )
     common.add_argument(
         "--backends",
@@ -160,13 +161,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _default_model() -> str:
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (base / DEFAULT_MODEL / "model.yaml").is_file():
-            return str(base / DEFAULT_MODEL)
-    return "flow"
-
-
 # Options that matter for each mode, in the order the reproducing command line lists them.
 _MODE_OPTIONS = {
     "engine": ("model", "backends", "sizes", "targets", "threads", "frames", "warmup",
@@ -212,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate <= 0 or args.seconds <= 0 or args.minutes <= 0 or bad_pace:
         print("error: --rate, --seconds, --minutes and --pace-hz must be positive", file=sys.stderr)
         return 2
-    model = args.model or _default_model()
+    model = args.model or DEFAULT_MODEL
     model = args.model = _relative(model)
     import vos_ros.engine.backends  # noqa: F401 - sets OMP_WAIT_POLICY unless torch is loaded
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vos_ros.console.settings import DEFAULT_UPLOAD_LIMIT_MB
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_UPLOAD_LIMIT_MB,
         help=f"largest upload of the offline page (default {DEFAULT_UPLOAD_LIMIT_MB})",
     )
-    parser.add_argument("--model", default="flow", help="engine model of the offline page")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model of the offline page ({DEFAULT_MODEL})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

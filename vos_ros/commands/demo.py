@@ -10,8 +10,9 @@
 3. scores the node's ``~/instances`` against the ground truth and prints the per-class IoU table
    and the paths of the JSON and HTML reports.
 
-``--model auto`` uses ``models/protonet-s`` when it exists and loads, else the training-free flow
-fallback; the output says which and why.
+``--model auto`` uses the product's default model (the node's, ``DEFAULT_MODEL``: whichever
+scores better on video nobody tuned on); a default model folder that does not exist or load falls
+back to the training-free flow tracker. The output says which and why.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_MODEL_NAME = "protonet-s"
+from vos_ros.engine.model_paths import DEFAULT_MODEL, FLOW
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="auto",
-        help=f"'auto' (models/{DEFAULT_MODEL_NAME} if it loads, else flow), 'flow', or a model "
-        "folder",
+        help=f"'auto' (the product's default model, {DEFAULT_MODEL}; flow if it does not "
+        "load), 'flow', or a model folder",
     )
     parser.add_argument(
         "--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt")
@@ -56,31 +57,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def model_candidates() -> list[Path]:
-    """Where ``models/protonet-s`` may be: this folder, the checkout, the installed package."""
+def model_candidates(model: str = DEFAULT_MODEL) -> list[Path]:
+    """Where the model folder ``model`` may be: this folder, the checkout, the installed package."""
     from vos_ros.engine.model_paths import model_candidates as candidates
 
-    return candidates(f"models/{DEFAULT_MODEL_NAME}")
+    return candidates(model)
 
 
-def choose_model(requested: str, backend: str) -> tuple[str, str]:
+def choose_model(requested: str, backend: str, default: str = DEFAULT_MODEL) -> tuple[str, str]:
     """``(model for the node, one-line explanation)`` for ``--model``.
 
-    ``auto`` tries the default model folder (it must load, i.e. build an engine) and falls back to
-    the flow tracker, saying why.
+    ``auto`` takes ``default``; a default model folder must load (build an engine), else the
+    flow tracker runs, and the explanation says why.
     """
     if requested != "auto":
-        kind = "optical-flow fallback" if requested == "flow" else "as requested"
+        kind = "optical-flow fallback" if requested == FLOW else "as requested"
         return requested, f"model: {requested} ({kind})"
-    folder = next((p for p in model_candidates() if p.is_dir()), None)
+    if default == FLOW:
+        return FLOW, (
+            "model: flow (optical-flow fallback, the default: it scores better than the shipped "
+            "network on video nobody tuned on; README 'Models, training and the engine')"
+        )
+    folder = next((p for p in model_candidates(default) if p.is_dir()), None)
     if folder is None:
-        return "flow", f"model: flow (optical-flow fallback; models/{DEFAULT_MODEL_NAME} not found)"
+        return FLOW, f"model: flow (optical-flow fallback; {default} not found)"
     try:
         from vos_ros.engine import EngineConfig, build_engine
 
         build_engine(EngineConfig(model=str(folder), backend=backend))
     except (ValueError, OSError, ImportError, RuntimeError) as exc:
-        return "flow", f"model: flow (optical-flow fallback; {folder} does not load: {exc})"
+        return FLOW, f"model: flow (optical-flow fallback; {folder} does not load: {exc})"
     return str(folder), f"model: {folder} (default model)"
 
 

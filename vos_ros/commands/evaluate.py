@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 from vos_ros.evaluation.confusion import DEFAULT_IGNORE, ENCODINGS, PANOPTIC_DIVISOR
 
 
@@ -89,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     eng = parser.add_argument_group("engine (offline mode; live mode: the node started here)")
     eng.add_argument(
         "--model",
-        default="flow",
-        help="'flow' (training-free fallback) or a model folder (default: flow)",
+        default=DEFAULT_MODEL,
+        help=f"'flow' (training-free fallback) or a model folder (default: {DEFAULT_MODEL})",
     )
     eng.add_argument(
         "--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt")

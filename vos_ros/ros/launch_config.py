@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
+
 PACKAGE = "vos_ros"
 EXECUTABLE = "vos_node"
 NODE_NAME = "vos_node"
@@ -75,7 +77,7 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     ),
     LaunchArg(
         "model",
-        "flow",
+        DEFAULT_MODEL,
         "'flow' (training-free tracker), or a model folder: a path, or the name of an "
         "installed model (protonet-s or models/protonet-s, found in the package's share folder).",
     ),

@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from rclpy.node import Node
 
@@ -88,7 +90,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "model",
-        "flow",
+        DEFAULT_MODEL,
         "Segmentation model: 'flow' (training-free optical-flow tracker) or the path of a "
         "model folder (models/<name>, with model.yaml and ONNX graphs).",
     ),
