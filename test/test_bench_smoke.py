@@ -264,3 +264,15 @@ def test_the_node_is_prompted_on_the_engines_prompt_frame():
     assert frame_showing_all(log, clip, timeout=0.1, frame=0).stamp_ns == 0
     with pytest.raises(RuntimeError, match="on clip frame 2"):
         frame_showing_all(log, clip, timeout=0.1, frame=2)
+
+
+def test_engine_rss_reports_memory_after_each_step(tmp_path):
+    from vos_ros.benchmark import engine_rss
+
+    out = tmp_path / "rss.json"
+    args = ["--model", "flow", "--frames", "8", "--churn-every", "3", "--width", "128"]
+    assert engine_rss.main([*args, "--height", "96", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert len(report["rows"]) == 8 and report["backend"] == "flow"
+    assert all(row["rss_mib"] > 0 for row in report["rows"])
+    assert {"rss_first_third_mib", "rss_last_third_mib", "rss_growth_pct"} <= set(report)
