@@ -26,6 +26,7 @@ from ros_harness import require_ros
 require_ros()
 
 from builtin_interfaces.msg import Time  # noqa: E402
+from geometry_msgs.msg import Point  # noqa: E402
 from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -36,7 +37,7 @@ from vos_ros.ros.input_frames import LABEL_ENCODINGS, frame_from_image, labels_f
 from vos_ros.ros.params import NodeConfig  # noqa: E402
 from vos_ros.ros.services import TargetServices  # noqa: E402
 from vos_ros.ros.stream_size import ResolutionAdapter  # noqa: E402
-from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask  # noqa: E402
+from vos_ros.srv import AddObjects, AddPoints, RemoveObjects, SetInitialMask  # noqa: E402
 
 H, W = 48, 64  # the stream's size
 SMALL_H, SMALL_W = 32, 40  # a buffered frame after the camera changed resolution
@@ -293,6 +294,88 @@ def test_prompt_boxes_from_a_detector_never_escape_as_other_errors(boxes, stamp_
     assert boxes and node.tracked == sorted(before + new_ids)
 
 
+# -- add_points ------------------------------------------------------------------------------------
+
+COORDINATES = st.one_of(
+    st.floats(-5, W + 5),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e30, -1.0, 0.0]),
+)
+
+
+@st.composite
+def points_requests(draw):
+    """Mostly clicks inside the frame with matching 0/1 labels; sometimes a box, clicks
+    outside or not finite, labels that do not pair or are neither 0 nor 1, other target ids."""
+    stamp_s = _mostly(draw, draw(st.sampled_from([0, 1, 2, 3])), st.sampled_from([4, 9]))
+    count = _mostly(draw, draw(st.integers(1, 3)), st.integers(0, 4))
+    inside = st.tuples(st.floats(0, SMALL_W - 1), st.floats(0, SMALL_H - 1))
+    anywhere = st.tuples(COORDINATES, COORDINATES)
+    points = [_mostly(draw, draw(inside), anywhere) for _ in range(count)]
+    labels = [_mostly(draw, draw(st.sampled_from([1, 1, 0])), st.integers(0, 255)) for _ in points]
+    if not draw(st.integers(0, 5)):
+        labels = labels[:-1] if labels else [1]
+    request = AddPoints.Request(
+        stamp=Time(sec=stamp_s),
+        points=[Point(x=x, y=y) for x, y in points],
+        labels=labels,
+        class_label=draw(st.text(max_size=5)),
+        target_id=_mostly(draw, 0, st.sampled_from([1, 2, 7, 2**32 - 1])),
+    )
+    if not draw(st.integers(0, 3)):
+        x, y = draw(st.integers(0, W + 10)), draw(st.integers(0, H + 10))
+        request.box = RegionOfInterest(
+            x_offset=x, y_offset=y, width=draw(st.integers(0, 30)), height=draw(st.integers(0, 30))
+        )
+    return request
+
+
+def clicks_acceptable(request, before: list[int]) -> bool | None:
+    """True / False, or None where GrabCut decides (a box with only negative clicks)."""
+    size = _frame_size(request.stamp.sec)
+    points = [(p.x, p.y) for p in request.points]
+    labels = list(request.labels)
+    if size is None or len(points) != len(labels) or any(v not in (0, 1) for v in labels):
+        return False
+    height, width = size
+    for x, y in points:
+        if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < width and 0 <= y < height):
+            return False
+    box = request.box
+    has_box = box.width > 0 and box.height > 0
+    if has_box and (box.x_offset >= width or box.y_offset >= height):
+        return False
+    if not has_box and 1 not in labels:
+        return False
+    if request.target_id and request.target_id not in before:
+        return False
+    if not request.target_id and len(before) + 1 > MAX_TARGETS:
+        return False
+    return None if points and 1 not in labels else True
+
+
+@given(points_requests())
+def test_add_points_accepts_exactly_the_valid_requests(request):
+    node = make_node()
+    before = node.tracked
+    first_free = node.engine.next_free_id()
+    response = node.services.add_points(request, AddPoints.Response())
+    assert response.message
+    acceptable = clicks_acceptable(request, before)
+    if acceptable is None:  # GrabCut decides; either way the answer and the engine agree
+        acceptable = response.success
+    if not acceptable:
+        assert not response.success, f"accepted: {response.message}"
+        if not request.target_id:  # a refused restart may have dropped its target (says so)
+            assert node.tracked == before and list(response.tracked_ids) == before
+        else:
+            assert list(response.tracked_ids) == node.tracked
+        return
+    assert response.success, f"refused: {response.message}"
+    expected_id = request.target_id or first_free
+    assert response.target_id == expected_id
+    assert node.tracked == sorted(set(before) | {expected_id}) == list(response.tracked_ids)
+
+
 # -- remove_objects / reset -----------------------------------------------------------------------
 
 
@@ -317,7 +400,7 @@ def test_remove_objects_removes_the_tracked_ids_and_names_the_others(ids):
 # -- random sequences of calls and frames ---------------------------------------------------------
 
 OPERATIONS = st.sampled_from(
-    ["mask", "boxes", "remove", "reset", "frame", "frame", "small_frame", "bad_request"]
+    ["mask", "boxes", "clicks", "remove", "reset", "frame", "frame", "small_frame", "bad_request"]
 )
 
 
@@ -353,6 +436,19 @@ def test_random_call_sequences_keep_node_and_engine_in_step(operations):
             )
             if response.success:
                 model |= set(response.new_ids)
+        elif operation == "clicks":
+            x, y = (float(v) for v in rng.integers(0, 40, 2))
+            target_id = int(rng.choice([0, 0, 1, 2]))
+            response = node.services.add_points(
+                AddPoints.Request(
+                    points=[Point(x=x, y=y)], labels=[1], target_id=target_id, stamp=Time(sec=1)
+                ),
+                AddPoints.Response(),
+            )
+            if response.success:
+                model.add(response.target_id)
+            else:
+                model = set(response.tracked_ids)  # a refused restart says what it left
         elif operation == "remove":
             ids = [int(v) for v in rng.integers(0, 10, 2)]
             response = node.services.remove_objects(

@@ -99,12 +99,15 @@ def grabcut_click_mask(
             mask[y0:y1, x0:x1] = True
         return mask
     short = min(height, width)
-    x0, y0, x1, y1 = prompt.box or _region_around(prompt.positives, (height, width))
+    x0, y0, x1, y1 = _region(prompt, (height, width))
     # GrabCut only carves background out of what it may keep: the box, or around the clicks
     seeds = np.full((height, width), cv2.GC_BGD, np.uint8)
     seeds[y0:y1, x0:x1] = cv2.GC_PR_FGD
     radius = max(2, round(_SEED_RADIUS_FRACTION * short))
-    for (x, y), label in zip(prompt.points, prompt.labels, strict=True):
+    # negative clicks first: where discs overlap, a click on the target wins, so each
+    # positive click is in the mask whatever else was clicked
+    clicks = sorted(zip(prompt.points, prompt.labels, strict=True), key=lambda c: c[1])
+    for (x, y), label in clicks:
         value = cv2.GC_FGD if label == POSITIVE else cv2.GC_BGD
         cv2.circle(seeds, (round(x), round(y)), radius, int(value), -1)
     # GrabCut on a crop with some background around the region, as the box prompt does
@@ -137,8 +140,21 @@ def grabcut_click_mask(
         kept = {int(parts[round(y), round(x)]) for x, y in positives} - {0}
         mask = np.isin(parts, list(kept)) if count > 1 and kept else mask
     if not mask.any():
-        raise ClickError("no target pixels around the positive points")
+        raise ClickError("GrabCut finds no target pixels in the box; click on the target")
     return mask
+
+
+def _region(prompt: ClickPrompt, image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The box that may hold the target: the given box, or the area around the positive
+    clicks; widened to take in positive clicks outside the box."""
+    positives = prompt.positives
+    if prompt.box is None:
+        return _region_around(positives, image_shape)
+    x0, y0, x1, y1 = prompt.box
+    for x, y in positives:
+        x0, y0 = min(x0, int(x)), min(y0, int(y))
+        x1, y1 = max(x1, int(x) + 1), max(y1, int(y) + 1)
+    return x0, y0, x1, y1
 
 
 def _region_around(
