@@ -191,8 +191,9 @@ def test_backends_the_family_cannot_run_are_refused(installed):
 
     with pytest.raises(ConfigError, match="ONNX Runtime on the CPU only"):
         build_engine(EngineConfig(model=str(installed), backend="onnxruntime", device="cuda"))
-    with pytest.raises(ConfigError, match="precision fp16 needs device cuda"):
-        build_engine(EngineConfig(model=str(installed), device="cpu", precision="fp16"))
+    for precision in ("fp16", "bf16"):
+        with pytest.raises(ConfigError, match=f"precision {precision} needs device cuda"):
+            build_engine(EngineConfig(model=str(installed), device="cpu", precision=precision))
     with pytest.raises(ConfigError, match="processing_short_side does not apply"):
         build_engine(EngineConfig(model=str(installed), processing_short_side=480))
     with pytest.raises(ConfigError, match="online adaptation"):

@@ -223,6 +223,8 @@ def test_precision_resolution():
     assert resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(BackendError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", "cpu")
+    with pytest.raises(BackendError, match="bf16 is for the sam2 model family"):
+        resolve_precision("bf16", "cuda")
 
 
 @pytest.mark.skipif(tensorrt_importable(), reason="TensorRT is installed here")

@@ -14,7 +14,9 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (models/<name>)")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
+    parser.add_argument(
+        "--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="bf16: sam2 only"
+    )
     parser.add_argument(
         "--cache-dir", default=None, help="engine + timing cache folder (default ~/.cache/vos_ros)"
     )

@@ -21,7 +21,7 @@ class ConfigError(EngineError):
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "fp16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # bf16: the sam2 family on CUDA
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
 ADAPT_SCOPES = ("all", "decoder")
 FLOW_MODEL = "flow"  # the ``model`` value that selects the training-free flow fallback
@@ -39,7 +39,7 @@ class EngineConfig:
     model: str = FLOW_MODEL
     backend: str = "auto"  # auto | onnxruntime | torch | tensorrt
     device: str = "auto"  # auto | cpu | cuda (auto: cuda when the backend can use it)
-    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16
+    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16 (sam2)
     threads: int = 0  # intra-op threads of the CPU backends; 0 = library default
     # ONNX Runtime's CPU memory arena: off. An arena keeps the largest working set any run ever
     # needed: decoder windows change shape every frame and a rare whole-frame search of several

@@ -116,8 +116,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "engine.precision",
         "auto",
-        "Numeric precision; 'auto' = fp16 on CUDA, fp32 on CPU.",
-        choices=("auto", "fp32", "fp16"),
+        "Numeric precision; 'auto' = fp16 on CUDA (sam2 family on torch: bf16), fp32 on CPU; "
+        "bf16 only for the sam2 family on CUDA.",
+        choices=("auto", "fp32", "fp16", "bf16"),
     ),
     ParamSpec(
         "engine.threads",

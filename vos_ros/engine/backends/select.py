@@ -107,9 +107,14 @@ def choose_backend(config: EngineConfig, caps: MachineCapabilities) -> tuple[str
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` -> fp16 on CUDA, fp32 on CPU; fp16 on CPU is refused."""
+    """``auto`` -> fp16 on CUDA, fp32 on CPU; fp16 on CPU and bf16 are refused."""
     if precision == "auto":
         return "fp16" if device == "cuda" else "fp32"
+    if precision == "bf16":
+        raise BackendError(
+            "precision=bf16 is for the sam2 model family on CUDA; this model's networks run "
+            "fp32 or fp16"
+        )
     if precision == "fp16" and device == "cpu":
         raise BackendError("precision=fp16 needs a CUDA device; use fp32 on the CPU")
     return precision
