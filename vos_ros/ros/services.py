@@ -215,9 +215,14 @@ class TargetServices:
             raise RequestError(f"{exc} (image is {frame.shape[1]}x{frame.shape[0]})") from None
         mask = None
         if not self._engine.segments_clicks:  # GrabCut takes tens of ms: outside the lock
+            iterations = self._config.box_prompt_grabcut_iterations
             try:
-                mask = grabcut_click_mask(frame, prompt, self._config.box_prompt_grabcut_iterations)
-            except ClickError as exc:
+                if prompt.points:
+                    mask = grabcut_click_mask(frame, prompt, iterations)
+                else:  # a box alone: as ~/add_objects makes it (box_prompt.method)
+                    method = self._config.box_prompt_method
+                    mask = boxes_to_label_image(frame, [prompt.box], [1], method, iterations) == 1
+            except (ClickError, BoxError) as exc:
                 raise RequestError(str(exc)) from None
         with self._lock:
             current = list(self._engine.target_ids)
