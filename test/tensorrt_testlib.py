@@ -19,7 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from vos_ros.engine.backends.select import MachineCapabilities
 from vos_ros.engine.backends.tensorrt_backend import Toolchain
+
+
+def machine(**capabilities: bool) -> MachineCapabilities:
+    """A CPU machine with torch and ONNX Runtime, changed by ``capabilities``."""
+    base = dict(
+        tensorrt=False, torch=True, torch_cuda=False, onnxruntime=True, onnxruntime_cuda=False
+    )
+    base.update(capabilities)
+    return MachineCapabilities(**base)
 
 
 class FakeTensorRT:

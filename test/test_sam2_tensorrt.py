@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from sam2_testlib import CONFIG, iou, sam2_checkpoint  # noqa: F401  (pytest fixture)
-from tensorrt_testlib import FakeTensorRT, FakeToolchain
+from tensorrt_testlib import FakeTensorRT, FakeToolchain, machine
 
 from vos_ros.cli import main as cli_main
 from vos_ros.engine.backends.base import BackendError
@@ -248,19 +248,11 @@ def test_engines_are_built_once_then_reused(sam2_checkpoint, graphs, tmp_path): 
         load_engines(model, graphs, "int8", 4, str(tmp_path), CHECKPOINT_SHA, FakeToolchain())
 
 
-def _caps(**kw) -> MachineCapabilities:
-    base = dict(
-        tensorrt=False, torch=True, torch_cuda=False, onnxruntime=True, onnxruntime_cuda=False
-    )
-    base.update(kw)
-    return MachineCapabilities(**base)
-
-
 @pytest.mark.parametrize(
     ("caps", "message"),
     [
-        (_caps(), "tensorrt package is not importable"),
-        (_caps(tensorrt=True), "needs a CUDA GPU"),
+        (machine(), "tensorrt package is not importable"),
+        (machine(tensorrt=True), "needs a CUDA GPU"),
     ],
 )
 def test_backend_tensorrt_without_tensorrt_or_cuda_fails_at_configure(
@@ -308,11 +300,11 @@ def test_auto_keeps_torch_even_with_tensorrt_importable(sam2_folder, monkeypatch
 
 def test_build_engine_command_on_a_sam2_folder(sam2_folder, tmp_path, monkeypatch, capsys):
     args = ["build-engine", "--model", sam2_folder, "--cache-dir", str(tmp_path)]
-    monkeypatch.setattr(MachineCapabilities, "probe", classmethod(lambda cls: _caps()))
+    monkeypatch.setattr(MachineCapabilities, "probe", classmethod(lambda cls: machine()))
     assert cli_main(args) == 2
     assert "TensorRT is not installed" in capsys.readouterr().err
     # with TensorRT and a GPU the sam2 branch is taken: it refuses options of the other family
-    full = _caps(tensorrt=True, torch_cuda=True)
+    full = machine(tensorrt=True, torch_cuda=True)
     monkeypatch.setattr(MachineCapabilities, "probe", classmethod(lambda cls: full))
     assert cli_main([*args, "--short-side", "512"]) == 2
     assert "do not apply to a sam2 model" in capsys.readouterr().err

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from engine_testlib import write_model_dir
-from tensorrt_testlib import FakeTensorRT
+from tensorrt_testlib import FakeTensorRT, machine
 
 from vos_ros.cli import main as cli_main
 from vos_ros.engine import EngineConfig, build_engine
 from vos_ros.engine.backends.base import BackendError
-from vos_ros.engine.backends.select import MachineCapabilities, choose_backend, resolve_precision
+from vos_ros.engine.backends.select import choose_backend, resolve_precision
 from vos_ros.engine.backends.tensorrt_backend import (
     CacheKey,
     EngineCache,
@@ -173,24 +173,16 @@ def test_build_that_cannot_deserialize_raises(tmp_path):
     assert cache.lookup(_key()) is None  # nothing bad is cached
 
 
-def _caps(**kw) -> MachineCapabilities:
-    base = dict(
-        tensorrt=False, torch=True, torch_cuda=False, onnxruntime=True, onnxruntime_cuda=False
-    )
-    base.update(kw)
-    return MachineCapabilities(**base)
-
-
 @pytest.mark.parametrize(
     ("caps", "expected"),
     [
-        (_caps(tensorrt=True, torch_cuda=True), ("tensorrt", "cuda")),
-        (_caps(torch_cuda=True), ("torch", "cuda")),
-        (_caps(tensorrt=True), ("onnxruntime", "cpu")),  # TensorRT without a GPU is not usable
-        (_caps(onnxruntime_cuda=True), ("onnxruntime", "cuda")),  # ORT's CUDA provider, no torch
-        (_caps(torch_cuda=True, onnxruntime_cuda=True), ("torch", "cuda")),
-        (_caps(), ("onnxruntime", "cpu")),
-        (_caps(onnxruntime=False), ("torch", "cpu")),
+        (machine(tensorrt=True, torch_cuda=True), ("tensorrt", "cuda")),
+        (machine(torch_cuda=True), ("torch", "cuda")),
+        (machine(tensorrt=True), ("onnxruntime", "cpu")),  # TensorRT without a GPU is not usable
+        (machine(onnxruntime_cuda=True), ("onnxruntime", "cuda")),  # ORT's CUDA provider, no torch
+        (machine(torch_cuda=True, onnxruntime_cuda=True), ("torch", "cuda")),
+        (machine(), ("onnxruntime", "cpu")),
+        (machine(onnxruntime=False), ("torch", "cpu")),
     ],
 )
 def test_auto_picks_the_fastest_available(caps, expected):
@@ -200,17 +192,17 @@ def test_auto_picks_the_fastest_available(caps, expected):
 @pytest.mark.parametrize(
     ("config", "caps", "message"),
     [
-        (dict(backend="tensorrt"), _caps(), "tensorrt package is not importable"),
-        (dict(backend="tensorrt"), _caps(tensorrt=True), "CUDA GPU"),
+        (dict(backend="tensorrt"), machine(), "tensorrt package is not importable"),
+        (dict(backend="tensorrt"), machine(tensorrt=True), "CUDA GPU"),
         (
             dict(backend="tensorrt", device="cpu"),
-            _caps(tensorrt=True, torch_cuda=True),
+            machine(tensorrt=True, torch_cuda=True),
             "CUDA only",
         ),
-        (dict(backend="torch", device="cuda"), _caps(), "torch.cuda is unavailable"),
-        (dict(backend="onnxruntime", device="cuda"), _caps(), "CUDAExecutionProvider"),
-        (dict(device="cuda"), _caps(), "no backend here can use a CUDA GPU"),
-        (dict(backend="onnxruntime"), _caps(onnxruntime=False), "not installed"),
+        (dict(backend="torch", device="cuda"), machine(), "torch.cuda is unavailable"),
+        (dict(backend="onnxruntime", device="cuda"), machine(), "CUDAExecutionProvider"),
+        (dict(device="cuda"), machine(), "no backend here can use a CUDA GPU"),
+        (dict(backend="onnxruntime"), machine(onnxruntime=False), "not installed"),
     ],
 )
 def test_explicit_choices_that_cannot_run_fail_loudly(config, caps, message):

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vos_ros.engine import EngineConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from vos_ros.engine.manifest import load_manifest
 
     try:
-        if model_family(args.model) == "sam2":
-            return _build_sam2(args)
         config = EngineConfig(
             model=args.model,
             backend="tensorrt",
@@ -64,48 +67,40 @@ def run(args: argparse.Namespace) -> int:
             max_targets=args.max_targets,
             memory_size=args.memory_size,
         )
+        if model_family(args.model) == "sam2":
+            return _build_sam2(config)
         manifest = load_manifest(config.model)
         short_side = config.processing_short_side or manifest.short_side
         backend = create_backend(config, manifest, short_side=short_side, caps=caps)
     except EngineError as exc:
         print(f"build-engine: {exc}", file=sys.stderr)
         return 1
-    for graph, built in backend.built.items():
-        state = "built" if built else "up to date (cached)"
-        print(f"{graph}: {state} in {backend.cache.folder}")
-    print(
-        f"TensorRT {backend.tensorrt_version}, {backend.gpu_name} "
-        f"(sm {backend.compute_capability}), {backend.precision}"
-    )
+    _report(backend.built, backend.cache.folder, backend, backend.precision)
     return 0
 
 
-def _build_sam2(args: argparse.Namespace) -> int:
+def _report(built: dict[str, bool], folder: Path, toolchain: Any, precision: str) -> None:
+    """One line per engine (built now or taken from the cache), then the toolchain."""
+    for graph, was_built in built.items():
+        state = "built" if was_built else "up to date (cached)"
+        print(f"{graph}: {state} in {folder}")
+    print(
+        f"TensorRT {toolchain.tensorrt_version}, {toolchain.gpu_name} "
+        f"(sm {toolchain.compute_capability}), {precision}"
+    )
+
+
+def _build_sam2(config: EngineConfig) -> int:
     """The four SAM 2 engines (the model's input size and memory are fixed by its config)."""
-    from vos_ros.engine import EngineConfig
     from vos_ros.trackers.sam2_tensorrt import prebuild_engines
 
-    if args.short_side is not None or args.memory_size is not None:
+    if config.processing_short_side is not None or config.memory_size is not None:
         print(
             "build-engine: --short-side and --memory-size do not apply to a sam2 model, which "
             "runs at its fixed square input size with SAM 2's own memory",
             file=sys.stderr,
         )
         return 2
-    config = EngineConfig(
-        model=args.model,
-        backend="tensorrt",
-        device="cuda",
-        precision=args.precision,
-        cache_dir=args.cache_dir,
-        max_targets=args.max_targets,
-    )
     toolchain, cache, built = prebuild_engines(config)
-    for graph, was_built in built.items():
-        state = "built" if was_built else "up to date (cached)"
-        print(f"{graph}: {state} in {cache.folder}")
-    print(
-        f"TensorRT {toolchain.tensorrt_version}, {toolchain.gpu_name} "
-        f"(sm {toolchain.compute_capability}), {args.precision}"
-    )
+    _report(built, cache.folder, toolchain, config.precision)
     return 0

@@ -316,15 +316,7 @@ class VosEngine:
         small = self._resize(frame)
         last = self._last
         on_last = last is not None and np.array_equal(small, last.small)
-        if on_last:
-            if last.features is None:  # nothing was tracked on that frame, so not encoded
-                last.features = self.predictor.encode(self.predictor.prepare(last.small))
-            features = last.features
-        else:  # as _add_on_older_frame: what needs the last frame's features is written first
-            self._write_recent_memory()
-            if last is not None:
-                last.features = None
-            features = self.predictor.encode(self.predictor.prepare(small))
+        features = self._last_features(last) if on_last else self._encode_older_frame(small)
         try:
             masks = self._hooks.segment_clicks(features, checked, frame.shape[:2])
             empty = sorted(i for i, mask in masks.items() if not mask.any())
@@ -733,8 +725,7 @@ class VosEngine:
         self, ctx: _FrameContext, masks: dict[int, np.ndarray], classes: dict
     ) -> None:
         """New targets on the last stepped frame: as if they had come as its ``Prompt``."""
-        if ctx.features is None:  # nothing was tracked on that frame, so it was not encoded
-            ctx.features = self.predictor.encode(self.predictor.prepare(ctx.small))
+        self._last_features(ctx)
         new: dict[int, np.ndarray] = {}
         for target_id, full_mask in masks.items():
             new[target_id] = self._to_mask_res(full_mask)
@@ -750,14 +741,9 @@ class VosEngine:
         """New targets on an older buffered frame: memory from that frame, previous mask = the
         prompt, carried by flow to the next step; existing targets are untouched.
 
-        ``features``: that frame already encoded (after the steps below), or None."""
+        ``features``: that frame encoded by :meth:`_encode_older_frame`, or None."""
         if features is None:
-            # Encoding this frame may reuse the backend's buffers of the last frame's features:
-            # write what still needs them first, and encode the last frame again if prompted.
-            self._write_recent_memory()
-            if self._last is not None:
-                self._last.features = None
-            features = self.predictor.encode(self.predictor.prepare(small))
+            features = self._encode_older_frame(small)
         gray = to_gray(small, self._flow_wh) if self._use_flow else None
         new: dict[int, np.ndarray] = {}
         for target_id, full_mask in masks.items():
@@ -766,6 +752,21 @@ class VosEngine:
             self._append_target(target_id, label, new[target_id])
             self._pending[target_id] = (gray, new[target_id])
         self._memorize_prompts(features, new, "permanent", small, masks)
+
+    def _last_features(self, ctx: _FrameContext):
+        """The last stepped frame's features, encoded now if nothing was tracked on it."""
+        if ctx.features is None:
+            ctx.features = self.predictor.encode(self.predictor.prepare(ctx.small))
+        return ctx.features
+
+    def _encode_older_frame(self, small: np.ndarray):
+        """Features of a buffered frame older than the last stepped one. Encoding it may reuse
+        the backend's buffers of the last frame's features: what still needs them is written
+        first, and the last frame is encoded again if it is prompted later."""
+        self._write_recent_memory()
+        if self._last is not None:
+            self._last.features = None
+        return self.predictor.encode(self.predictor.prepare(small))
 
     def _warp_previous(self, gray: np.ndarray, motion) -> np.ndarray:
         """Previous masks carried to this frame; pending targets use their own reference frame."""

@@ -212,7 +212,7 @@ class TargetServices:
         try:
             prompt = validate_click_prompt(prompt, frame.shape[:2])
         except ClickError as exc:
-            raise RequestError(f"{exc} (image is {frame.shape[1]}x{frame.shape[0]})") from None
+            raise _on_frame(exc, frame) from None
         mask = None
         if not self._engine.segments_clicks:  # GrabCut takes tens of ms: outside the lock
             iterations = self._config.box_prompt_grabcut_iterations
@@ -232,8 +232,7 @@ class TargetServices:
                     f"id {target_id} is not tracked; give 0 for a new target or one of {current}"
                 )
             if not restart:
-                self._check_capacity(len(current) + 1)
-                target_id = int(self._engine.next_free_id())
+                (target_id,) = self._next_ids(1)
             classes = {target_id: class_label}
             if restart:  # keep its class label unless a new one is given
                 classes[target_id] = class_label or self._engine.class_of(target_id)
@@ -265,11 +264,9 @@ class TargetServices:
                 grabcut_iterations=self._config.box_prompt_grabcut_iterations,
             )
         except BoxError as exc:
-            raise RequestError(f"{exc} (image is {frame.shape[1]}x{frame.shape[0]})") from None
+            raise _on_frame(exc, frame) from None
         with self._lock:
-            self._check_capacity(len(self._engine.target_ids) + len(boxes))
-            first = int(self._engine.next_free_id())
-            new_ids = list(range(first, first + len(boxes)))
+            new_ids = self._next_ids(len(boxes))
             lookup = np.zeros(len(boxes) + 1, np.uint16)
             lookup[1:] = new_ids
             labels = lookup[placeholder]
@@ -291,11 +288,9 @@ class TargetServices:
         try:
             checked = validate_boxes(boxes, frame.shape[:2])
         except BoxError as exc:
-            raise RequestError(f"{exc} (image is {frame.shape[1]}x{frame.shape[0]})") from None
+            raise _on_frame(exc, frame) from None
         with self._lock:
-            self._check_capacity(len(self._engine.target_ids) + len(boxes))
-            first = int(self._engine.next_free_id())
-            new_ids = list(range(first, first + len(boxes)))
+            new_ids = self._next_ids(len(boxes))
             prompts = {i: ClickPrompt(box=box) for i, box in zip(new_ids, checked, strict=True)}
             classes = dict(zip(new_ids, class_labels, strict=True))
             self._engine.add_click_targets(frame, prompts, classes)
@@ -328,6 +323,13 @@ class TargetServices:
             )
         return labels
 
+    def _next_ids(self, count: int) -> list[int]:
+        """Ids for ``count`` new targets, checked against ``engine.max_targets`` (call under
+        the engine lock)."""
+        self._check_capacity(len(self._engine.target_ids) + count)
+        first = int(self._engine.next_free_id())
+        return list(range(first, first + count))
+
     def _check_capacity(self, count: int) -> None:
         limit = self._config.engine_max_targets
         if count > limit:
@@ -354,6 +356,11 @@ def _classes_for(labels: np.ndarray, ids: Sequence[int], class_labels: Sequence[
         raise RequestError(f"ids {missing} are listed but have no pixels in label_image")
     given = dict(zip(ids, class_labels, strict=True))
     return {target_id: str(given.get(target_id, "")) for target_id in present}
+
+
+def _on_frame(exc: Exception, frame: np.ndarray) -> RequestError:
+    """A refused box or click, with the size of the frame it was given on."""
+    return RequestError(f"{exc} (image is {frame.shape[1]}x{frame.shape[0]})")
 
 
 def _roi_to_box(roi) -> tuple[int, int, int, int]:

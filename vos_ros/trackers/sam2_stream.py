@@ -184,18 +184,12 @@ class Sam2StreamTracker:
         import torch.nn.functional as F
 
         size = self.image_size
-        feats, pos, sizes = self._batched_features(frame, 1)
-        out = self.model.track_step(
-            frame_idx=frame.frame_index,
-            is_init_cond_frame=True,
-            current_vision_feats=feats,
-            current_vision_pos_embeds=pos,
-            feat_sizes=sizes,
+        feats, sizes, out = self._track_step(
+            frame,
+            1,
             point_inputs=point_inputs,
             mask_inputs=mask_inputs,
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-            num_frames=UNBOUNDED_STREAM,
-            run_mem_encoder=False,
         )
         masks = self._filled(out["pred_masks"])
         high_res = F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
@@ -252,19 +246,7 @@ class Sam2StreamTracker:
         import torch
 
         memories = [self._targets[i] for i in ids]
-        feats, pos, sizes = self._batched_features(frame, len(ids))
-        out = self.model.track_step(
-            frame_idx=frame.frame_index,
-            is_init_cond_frame=False,
-            current_vision_feats=feats,
-            current_vision_pos_embeds=pos,
-            feat_sizes=sizes,
-            point_inputs=None,
-            mask_inputs=None,
-            output_dict=stacked_output_dict(memories),
-            num_frames=UNBOUNDED_STREAM,
-            run_mem_encoder=True,
-        )
+        _, _, out = self._track_step(frame, len(ids), output_dict=stacked_output_dict(memories))
         features = out["maskmem_features"].to(torch.bfloat16)
         for row, memory in enumerate(memories):
             memory.add_recent(
@@ -285,6 +267,33 @@ class Sam2StreamTracker:
         from sam2.utils.misc import fill_holes_in_mask_scores
 
         return fill_holes_in_mask_scores(masks, self.model.fill_hole_area)
+
+    def _track_step(
+        self,
+        frame: EncodedFrame,
+        batch: int,
+        output_dict: dict,
+        point_inputs: dict | None = None,
+        mask_inputs: Any = None,
+    ) -> tuple[list, list, dict]:
+        """The official ``track_step`` for ``batch`` targets on ``frame``: a prompt frame when
+        given prompt inputs (memory encoded by the caller), else a tracked frame (memory
+        encoder run). Returns the flattened features, their sizes and the step's output."""
+        feats, pos, sizes = self._batched_features(frame, batch)
+        prompted = point_inputs is not None or mask_inputs is not None
+        out = self.model.track_step(
+            frame_idx=frame.frame_index,
+            is_init_cond_frame=prompted,
+            current_vision_feats=feats,
+            current_vision_pos_embeds=pos,
+            feat_sizes=sizes,
+            point_inputs=point_inputs,
+            mask_inputs=mask_inputs,
+            output_dict=output_dict,
+            num_frames=UNBOUNDED_STREAM,
+            run_mem_encoder=not prompted,
+        )
+        return feats, sizes, out
 
     def _batches(self, ids: list[int]) -> list[list[int]]:
         """Rows of ``ids`` grouped by memory layout (same frames in memory = one batch)."""
