@@ -146,6 +146,30 @@ def run_official(checkpoint: Path, davis: Path, work: Path, clicks: bool = False
     return OfficialRun(frames_dir, prompts, np.stack(logits))
 
 
+def assert_engines_agree(engine, reference, targets: int, min_iou: float, frames: int = 8) -> None:
+    """Step two engines over the same moving 854x480 frames, ``targets`` box-shaped mask prompts
+    on frame 0; every target's mask on every frame must have IoU >= ``min_iou`` between them
+    (the check of a lower precision or another runtime against torch fp32)."""
+    import cv2
+
+    from vos_ros.engine import Prompt
+
+    rng = np.random.default_rng(3)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (480, 854, 3), np.uint8), (0, 0), 9)
+    label = np.zeros((480, 854), np.uint16)
+    boxes = [(100, 300, 200, 400), (300, 450, 500, 800), (20, 120, 600, 820)]
+    for target, (y0, y1, x0, x1) in enumerate(boxes[:targets], start=1):
+        label[y0:y1, x0:x1] = target
+    for index in range(frames):
+        frame = np.roll(base, 6 * index, axis=1)
+        prompt = Prompt(label) if index == 0 else None
+        a, b = engine.step(frame, prompt), reference.step(frame, prompt)
+        assert [t.target_id for t in a.targets] == [t.target_id for t in b.targets]
+        assert len(a.targets) == targets
+        for x, y in zip(a.targets, b.targets, strict=True):
+            assert iou(x.prob > 0.5, y.prob > 0.5) >= min_iou, (index, x.target_id)
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0

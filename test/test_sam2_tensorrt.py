@@ -18,7 +18,12 @@ import types
 import cv2
 import numpy as np
 import pytest
-from sam2_testlib import CONFIG, iou, sam2_checkpoint  # noqa: F401  (pytest fixture)
+from sam2_testlib import (  # noqa: F401  (pytest fixture)
+    CONFIG,
+    assert_engines_agree,
+    iou,
+    sam2_checkpoint,
+)
 from tensorrt_testlib import FakeTensorRT, FakeToolchain, machine
 
 from vos_ros.cli import main as cli_main
@@ -314,7 +319,7 @@ def test_build_engine_command_on_a_sam2_folder(sam2_folder, tmp_path, monkeypatc
 @pytest.mark.parametrize("targets", [1, 3])
 def test_tensorrt_fp16_matches_torch_fp32(sam2_folder, tmp_path, targets):
     """Real engines on a GPU: per frame and target IoU >= 0.98 against torch fp32 on CUDA."""
-    from vos_ros.engine import EngineConfig, Prompt, build_engine
+    from vos_ros.engine import EngineConfig, build_engine
 
     trt = build_engine(
         EngineConfig(
@@ -325,17 +330,4 @@ def test_tensorrt_fp16_matches_torch_fp32(sam2_folder, tmp_path, targets):
         EngineConfig(model=sam2_folder, backend="torch", device="cuda", precision="fp32")
     )
     assert trt.backend_name == "tensorrt-fp16"
-    rng = np.random.default_rng(3)
-    base = cv2.GaussianBlur(rng.integers(0, 256, (480, 854, 3), np.uint8), (0, 0), 9)
-    label = np.zeros((480, 854), np.uint16)
-    boxes = [(100, 300, 200, 400), (300, 450, 500, 800), (20, 120, 600, 820)]
-    for target, (y0, y1, x0, x1) in enumerate(boxes[:targets], start=1):
-        label[y0:y1, x0:x1] = target
-    for index in range(8):
-        frame = np.roll(base, 6 * index, axis=1)
-        prompt = Prompt(label) if index == 0 else None
-        a, b = trt.step(frame, prompt), reference.step(frame, prompt)
-        assert [t.target_id for t in a.targets] == [t.target_id for t in b.targets]
-        assert len(a.targets) == targets
-        for x, y in zip(a.targets, b.targets, strict=True):
-            assert iou(x.prob > 0.5, y.prob > 0.5) >= 0.98, (index, x.target_id)
+    assert_engines_agree(trt, reference, targets, min_iou=0.98)
