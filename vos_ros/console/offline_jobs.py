@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vos_ros.click_prompt import ClickPrompt
 from vos_ros.console.offline_clips import ClipInfo, PromptedClip, first_frame, open_upload
+from vos_ros.console.selections import SelectionError
 from vos_ros.console.uploads import STORED_NAMES
 
 MAX_JOBS = 4
@@ -96,6 +99,8 @@ class JobStore:
         self._running = threading.Lock()  # the engine runs one job at a time (2 cores)
         self.max_frames = max_frames
         self.model = model
+        # (job id, engine stepped on its first frame) for the prompt encoder of a sam2 model
+        self._prompt_engine: tuple[str, Any] | None = None
 
     def new_folder(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="job_", dir=self._root))
@@ -152,6 +157,41 @@ class JobStore:
             raise JobError(f"{name} is not available for this job (state {job.state})", 404)
         return path
 
+    def prompt_encoder(self, job: Job) -> Callable[[ClickPrompt], np.ndarray] | None:
+        """The model's prompt encoder on the job's first frame, as ``ClickPrompt -> bool mask``;
+        None when the model family has none (the caller makes the mask by GrabCut, as the node
+        does for such a family). The engine is built and stepped on the first frame once per
+        job (seconds for SAM 2 on a CPU) and kept until another job asks.
+
+        The function raises :class:`~vos_ros.console.selections.SelectionError` for clicks the
+        engine refuses or in which the model finds nothing.
+        """
+        from vos_ros.engine import EngineConfig, InputError, build_engine
+        from vos_ros.engine.family import model_family
+
+        if model_family(self.model) != "sam2":
+            return None
+        with self._running:
+            if self._prompt_engine is None or self._prompt_engine[0] != job.job_id:
+                self._prompt_engine = None  # the other job's engine goes first (memory)
+                try:
+                    engine = build_engine(EngineConfig(model=self.model))
+                    engine.step(self.first_frame(job))
+                except Exception as exc:  # a broken model folder: the page says why
+                    why = f"the model cannot segment boxes or clicks: {exc}"
+                    raise SelectionError(why) from None
+                self._prompt_engine = (job.job_id, engine)
+            engine = self._prompt_engine[1]
+
+        def segment(prompt: ClickPrompt) -> np.ndarray:
+            with self._running:
+                try:
+                    return engine.preview_clicks(self.first_frame(job), {1: prompt})[1]
+                except InputError as exc:
+                    raise SelectionError(str(exc)) from None
+
+        return segment
+
     def start(self, job: Job, masks: list[np.ndarray], classes: list[str]) -> None:
         """Run the engine over the job's clip on a worker thread."""
         from vos_ros.console.selections import label_image
@@ -179,9 +219,12 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._jobs.clear()
+            self._prompt_engine = None
         shutil.rmtree(self._root, ignore_errors=True)
 
     def _drop(self, job_id: str) -> None:
+        if self._prompt_engine is not None and self._prompt_engine[0] == job_id:
+            self._prompt_engine = None
         job = self._jobs.pop(job_id)
         shutil.rmtree(job.folder, ignore_errors=True)
 

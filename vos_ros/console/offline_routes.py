@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
+from vos_ros.click_prompt import ClickPrompt
 from vos_ros.console.console import Console
 from vos_ros.console.request_models import OfflineTarget, RunRequest
 from vos_ros.console.selections import Point, SelectionError, box_mask, decode_mask_png, points_mask
@@ -57,10 +60,13 @@ def offline_router(console: Console) -> APIRouter:
     def job_run(job_id: JobId, body: RunRequest) -> dict:
         job = console.jobs.get(job_id)
         frame = console.jobs.first_frame(job)
+        encoder = None
+        if any(target.kind != "mask" for target in body.targets):
+            encoder = console.jobs.prompt_encoder(job)
         masks, classes = [], []
         for index, target in enumerate(body.targets):
             try:
-                masks.append(_offline_mask(frame, target))
+                masks.append(_offline_mask(frame, target, encoder))
             except SelectionError as exc:
                 raise SelectionError(f"target {index + 1}: {exc}") from None
             classes.append(target.class_label)
@@ -82,16 +88,29 @@ def offline_router(console: Console) -> APIRouter:
     return router
 
 
-def _offline_mask(frame, target: OfflineTarget):
+def _offline_mask(
+    frame: np.ndarray,
+    target: OfflineTarget,
+    encoder: Callable[[ClickPrompt], np.ndarray] | None,
+) -> np.ndarray:
+    """A target's mask on the first frame: boxes and clicks through the model's prompt encoder
+    where it has one (``encoder``, the sam2 family), else as the node makes them (GrabCut)."""
     if target.kind == "box":
         if target.box is None:
             raise SelectionError("a box target needs box = [x0, y0, x1, y1]")
         x0, y0, x1, y1 = target.box
-        return box_mask(frame, (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        if encoder is not None:
+            return encoder(ClickPrompt(box=tuple(round(v) for v in box)))
+        return box_mask(frame, box)
     if target.kind == "points":
         if not target.points:
             raise SelectionError("a points target needs points")
-        return points_mask(frame, [Point(p.x, p.y, p.positive) for p in target.points])
+        points = [Point(p.x, p.y, p.positive) for p in target.points]
+        if encoder is not None:
+            xy = tuple((p.x, p.y) for p in points)
+            return encoder(ClickPrompt(xy, tuple(int(p.positive) for p in points)))
+        return points_mask(frame, points)
     if not target.mask_png:
         raise SelectionError("a mask target needs mask_png")
     return decode_mask_png(target.mask_png, frame.shape[:2])

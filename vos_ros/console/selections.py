@@ -6,7 +6,9 @@
   non-black pixel is the target);
 - positive/negative points: on the live page they go to the node's ``~/add_points``; on the
   offline page (no node) they become a mask here as the node makes one for a model family
-  without a prompt encoder (:func:`vos_ros.click_prompt.grabcut_click_mask`).
+  without a prompt encoder (:func:`vos_ros.click_prompt.grabcut_click_mask`). With a sam2
+  model the offline page sends boxes and points through its prompt encoder instead
+  (:meth:`vos_ros.console.offline_jobs.JobStore.prompt_encoder`).
 """
 
 from __future__ import annotations

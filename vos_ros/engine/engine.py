@@ -290,13 +290,53 @@ class VosEngine:
             targets, clicks outside the frame, or a prompt in which the model finds no target
             (nothing changes then).
         """
+        checked = self._check_click_prompts(frame_rgb, prompts)
+        small = self._resize(frame_rgb)
+        last = self._last
+        on_last = last is not None and np.array_equal(small, last.small)
+        features = self._last_features(last) if on_last else self._encode_older_frame(small)
+        try:
+            masks = self._segment(features, checked, frame_rgb.shape[:2])
+            if on_last:
+                self._prompt_last_frame(last, masks, classes or {})
+            else:
+                self._add_on_older_frame(small, masks, classes or {}, features)
+        except Exception:
+            self._forget_untracked(checked)
+            raise
+        return sorted(masks)
+
+    def preview_clicks(
+        self, frame_rgb: np.ndarray, prompts: dict[int, ClickPrompt]
+    ) -> dict[int, np.ndarray]:
+        """The masks the prompt encoder makes from clicks and boxes on the last stepped frame,
+        without adding targets (nothing changes): what a user interface shows before the
+        targets are confirmed, or turns into mask prompts.
+
+        :param prompts: ``{id: ClickPrompt}``, ids not tracked, in pixels of ``frame_rgb``.
+        :returns: ``{id: (H, W) bool mask}`` at ``frame_rgb``'s size.
+        :raises InputError: as :meth:`add_click_targets`, and when ``frame_rgb`` is not the last
+            stepped frame.
+        """
+        checked = self._check_click_prompts(frame_rgb, prompts)
+        last = self._last
+        if last is None or not np.array_equal(self._resize(frame_rgb), last.small):
+            raise InputError("preview_clicks works on the last stepped frame; step it first")
+        try:
+            return self._segment(self._last_features(last), checked, frame_rgb.shape[:2])
+        finally:
+            self._forget_untracked(checked)
+
+    def _check_click_prompts(
+        self, frame_rgb: np.ndarray, prompts: dict[int, ClickPrompt]
+    ) -> dict[int, ClickPrompt]:
+        """``prompts`` with checked ids and clicks, for a family with a prompt encoder."""
         if self._hooks.segment_clicks is None:
             raise InputError(
                 f"model family of {self.predictor.name!r} has no prompt encoder; make a mask "
                 "from the clicks (vos_ros.click_prompt.grabcut_click_mask) and add it"
             )
         frame = self._check_frame(frame_rgb)
-        classes = classes or {}
         if not prompts:
             raise InputError("no prompts given")
         checked: dict[int, ClickPrompt] = {}
@@ -313,28 +353,26 @@ class VosEngine:
                 f"cannot add {len(checked)} targets: already tracking {len(self._registry)} "
                 f"(max_targets={self.config.max_targets})"
             )
-        small = self._resize(frame)
-        last = self._last
-        on_last = last is not None and np.array_equal(small, last.small)
-        features = self._last_features(last) if on_last else self._encode_older_frame(small)
-        try:
-            masks = self._hooks.segment_clicks(features, checked, frame.shape[:2])
-            empty = sorted(i for i, mask in masks.items() if not mask.any())
-            if empty:
-                raise InputError(
-                    f"the model finds no target in the clicks or box of ids {empty}; click on "
-                    "the target, or draw a box around it"
-                )
-            if on_last:
-                self._prompt_last_frame(last, masks, classes)
-            else:
-                self._add_on_older_frame(small, masks, classes, features)
-        except Exception:
-            for target_id in checked:  # none was tracked before: drop what was started
-                if target_id not in self._registry:
-                    self.predictor.forget(target_id)
-            raise
-        return sorted(masks)
+        return checked
+
+    def _segment(
+        self, features, prompts: dict[int, ClickPrompt], hw: tuple[int, int]
+    ) -> dict[int, np.ndarray]:
+        """The prompt encoder's masks; an error when one of them is empty."""
+        masks = self._hooks.segment_clicks(features, prompts, hw)
+        empty = sorted(i for i, mask in masks.items() if not mask.any())
+        if empty:
+            raise InputError(
+                f"the model finds no target in the clicks or box of ids {empty}; click on "
+                "the target, or draw a box around it"
+            )
+        return masks
+
+    def _forget_untracked(self, ids) -> None:
+        """Drop what the predictor started for prompt ids that did not become targets."""
+        for target_id in ids:
+            if target_id not in self._registry:
+                self.predictor.forget(target_id)
 
     def step(self, frame_rgb: np.ndarray, prompt: Prompt | None = None) -> FrameResult:
         """Process the next frame of the stream; ``prompt`` gives ground truth on this frame."""
