@@ -76,14 +76,26 @@ def test_a_model_family_is_read_from_the_folder_a_name_resolves_to(installed: Pa
     assert model_family("models/small") == "sam2"
 
 
+def _field_default(cls, name: str):
+    import dataclasses
+
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
 def test_every_entry_point_defaults_to_the_same_model():
     """The node, its launch files, the evaluator, the benchmarks, the demo and the console all
     run ``DEFAULT_MODEL`` unless told otherwise (issue: whichever scores better, everywhere)."""
     import argparse
+    import inspect
     import re
 
     from vos_ros.commands import bench, console, demo, evaluate
+    from vos_ros.console.offline_jobs import JobStore
+    from vos_ros.console.settings import ConsoleSettings
     from vos_ros.engine.model_paths import DEFAULT_MODEL
+    from vos_ros.evaluation.fleet import EngineSpec
+    from vos_ros.evaluation.live_node import LiveSettings
+    from vos_ros.evaluation.session import EvaluationOptions
     from vos_ros.ros.launch_config import LAUNCH_ARGUMENTS
     from vos_ros.ros.params import PARAMETERS
 
@@ -94,6 +106,10 @@ def test_every_entry_point_defaults_to_the_same_model():
         command.add_arguments(parser)
         assert parser.get_default("model") == DEFAULT_MODEL, command.__name__
     assert demo.choose_model("auto", "auto")[0] == DEFAULT_MODEL
+    assert ConsoleSettings().model == DEFAULT_MODEL
+    for options in (EvaluationOptions, LiveSettings, EngineSpec):  # the evaluator's inputs
+        assert _field_default(options, "model") == DEFAULT_MODEL, options.__name__
+    assert inspect.signature(JobStore).parameters["model"].default == DEFAULT_MODEL
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     assert parser.get_default("model") is None and bench.DEFAULT_MODEL == DEFAULT_MODEL

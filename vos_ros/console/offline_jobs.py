@@ -28,6 +28,7 @@ from vos_ros.click_prompt import ClickPrompt
 from vos_ros.console.offline_clips import ClipInfo, PromptedClip, first_frame, open_upload
 from vos_ros.console.selections import SelectionError
 from vos_ros.console.uploads import STORED_NAMES
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 
 MAX_JOBS = 4
 # name served to the page -> file in the job folder
@@ -92,7 +93,7 @@ class Job:
 class JobStore:
     """The jobs of this server (at most :data:`MAX_JOBS`; one runs at a time)."""
 
-    def __init__(self, max_frames: int, model: str = "flow") -> None:
+    def __init__(self, max_frames: int, model: str = DEFAULT_MODEL) -> None:
         self._root = Path(tempfile.mkdtemp(prefix="vos_console_"))
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()

@@ -6,6 +6,8 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
+
 DEFAULT_UPLOAD_LIMIT_MB = 200
 
 
@@ -41,7 +43,7 @@ class ConsoleSettings:
     token: str | None = None  # required from every request when set
     upload_limit_bytes: int = DEFAULT_UPLOAD_LIMIT_MB * 1024 * 1024
     max_offline_frames: int = 3000  # longer uploads are cut (and the page says so)
-    model: str = "flow"  # engine of the offline page
+    model: str = DEFAULT_MODEL  # engine of the offline page
     jpeg_quality: int = 80  # live view
     pair_wait_max_s: float = 0.1  # longest wait of a camera frame for the node's masks
     domain_id: int | None = None  # ROS domain of the console's node (None: ROS_DOMAIN_ID)

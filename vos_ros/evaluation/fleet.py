@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 from vos_ros.evaluation.clips import Clip
 from vos_ros.evaluation.partials import ClipResult, failed_result, score_clip
 
@@ -42,7 +43,7 @@ class FleetError(ValueError):
 class EngineSpec:
     """What each worker builds (see ``EngineConfig``); ``threads`` 0 means 1 per worker."""
 
-    model: str = "flow"
+    model: str = DEFAULT_MODEL
     backend: str = "auto"
     threads: int = 0
     settings: dict[str, Any] = field(default_factory=dict)

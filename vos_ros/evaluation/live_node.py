@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 from vos_ros.ros.launch_config import (
     NODE_ACTIVE_LOG,
     NODE_NAME,
@@ -53,7 +54,7 @@ class LiveSettings:
     node_name: str = NODE_NAME
     start_node: bool = True
     node_command: list[str] | None = None
-    model: str = "flow"
+    model: str = DEFAULT_MODEL
     backend: str = "auto"
     threads: int = 0
     image_topic: str = "/camera/image_raw"

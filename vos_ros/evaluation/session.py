@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 from vos_ros.evaluation.clips import Clip, ClipFrame, LimitedClip
 from vos_ros.evaluation.live import LiveError, run_node_on_clip
 from vos_ros.evaluation.partials import ClipResult, merge_results, score_clip
@@ -52,7 +53,7 @@ class EvaluationOptions:
     report_dir: Path | None = None
     overlay_video: bool = False
     progress: bool = True
-    model: str = "flow"
+    model: str = DEFAULT_MODEL
     backend: str = "auto"
     threads: int = 0
     engine_settings: dict[str, Any] = field(default_factory=dict)  # more EngineConfig fields
