@@ -68,7 +68,7 @@ def test_offline_page_segments_boxes_and_clicks_with_the_prompt_encoder(
     sam2_folder, tmp_path, monkeypatch
 ):
     from vos_ros.console import offline_routes
-    from vos_ros.console.offline_jobs import JobStore
+    from vos_ros.console.offline_jobs import JobError, JobStore
     from vos_ros.console.request_models import OfflineTarget
     from vos_ros.console.selections import SelectionError
     from vos_ros.console.uploads import STORED_NAMES
@@ -114,6 +114,11 @@ def test_offline_page_segments_boxes_and_clicks_with_the_prompt_encoder(
     with pytest.raises(SelectionError, match="outside"):
         offline_routes._offline_mask(frame, outside, encoder)
     assert store.prompt_encoder(job) is not None  # the same engine, still stepped on frame 0
+    with store._running:  # a job is running: refused at once, not a wait of minutes
+        with pytest.raises(JobError, match="busy"):
+            store.prompt_encoder(job)
+        with pytest.raises(JobError, match="busy"):
+            encoder(ClickPrompt(box=(x0, y0, x1, y1)))
     store.remove(job.job_id)
     assert store._prompt_engine is None  # dropped with its job
     store.close()

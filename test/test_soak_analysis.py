@@ -32,6 +32,22 @@ def test_a_leak_raises_every_level_and_is_reported() -> None:
     assert result["rss_growth_targets"] in LEVEL
 
 
+def test_the_floor_ignores_step_activations_and_still_finds_a_leak() -> None:
+    # A slow model: every sample lands somewhere in a step, 0 to 500 MiB of activations on top.
+    cycle = [1] * 5 + [2] * 5 + [3] * 5 + [2] * 5
+    samples = _samples(cycle * 9)
+    spikes = [0.0, 480.0, 120.0, 300.0, 60.0, 500.0, 10.0]
+    for i, sample in enumerate(samples):
+        # more of the large activations late in the soak: the medians say growth
+        sample["rss_mib"] += spikes[i % len(spikes)] * (1.0 if i > 120 else 0.3)
+    assert rss_growth(samples)["rss_growth"] > 0.05
+    assert rss_growth(samples, quantile=0.1)["rss_growth"] == pytest.approx(0.0, abs=0.01)
+    leaking = _samples(cycle * 9, leak_per_sample=0.1)
+    for i, sample in enumerate(leaking):
+        sample["rss_mib"] += spikes[i % len(spikes)]
+    assert 0.02 < rss_growth(leaking, quantile=0.1)["rss_growth"] < 0.06
+
+
 def test_without_a_common_target_count_all_samples_are_compared() -> None:
     samples = _samples([1] * 30 + [3] * 30)
     result = rss_growth(samples)

@@ -10,13 +10,14 @@ there are too many, and when the server stops.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,32 +167,46 @@ class JobStore:
 
         The function raises :class:`~vos_ros.console.selections.SelectionError` for clicks the
         engine refuses or in which the model finds nothing.
+
+        :raises JobError: 409 while another job runs (one engine at a time).
+        :raises SelectionError: a model folder that cannot be loaded.
         """
         from vos_ros.engine import EngineConfig, InputError, build_engine
         from vos_ros.engine.family import model_family
 
-        if model_family(self.model) != "sam2":
-            return None
-        with self._running:
-            if self._prompt_engine is None or self._prompt_engine[0] != job.job_id:
-                self._prompt_engine = None  # the other job's engine goes first (memory)
-                try:
+        try:
+            if model_family(self.model) != "sam2":
+                return None
+            with self._engine_free():
+                if self._prompt_engine is None or self._prompt_engine[0] != job.job_id:
+                    self._prompt_engine = None  # the other job's engine goes first (memory)
                     engine = build_engine(EngineConfig(model=self.model))
                     engine.step(self.first_frame(job))
-                except Exception as exc:  # a broken model folder: the page says why
-                    why = f"the model cannot segment boxes or clicks: {exc}"
-                    raise SelectionError(why) from None
-                self._prompt_engine = (job.job_id, engine)
-            engine = self._prompt_engine[1]
+                    self._prompt_engine = (job.job_id, engine)
+                engine = self._prompt_engine[1]
+        except (JobError, SelectionError):
+            raise
+        except Exception as exc:  # a broken model folder: the page says why
+            raise SelectionError(f"the model cannot segment boxes or clicks: {exc}") from None
 
         def segment(prompt: ClickPrompt) -> np.ndarray:
-            with self._running:
+            with self._engine_free():
                 try:
                     return engine.preview_clicks(self.first_frame(job), {1: prompt})[1]
                 except InputError as exc:
                     raise SelectionError(str(exc)) from None
 
         return segment
+
+    @contextlib.contextmanager
+    def _engine_free(self) -> Iterator[None]:
+        """Hold the engine lock, or refuse at once while a job runs (minutes, not a wait)."""
+        if not self._running.acquire(blocking=False):
+            raise JobError("the engine is busy with another job; try again when it has finished")
+        try:
+            yield
+        finally:
+            self._running.release()
 
     def start(self, job: Job, masks: list[np.ndarray], classes: list[str]) -> None:
         """Run the engine over the job's clip on a worker thread."""
