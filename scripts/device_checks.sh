@@ -5,7 +5,8 @@
 #      TensorRT is installed (test/test_sam2_cuda.py, test/test_sam2_tensorrt.py), SAM 2.1-tiny
 #      with seeded random weights (real checkpoints cannot be fetched there either);
 #   2. speed at 854x480 with 1 and 3 targets (`vos-ros bench engine`): SAM 2.1-tiny on torch CUDA
-#      fp32 / fp16 / bf16 (and TensorRT fp16 where installed), protonet-s on torch CUDA fp16.
+#      fp32 / fp16 / bf16 (and TensorRT fp16 where installed), EdgeTAM (RepViT, as published)
+#      on torch CUDA fp32 / fp16 / bf16, protonet-s on torch CUDA fp16.
 # Results go to $OUT (the device tool brings that folder back): JSON records, the pytest log and
 # summary.txt. About 5 minutes on an H100. Every step runs even when one before it failed; the
 # exit status says whether all passed.
@@ -79,6 +80,22 @@ if ((trt)); then
     --sizes 854x480 --targets "$targets" --frames "$frames" --warmup "$warmup" \
     --engine-set "cache_dir=$WORK/trt" --json "$OUT/sam2_tensorrt.json"
 fi
+
+step "speed: EdgeTAM with seeded random weights, ${backends[*]}, precisions ${precisions[*]}"
+# the published config's RepViT encoder needs timm and torchvision (there on the GPU image);
+# without them (CPU mode here) transformers' default EdgeTAM settings check the steps instead
+published=0; "$PY" -c 'import timm' 2>/dev/null && published=1
+check "$PY" -c "import sys; sys.path.insert(0, 'test')
+from pathlib import Path; from edgetam_testlib import write_random_model
+write_random_model(Path('$WORK/edgetam_random'), published=bool($published))"
+rm -rf "$WORK/models/edgetam"
+check "$PY" -m vos_ros.cli fetch-model edgetam --quiet \
+  --checkpoint "$WORK/edgetam_random/model.safetensors" --out "$WORK/models"
+for precision in "${precisions[@]}"; do
+  check "$PY" -m vos_ros.cli bench engine --model "$WORK/models/edgetam" \
+    --backends "${backends[0]}" --sizes 854x480 --targets "$targets" --frames "$frames" \
+    --warmup "$warmup" --engine-set "precision=$precision" --json "$OUT/edgetam_${precision}.json"
+done
 
 step "speed: protonet-s, ${backends[*]}"
 check "$PY" -m vos_ros.cli bench engine --model models/protonet-s --backends "${backends[0]}" \

@@ -3,9 +3,10 @@
 # the device tool copies only the checkout, plus the folders its `carry` names).
 #
 # That machine has Python 3.12 with CUDA PyTorch, ONNX Runtime, OpenCV, pytest and hypothesis,
-# and no network. It lacks the official sam2 package and its runtime dependencies: they travel
-# as wheels. All of them are pure Python (sam2 is built here without its CUDA extension, as
-# scripts/setup.sh installs it), so wheels built here install there.
+# timm and torchvision, and no network. It lacks the official sam2 package and its runtime
+# dependencies, and has an older transformers: they travel as wheels. All of them are pure
+# Python (sam2 is built here without its CUDA extension, as scripts/setup.sh installs it), so
+# wheels built here install there.
 #   bash scripts/pack_device.sh            # then, with the device tool:
 #   run(command="bash scripts/device_checks.sh", carry=[".carry/device"], timeout_s=540)
 set -euo pipefail
@@ -24,6 +25,9 @@ for name in hydra-core omegaconf antlr4-python3-runtime iopath; do
 done
 "$PY" -m pip wheel -q --no-deps -w "$OUT" "${pins[@]}"
 SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$OUT" "sam2==1.1.0"
+# EdgeTAM's model code at the version tested here (that image has an older transformers, and
+# timm and torchvision, which the RepViT encoder of the published EdgeTAM config needs)
+"$PY" -m pip download -q --no-deps -d "$OUT" -r "$REPO/requirements-edgetam.txt"
 for wheel in "$OUT"/*.whl; do
   case "$(basename "$wheel")" in
     *-none-any.whl) ;;

@@ -7,7 +7,8 @@
 # Environment overrides: VOS_PYTHON (interpreter to use), VOS_VENV (venv folder, default .venv),
 # VOS_TORCH_VERSION (default 2.13.0), VOS_SKIP_TORCH=1 (skip PyPI torch, e.g. on a GPU machine
 # that installs its own build), VOS_TORCH_INDEX_URL (where CPU wheels come from), VOS_SKIP_SAM2=1
-# (leave out the official sam2 package of the pretrained trackers).
+# (leave out the official sam2 package of the pretrained trackers), VOS_SKIP_EDGETAM=1 (leave out
+# transformers, EdgeTAM's model code).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -126,6 +127,13 @@ if [[ "${VOS_SKIP_SAM2:-0}" != 1 ]]; then
     "${PIP[@]}" install -q -r requirements-sam2.txt
     SAM2_BUILD_CUDA=0 "${PIP[@]}" install -q --no-build-isolation --no-deps "sam2==$SAM2_VERSION"
   fi
+fi
+
+# EdgeTAM's model code (transformers; see requirements-edgetam.txt). VOS_SKIP_EDGETAM=1 leaves
+# it out.
+if [[ "${VOS_SKIP_EDGETAM:-0}" != 1 ]]; then
+  step "installing transformers (EdgeTAM)"
+  "${PIP[@]}" install -q -r requirements-edgetam.txt
 fi
 
 step "installing vos_ros editable from this checkout"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("sam2")
+pytest.importorskip("transformers")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +30,14 @@ def test_device_checks_run_end_to_end_on_the_cpu(tmp_path):
     }
     subprocess.run(["bash", "scripts/pack_device.sh"], cwd=REPO, env=env, check=True)
     wheels = sorted(p.name.split("-")[0] for p in (tmp_path / "carry" / "wheels").glob("*.whl"))
-    assert wheels == ["antlr4_python3_runtime", "hydra_core", "iopath", "omegaconf", "sam2"]
+    assert wheels == [
+        "antlr4_python3_runtime",
+        "hydra_core",
+        "iopath",
+        "omegaconf",
+        "sam2",
+        "transformers",
+    ]
     run = subprocess.run(
         ["bash", "scripts/device_checks.sh"], cwd=REPO, env=env, capture_output=True, text=True
     )
@@ -38,7 +46,7 @@ def test_device_checks_run_end_to_end_on_the_cpu(tmp_path):
     assert "every check passed" in summary and "FAILED" not in summary
     # sam2 came from the carried wheels, not from this environment
     assert (tmp_path / "work" / "site" / "sam2" / "configs").is_dir()
-    for name in ("sam2_fp32.json", "protonet_s.json"):
+    for name in ("sam2_fp32.json", "edgetam_fp32.json", "protonet_s.json"):
         records = json.loads((tmp_path / "out" / name).read_text())
         assert records, name
     assert "needs a CUDA GPU" in (tmp_path / "out" / "parity.log").read_text()

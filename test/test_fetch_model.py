@@ -27,29 +27,31 @@ NAME = "sam2.1-hiera-tiny"
 
 
 class CheckpointServer:
-    """Serves one file at ``/ckpt.pt`` with Range support; ``truncate_next`` cuts the next
-    response after half its bytes (the announced length stays the full one)."""
+    """Serves one file at ``/ckpt.pt`` (and ``more`` files at their paths) with Range support;
+    ``truncate_next`` cuts the next response after half its bytes (the announced length stays
+    the full one)."""
 
-    def __init__(self, payload: Path) -> None:
+    def __init__(self, payload: Path, more: dict[str, Path] | None = None) -> None:
         self.data = payload.read_bytes()
+        self.files = {"/ckpt.pt": self.data}
+        self.files.update({path: file.read_bytes() for path, file in (more or {}).items()})
         self.truncate_next = False
         self.ranges: list[str | None] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path != "/ckpt.pt":
+                data = server.files.get(self.path)
+                if data is None:
                     self.send_error(404, "Not Found")
                     return
                 header = self.headers.get("Range")
                 server.ranges.append(header)
                 start = int(header.split("=")[1].rstrip("-")) if header else 0
-                body = server.data[start:]
+                body = data[start:]
                 self.send_response(206 if header else 200)
                 if header:
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{len(server.data) - 1}/{len(server.data)}"
-                    )
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if server.truncate_next:
@@ -238,5 +240,7 @@ def test_edgetam_folder_fails_at_configure_with_the_reason(tmp_path):
     folder = tmp_path / "edgetam"
     folder.mkdir()
     (folder / "model.yaml").write_text("format_version: 1\nfamily: edgetam\n")
-    with pytest.raises(ModelFileError, match="family edgetam is not supported: EdgeTAM's model"):
+    with pytest.raises(
+        ModelFileError, match=r"family edgetam is not supported: .*fetch-model edgetam --force"
+    ):
         build_engine(EngineConfig(model=str(folder)))

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a trained checkpoint to ONNX + manifest"),
     "build-engine": ("build_engine", "prebuild the TensorRT engine for a model"),
     "console": ("console", "web console: live view with target selection, offline runs"),
-    "fetch-model": ("fetch_model", "download an official pretrained tracker (SAM 2.1) checkpoint"),
+    "fetch-model": ("fetch_model", "download a pretrained tracker (SAM 2.1, EdgeTAM) checkpoint"),
 }
 
 

@@ -14,9 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         default=None,
-        help="install this local checkpoint file instead of downloading",
+        help="install this local checkpoint file instead of downloading (edgetam: "
+        "model.safetensors, with its config.json beside it)",
     )
-    parser.add_argument("--url", default=None, help="download from this URL instead")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="download from this URL instead (edgetam: the weights' URL; config.json is "
+        "fetched from beside it)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing model folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -1,8 +1,8 @@
 """Model families: which predictor plug-in a model folder's ``model.yaml`` asks for.
 
 ``family: protonet`` (the default when absent): the project's contract networks
-(:mod:`vos_ros.engine.predictor`). ``family: sam2``: SAM 2 / SAM 2.1 checkpoints run by the
-streaming tracker (:mod:`vos_ros.engine.sam2_predictor`). ``model: flow`` needs no folder.
+(:mod:`vos_ros.engine.predictor`). ``family: sam2``: SAM 2 / SAM 2.1 and EdgeTAM checkpoints run
+by the streaming trackers (:mod:`vos_ros.engine.sam2_predictor`). ``model: flow`` needs no folder.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from vos_ros.engine.manifest import MANIFEST_NAME, ModelFileError, read_manifest
 
 FAMILIES = ("protonet", "sam2")
 DEFAULT_FAMILY = "protonet"
-# Families whose checkpoints ``vos-ros fetch-model`` installs but no plug-in runs yet, and why.
+# Families of folders that an older ``vos-ros fetch-model`` wrote and no plug-in runs, and why.
 UNSUPPORTED_FAMILIES = {
-    "edgetam": "EdgeTAM's model code (its 2D Spatial Perceiver) is not in the sam2 1.1.0 "
-    "package, so no engine plug-in runs it yet",
+    "edgetam": "a folder of EdgeTAM's official .pt checkpoint, which no plug-in runs; "
+    "`vos-ros fetch-model edgetam --force` installs the weights in transformers' format, "
+    "which the sam2 family runs",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``sam2`` model family as an engine predictor plug-in.
+"""The ``sam2`` model family (SAM 2 / 2.1 and EdgeTAM) as an engine predictor plug-in.
 
 The engine keeps doing what it does for every family (frames, prompts, target ids, results,
 timings); the SAM 2 streaming tracker (:mod:`vos_ros.trackers.sam2_stream`) replaces the
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,9 +24,14 @@ from vos_ros.engine.config import ConfigError, EngineConfig
 from vos_ros.trackers.sam2_memory import TargetMemory
 from vos_ros.trackers.sam2_stream import EncodedFrame, Sam2StreamTracker
 
+if TYPE_CHECKING:
+    from vos_ros.trackers.edgetam_stream import EdgeTamStreamTracker
+
 
 class Sam2Predictor:
-    """Runs :class:`Sam2StreamTracker` behind the engine's predictor interface."""
+    """Runs :class:`Sam2StreamTracker` (SAM 2, official code) or
+    :class:`~vos_ros.trackers.edgetam_stream.EdgeTamStreamTracker` (EdgeTAM, ``transformers``),
+    which share an interface, behind the engine's predictor interface."""
 
     binary_state = False
     uses_prior = False  # SAM 2 has its own memory; no box prior
@@ -36,7 +41,7 @@ class Sam2Predictor:
     writes_own_memory = True
     takes_full_prompts = True
 
-    def __init__(self, tracker: Sam2StreamTracker, name: str) -> None:
+    def __init__(self, tracker: Sam2StreamTracker | EdgeTamStreamTracker, name: str) -> None:
         self.tracker = tracker
         self.name = name
         self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
@@ -151,9 +156,20 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     :raises ModelFileError: a missing, corrupt or mismatched model file.
     """
     from vos_ros.trackers.sam2_library import build_model, has_cuda_extension, require_sam2
-    from vos_ros.trackers.sam2_manifest import load_sam2_manifest
+    from vos_ros.trackers.sam2_manifest import load_sam2_manifest, sam2_architecture
 
-    require_sam2()
+    edgetam = sam2_architecture(config.model) == "edgetam"
+    if edgetam:
+        from vos_ros.trackers.edgetam_library import require_transformers
+
+        require_transformers()
+        if config.backend in ("onnxruntime", "tensorrt"):
+            raise ConfigError(
+                f"EdgeTAM runs with backend torch (CPU or CUDA) only; its graphs are not "
+                f"exported for {config.backend}"
+            )
+    else:
+        require_sam2()
     import torch
 
     if config.backend == "tensorrt":  # before any loading: what is missing (TensorRT, a GPU)
@@ -184,8 +200,14 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     if config.threads:
         torch.set_num_threads(config.threads)
     manifest = load_sam2_manifest(config.model, verify_checksums=config.verify_checksums)
-    model = build_model(manifest.config, manifest.checkpoint, device)
     name = "torch" if device == "cpu" else f"torch-cuda-{precision}"
+    if edgetam:
+        from vos_ros.trackers.edgetam_library import build_edgetam_model
+        from vos_ros.trackers.edgetam_stream import EdgeTamStreamTracker
+
+        model = build_edgetam_model(Path(manifest.config), manifest.checkpoint, device)
+        return Sam2Predictor(EdgeTamStreamTracker(model, precision), name)
+    model = build_model(manifest.config, manifest.checkpoint, device)
     if config.backend == "onnxruntime":
         from vos_ros.trackers.sam2_onnx import use_onnxruntime
 

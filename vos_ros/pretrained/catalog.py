@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from vos_ros.engine.config import EngineError
 
 SAM2_RELEASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+EDGETAM_HUB = "https://huggingface.co/facebook/EdgeTAM"
 
 
 class UnknownModelError(EngineError):
@@ -26,7 +27,8 @@ class PretrainedModel:
     """One downloadable checkpoint.
 
     :param family: the ``model.yaml`` family that runs it.
-    :param config: the ``sam2`` package config the checkpoint belongs to.
+    :param config: the ``sam2`` package config the checkpoint belongs to; for
+        ``architecture="edgetam"`` the name of the config file published beside it.
     :param file_name: the checkpoint's file name in the model folder.
     :param bytes: published size, or None where not published.
     :param sha256: published digest, or None where not published.
@@ -40,6 +42,10 @@ class PretrainedModel:
     bytes: int | None
     sha256: str | None
     licence: str
+    # whose model code runs it: the sam2 package, or transformers' EdgeTAM port
+    architecture: str = "sam2"
+    # files published beside the checkpoint that the model folder needs too
+    companions: tuple[str, ...] = ()
 
 
 CATALOG: dict[str, PretrainedModel] = {
@@ -66,10 +72,11 @@ CATALOG: dict[str, PretrainedModel] = {
             None, None, "Apache-2.0",
         ),
         PretrainedModel(
-            "edgetam", "edgetam", "configs/edgetam.yaml", "edgetam.pt",
-            "https://github.com/facebookresearch/EdgeTAM/raw/main/checkpoints/edgetam.pt",
-            # the checkpoint kept in the EdgeTAM repository; no plug-in runs it yet (engine.family)
-            None, None, "Apache-2.0",
+            "edgetam", "sam2", "config.json", "model.safetensors",
+            # the publisher's repository, at the revision that adds the weights (and their
+            # config.json) in the format of transformers' EdgeTAM port; not reachable from here
+            f"{EDGETAM_HUB}/resolve/refs%2Fpr%2F1/model.safetensors",
+            None, None, "Apache-2.0", architecture="edgetam", companions=("config.json",),
         ),
     )
 }  # fmt: skip

@@ -32,6 +32,10 @@ def fetch_model(
 ) -> Path:
     """Download (or take ``checkpoint``), verify and install model ``name``; returns its folder.
 
+    A model published with companion files (EdgeTAM: ``config.json`` beside
+    ``model.safetensors``) gets them from beside the checkpoint: the same folder of the URL, or
+    of the local ``checkpoint``.
+
     :raises FetchError: download or verification failed (nothing is installed).
     :raises UnknownModelError: ``name`` is not in the catalogue.
     """
@@ -41,28 +45,45 @@ def fetch_model(
     if target.exists() and not force:
         raise FetchError(f"{target} already exists; remove it or pass --force to replace it")
     out_root.mkdir(parents=True, exist_ok=True)
+    source_url = url or entry.url
     if checkpoint is not None:
         source = Path(checkpoint).expanduser()
         if not source.is_file():
             raise FetchError(f"--checkpoint {source}: no such file")
-        downloaded = False
+        companions = {name: source.parent / name for name in entry.companions}
+        for path in companions.values():
+            if not path.is_file():
+                raise FetchError(f"{path}: missing; {entry.name} needs it beside the checkpoint")
+        downloaded: list[Path] = []
     else:
-        source = download(url or entry.url, out_root / DOWNLOADS / f"{entry.file_name}.part", quiet)
-        downloaded = True
+        parts = out_root / DOWNLOADS
+        companions = {
+            name: download(sibling_url(source_url, name), parts / f"{name}.part", quiet)
+            for name in entry.companions
+        }
+        source = download(source_url, parts / f"{entry.file_name}.part", quiet)
+        downloaded = [source, *companions.values()]
     try:
-        digest, size = verify_checkpoint(entry, source)
+        digest, size = verify_checkpoint(entry, source, companions)
     except FetchError:
-        if downloaded:
-            source.unlink(missing_ok=True)  # a wrong file cannot be resumed into a right one
+        for path in downloaded:
+            path.unlink(missing_ok=True)  # a wrong file cannot be resumed into a right one
         raise
     stage = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        placed = stage / entry.file_name
-        if downloaded:
-            os.replace(source, placed)
-        else:
-            shutil.copyfile(source, placed)
-        manifest = manifest_for(entry, digest, size, url or entry.url)
+        placing = {entry.file_name: source, **companions}
+        for file_name, path in placing.items():
+            if downloaded:
+                os.replace(path, stage / file_name)
+            else:
+                shutil.copyfile(path, stage / file_name)
+        manifest = manifest_for(entry, digest, size, source_url)
+        for file_name in entry.companions:
+            placed = stage / file_name
+            manifest["files"][file_name] = {
+                "sha256": sha256_of(placed),
+                "bytes": placed.stat().st_size,
+            }
         (stage / MANIFEST_NAME).write_text(yaml.safe_dump(manifest, sort_keys=False))
         _swap_into_place(stage, target)
     except BaseException:
@@ -72,9 +93,18 @@ def fetch_model(
     return target
 
 
-def verify_checkpoint(entry: PretrainedModel, path: Path) -> tuple[str, int]:
+def sibling_url(url: str, file_name: str) -> str:
+    """``url`` with its last path segment replaced by ``file_name`` (query dropped)."""
+    base = url.split("?", 1)[0]
+    return f"{base.rsplit('/', 1)[0]}/{file_name}"
+
+
+def verify_checkpoint(
+    entry: PretrainedModel, path: Path, companions: dict[str, Path] | None = None
+) -> tuple[str, int]:
     """Check ``path`` against what is known of ``entry``: published size and sha256 where
-    recorded, and (sam2 family) that it loads into the official model of ``entry.config``.
+    recorded, and that it loads into the model it is for (the official SAM 2 model of
+    ``entry.config``; EdgeTAM: transformers' model of the ``config.json`` beside it).
 
     :returns: ``(sha256, size)`` of the file.
     :raises FetchError: naming the check that failed.
@@ -88,21 +118,21 @@ def verify_checkpoint(entry: PretrainedModel, path: Path) -> tuple[str, int]:
             f"{path}: sha256 {digest[:12]}… does not match {entry.name}'s {entry.sha256[:12]}…"
         )
     try:
-        if entry.family == "sam2":
+        if entry.architecture == "edgetam":
+            from vos_ros.trackers.edgetam_library import build_edgetam_model
+
+            build_edgetam_model((companions or {})[entry.config], path)
+        else:
             from vos_ros.trackers.sam2_library import build_model
 
             build_model(entry.config, path)  # every tensor name and shape must fit the config
-        else:
-            from vos_ros.trackers.sam2_library import read_checkpoint
-
-            read_checkpoint(path)  # at least a readable official checkpoint
     except ModelFileError as exc:
         raise FetchError(f"not a {entry.name} checkpoint: {exc}") from None
     return digest, size
 
 
 def manifest_for(entry: PretrainedModel, digest: str, size: int, url: str) -> dict:
-    return {
+    manifest = {
         "format_version": 1,
         "family": entry.family,
         "name": entry.name,
@@ -116,6 +146,9 @@ def manifest_for(entry: PretrainedModel, digest: str, size: int, url: str) -> di
         },
         "licence": entry.licence,
     }
+    if entry.architecture != "sam2":
+        manifest["architecture"] = entry.architecture
+    return manifest
 
 
 def _swap_into_place(stage: Path, target: Path) -> None:

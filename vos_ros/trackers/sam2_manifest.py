@@ -9,6 +9,10 @@ files:
   sam2.1_hiera_tiny.pt: {sha256: <64 hex>, bytes: 156008466}
 source: {url: https://..., published_sha256: null}   # informational
 licence: Apache-2.0
+
+EdgeTAM, whose model code comes from ``transformers``, adds ``architecture: edgetam``; its
+``config`` is then a file of the folder (``config.json``, listed under ``files``) and its
+checkpoint ``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -24,14 +28,23 @@ from vos_ros.engine.manifest import (
 )
 from vos_ros.trackers.sam2_library import check_config_name
 
+ARCHITECTURES = ("sam2", "edgetam")  # whose model code runs the folder: sam2, transformers
+
 
 @dataclass(frozen=True)
 class Sam2Manifest:
     folder: Path
     name: str
-    config: str
+    config: str  # the sam2 package's config name, or (edgetam) the path of config.json
     checkpoint: Path
     files: dict[str, str]  # file name -> sha256
+    architecture: str = "sam2"
+
+
+def sam2_architecture(folder: str | Path) -> str:
+    """The ``architecture`` of a sam2-family folder, read without checking its files."""
+    _, raw = read_manifest_yaml(folder)
+    return str(raw.get("architecture", "sam2"))
 
 
 def load_sam2_manifest(folder: str | Path, verify_checksums: bool = True) -> Sam2Manifest:
@@ -44,7 +57,20 @@ def load_sam2_manifest(folder: str | Path, verify_checksums: bool = True) -> Sam
     if raw.get("family") != "sam2":
         raise ModelFileError(f"{where}: not a sam2 model manifest (family: sam2)")
     digests = check_listed_files(raw, folder, where, verify_checksums)
-    config = check_config_name(raw.get("config"), where)
+    architecture = raw.get("architecture", "sam2")
+    if architecture not in ARCHITECTURES:
+        raise ModelFileError(
+            f"{where}: architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}"
+        )
+    if architecture == "sam2":
+        config = check_config_name(raw.get("config"), where)
+    elif raw.get("config") in digests:
+        config = str(folder / raw["config"])
+    else:
+        raise ModelFileError(
+            f"{where}: config must name a file listed under files (config.json), "
+            f"got {raw.get('config')!r}"
+        )
     checkpoint = raw.get("checkpoint")
     if not isinstance(checkpoint, str) or checkpoint not in digests:
         raise ModelFileError(
@@ -56,4 +82,5 @@ def load_sam2_manifest(folder: str | Path, verify_checksums: bool = True) -> Sam
         config=config,
         checkpoint=folder / checkpoint,
         files=digests,
+        architecture=architecture,
     )

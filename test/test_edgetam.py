@@ -1,0 +1,246 @@
+"""EdgeTAM in the sam2 family, on transformers' EdgeTamVideoModel: the engine's streaming
+tracker gives the library's own streaming session's logits (mask prompts, targets added later,
+clicks and boxes), keeps a bounded memory, and fetch-model installs and checks its weights.
+
+Seeded random weights stand in for the published ones (edgetam_testlib); the tracking tests run
+the model at a 256 x 256 input (the same networks as at 1024) to stay fast on a CPU.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from edgetam_testlib import (  # noqa: F401  (pytest fixtures)
+    edgetam_weights,
+    reference_run,
+    require_edgetam,
+    small_edgetam,
+)
+
+from vos_ros.click_prompt import ClickPrompt
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+H, W = 240, 320
+LOGIT_ATOL = 1e-4
+
+
+def _frames(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), np.uint8), (0, 0), 4)
+    return [np.roll(base, 5 * i, axis=1) for i in range(count)]
+
+
+def _labels() -> np.ndarray:
+    label = np.zeros((H, W), np.uint16)
+    label[40:120, 50:140] = 1
+    label[140:220, 180:300] = 2
+    label[20:90, 200:280] = 3
+    return label
+
+
+def _recording(engine) -> list[dict[int, object]]:
+    """Record the tracker's logits per tracked frame, by target id."""
+    tracker = engine.predictor.tracker
+    track = tracker.track
+    seen: list[dict[int, object]] = []
+
+    def recorded(frame, ids):
+        logits, scores = track(frame, ids)
+        seen.append({target_id: logits[row : row + 1].clone() for row, target_id in enumerate(ids)})
+        return logits, scores
+
+    tracker.track = recorded
+    return seen
+
+
+def _pixels(engine, frames: list[np.ndarray]) -> list:
+    predictor = engine.predictor
+    size = predictor.tracker.image_size
+    return [predictor.prepare(predictor.resize_frame(f, (size, size))) for f in frames]
+
+
+def _assert_equal_logits(got: dict, want: dict, frame: int) -> None:
+    assert sorted(got) == sorted(want), frame
+    for target_id in got:
+        diff = float((got[target_id] - want[target_id]).abs().max())
+        assert diff <= LOGIT_ATOL, (frame, target_id, diff)
+
+
+@pytest.mark.parametrize("targets", [1, 3])
+def test_engine_gives_the_library_streaming_session_logits(small_edgetam, targets):  # noqa: F811
+    from vos_ros.engine import EngineConfig, Prompt, build_engine
+
+    engine = build_engine(EngineConfig(model=small_edgetam))
+    assert engine.backend_name == "torch"
+    seen = _recording(engine)
+    frames, label = _frames(8), _labels()
+    label[label > targets] = 0
+    for index, frame in enumerate(frames):
+        engine.step(frame, Prompt(label) if index == 0 else None)
+    ids = list(range(1, targets + 1))
+    masks = {"input_masks": [label == i for i in ids]}
+    model = engine.predictor.tracker.model
+    reference = reference_run(model, _pixels(engine, frames), {0: (ids, masks)})
+    for index in range(1, len(frames)):
+        _assert_equal_logits(seen[index - 1], reference[index], index)
+    last = reference[-1]
+    assert 0.02 < float((last[1] > 0).float().mean()) < 0.98  # real masks, not constant logits
+    if targets == 3:  # the prompts reach the memory: targets differ far beyond the tolerance
+        assert float((last[1] - last[3]).abs().max()) > 100 * LOGIT_ATOL
+
+
+def test_target_added_later_and_memory_bounded(small_edgetam):  # noqa: F811
+    """A target added on frame 5 (a service call) gives the library's logits for an object
+    prompted on that frame; a session keeps only the frames the model can still read, so
+    memory is flat once the window is full; a removed target leaves the others."""
+    from vos_ros.engine import EngineConfig, Prompt, build_engine
+
+    engine = build_engine(EngineConfig(model=small_edgetam))
+    tracker = engine.predictor.tracker
+    seen = _recording(engine)
+    frames, label = _frames(24), _labels()
+    first = np.where(label == 1, 1, 0).astype(np.uint16)
+    second = np.where(label == 2, 2, 0).astype(np.uint16)
+    sizes = []
+    for index, frame in enumerate(frames):
+        engine.step(frame, Prompt(first) if index == 0 else None)
+        if index == 5:
+            assert engine.add_targets(frame, second) == [2]
+        sizes.append(tracker.nbytes())
+        for session in tracker._targets.values():
+            assert list(session.processed_frames) == [index]
+            tracked = session.output_dict_per_obj[0]["non_cond_frame_outputs"]
+            assert len(tracked) <= tracker.window
+    assert tracker.window == 15
+    assert sizes[-1] == sizes[-4]  # flat once both windows are full
+    # the library's session cannot take a second object once it tracks one (its forward
+    # mixes score shapes), so each target is compared with a session of its own, as here
+    pixels = _pixels(engine, frames[:10])
+    first_ref = reference_run(tracker.model, pixels, {0: ([1], {"input_masks": [label == 1]})})
+    second_ref = reference_run(
+        tracker.model, pixels[5:], {5: ([2], {"input_masks": [label == 2]})}, start=5
+    )
+    for index in range(1, 10):
+        want = {**first_ref[index], **(second_ref[index - 5] if index > 5 else {})}
+        _assert_equal_logits(seen[index - 1], want, index)
+    assert engine.remove_targets([1]) == [1]
+    assert tracker.target_ids == [2]
+    result = engine.step(frames[0])
+    assert [t.target_id for t in result.targets] == [2]
+
+
+def test_clicks_and_box_give_the_library_prompt_encoder_output(small_edgetam):  # noqa: F811
+    """``add_click_targets`` (``~/add_points``, boxes of ``~/add_objects``) through EdgeTAM's
+    prompt encoder: a box, a positive with a negative click, and a single click (multimask)."""
+    from vos_ros.engine import EngineConfig, build_engine
+
+    engine = build_engine(EngineConfig(model=small_edgetam))
+    seen = _recording(engine)
+    frames = _frames(5)
+    prompts = {
+        1: ClickPrompt(box=(50, 40, 140, 120)),
+        2: ClickPrompt(((240.0, 180.0), (190.0, 150.0)), (1, 0)),
+        3: ClickPrompt(((230.0, 50.0),), (1,)),
+    }
+    engine.step(frames[0])
+    assert engine.add_click_targets(frames[0], prompts) == [1, 2, 3]
+    for frame in frames[1:]:
+        engine.step(frame)
+    inputs = {
+        1: {"input_boxes": [[[50.0, 40.0, 140.0, 120.0]]]},
+        2: {"input_points": [[[[240.0, 180.0], [190.0, 150.0]]]], "input_labels": [[[1, 0]]]},
+        3: {"input_points": [[[[230.0, 50.0]]]], "input_labels": [[[1]]]},
+    }
+    model = engine.predictor.tracker.model
+    for target_id, given in inputs.items():  # one session per object: the clicks differ
+        reference = reference_run(
+            model, _pixels(engine, frames), {0: ([target_id], {**given, "original_size": (H, W)})}
+        )
+        for index in range(1, len(frames)):
+            got = {target_id: seen[index - 1][target_id]}
+            _assert_equal_logits(got, reference[index], index)
+
+
+def test_fetch_model_installs_and_checks_edgetam_weights(edgetam_weights, tmp_path):  # noqa: F811
+    """Local files (config.json beside model.safetensors) and a download (config.json fetched
+    from beside the weights' URL) give the same folder; weights that do not fit their config,
+    a damaged file or a missing config install nothing."""
+    import shutil
+
+    import yaml
+    from test_fetch_model import CheckpointServer
+
+    from vos_ros.engine import EngineConfig, build_engine
+    from vos_ros.engine.config import ConfigError
+    from vos_ros.pretrained.download import FetchError
+    from vos_ros.pretrained.install import fetch_model
+
+    folder = fetch_model("edgetam", tmp_path / "models", checkpoint=edgetam_weights, quiet=True)
+    manifest = yaml.safe_load((folder / "model.yaml").read_text())
+    assert (manifest["family"], manifest["architecture"]) == ("sam2", "edgetam")
+    assert (manifest["config"], manifest["checkpoint"]) == ("config.json", "model.safetensors")
+    assert set(manifest["files"]) == {"model.safetensors", "config.json"}
+    engine = build_engine(EngineConfig(model=str(folder)))
+    assert engine.predictor.tracker.image_size == 1024
+    for backend in ("onnxruntime", "tensorrt"):
+        with pytest.raises(ConfigError, match="EdgeTAM runs with backend torch"):
+            build_engine(EngineConfig(model=str(folder), backend=backend))
+
+    hub = {
+        "/hub/model.safetensors": edgetam_weights,
+        "/hub/config.json": edgetam_weights.with_name("config.json"),
+    }
+    with CheckpointServer(edgetam_weights, hub) as server:
+        fetched = fetch_model(
+            "edgetam", tmp_path / "fetched", url=server.url("/hub/model.safetensors"), quiet=True
+        )
+    again = yaml.safe_load((fetched / "model.yaml").read_text())
+    assert again["files"] == manifest["files"]
+
+    # weights of another model (a tensor renamed), a damaged file, no config: nothing installed
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    other.mkdir()
+    state = load_file(str(edgetam_weights))
+    state["not_edgetam.weight"] = state.pop(sorted(state)[0])
+    save_file(state, str(other / "model.safetensors"))
+    shutil.copy(edgetam_weights.with_name("config.json"), other)
+    with pytest.raises(FetchError, match=r"does not fit config\.json: 1 missing .*1 unexpected"):
+        fetch_model("edgetam", tmp_path / "bad", checkpoint=other / "model.safetensors")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(edgetam_weights.read_bytes()[:4096])
+    with pytest.raises(FetchError, match=r"config\.json: missing"):
+        fetch_model("edgetam", tmp_path / "bad", checkpoint=broken / "model.safetensors")
+    shutil.copy(edgetam_weights.with_name("config.json"), broken)
+    with pytest.raises(FetchError, match="not a readable safetensors file"):
+        fetch_model("edgetam", tmp_path / "bad", checkpoint=broken / "model.safetensors")
+    assert not (tmp_path / "bad" / "edgetam").exists()
+
+
+def test_repvit_encoder_without_timm_is_a_clear_error(tmp_path):
+    """The published config builds RepViT with timm, which imports torchvision; where either
+    is missing, loading says what to install (nothing else happens)."""
+    require_edgetam()
+    import importlib
+
+    from edgetam_testlib import published_config
+
+    from vos_ros.trackers.edgetam_library import TransformersMissingError, build_edgetam_model
+
+    try:
+        importlib.import_module("timm")
+        pytest.skip("timm and torchvision are installed here: the RepViT encoder builds")
+    except ImportError:
+        pass
+    config = tmp_path / "config.json"
+    config.write_text(published_config().to_json_string())
+    weights = tmp_path / "model.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({}, str(weights))
+    with pytest.raises(TransformersMissingError, match="pip install timm torchvision"):
+        build_edgetam_model(config, weights)

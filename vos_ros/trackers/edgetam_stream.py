@@ -1,0 +1,267 @@
+"""EdgeTAM on a live stream, with the same interface as the SAM 2 tracker
+(:class:`vos_ros.trackers.sam2_stream.Sam2StreamTracker`), so the sam2 family's engine plug-in
+(:mod:`vos_ros.engine.sam2_predictor`) runs either.
+
+Built on ``transformers``' ``EdgeTamVideoModel`` and its streaming inference session: the image
+encoder runs once per frame; each target has a session of its own (one object in it), which is
+handed the frame's features and stepped with the model's own ``forward`` in streaming mode, so
+prompts, memory selection, object pointers and the memory encoder are the library's. What this
+adds for a camera stream:
+
+* **bounded memory**: the library's session keeps every frame it was given and every output;
+  after each step a target's session keeps only its prompt frames and the tracked frames the
+  model can still look at (``num_maskmem - 1`` frames of mask memory, ``max_object_pointers_in_
+  encoder - 1`` of object pointers), which is all the library reads in streaming mode;
+* **targets added, removed and replaced mid-stream**: a new session per target, dropped with it;
+* **prompts as the library's processor makes them**: a mask resized to the square input
+  (bilinear with antialiasing, >= 0.5); clicks and a box scaled from video pixels to the input,
+  the box as two corner points labelled 2 and 3 ahead of the clicks.
+
+Targets run one after another, as the library runs the objects of a session; the SAM 2 tracker
+batches them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from vos_ros.trackers.sam2_stream import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EncodedFrame,
+    TrackerInputError,
+)
+
+OBJECT_ID = 1  # each target's session holds one object
+
+
+class EdgeTamStreamTracker:
+    """Tracks any number of targets with EdgeTAM, one bounded session per target.
+
+    :param model: ``transformers.EdgeTamVideoModel`` in eval mode
+        (:func:`~vos_ros.trackers.edgetam_library.build_edgetam_model`).
+    :param precision: ``fp32``, or ``fp16`` / ``bf16`` (CUDA autocast).
+    """
+
+    def __init__(self, model: Any, precision: str = "fp32") -> None:
+        import torch
+
+        self.model = model
+        self.device = next(model.parameters()).device
+        config = model.config
+        size = config.image_size
+        self.image_size = int(size if isinstance(size, int) else size[0])
+        self.precision = precision
+        # how far back the model looks in streaming mode: mask memory and object pointers
+        self.window = max(
+            int(config.num_maskmem) - 1, int(config.max_object_pointers_in_encoder) - 1
+        )
+        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+        self._targets: dict[int, Any] = {}
+
+    # ---------------------------------------------------------------- frames
+    def preprocess(self, square_rgb: np.ndarray) -> Any:
+        """RGB uint8 ``(S, S, 3)`` -> normalised ``[1, 3, S, S]`` float32 on the model's device."""
+        import torch
+
+        size = self.image_size
+        if square_rgb.shape != (size, size, 3) or square_rgb.dtype != np.uint8:
+            raise TrackerInputError(
+                f"frame must be ({size}, {size}, 3) uint8, "
+                f"got {square_rgb.shape} {square_rgb.dtype}"
+            )
+        image = torch.from_numpy(square_rgb / 255.0).permute(2, 0, 1)[None].float()
+        image = (image - self._mean) / self._std
+        return image.to(self.device)
+
+    def encode(self, image: Any, frame_index: int) -> EncodedFrame:
+        """Run the image encoder once for this frame (what every target's session is given)."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            out = self.model.get_image_features(image, return_dict=True)
+        features = {
+            "pixel_values": image,
+            "vision_feats": out.fpn_hidden_states,
+            "vision_pos_embeds": out.fpn_position_encoding,
+        }
+        return EncodedFrame(frame_index, features)
+
+    # ---------------------------------------------------------------- targets
+    @property
+    def target_ids(self) -> list[int]:
+        return list(self._targets)
+
+    def add_target(self, frame: EncodedFrame, target_id: int, mask: np.ndarray) -> Any:
+        """Start (or restart) target ``target_id`` from a mask on ``frame``; returns the
+        ``[1, 1, S/4, S/4]`` logits of the frame's output for it."""
+        logits, session = self.start_from_mask(frame, mask)
+        self.install(target_id, session)
+        return logits
+
+    def start_from_mask(self, frame: EncodedFrame, mask: np.ndarray) -> tuple[Any, Any]:
+        """A new target's output and session from a mask prompt on ``frame`` (not installed)."""
+        import torch
+        import torch.nn.functional as F
+
+        if not isinstance(mask, np.ndarray) or mask.ndim != 2 or not mask.size:
+            raise TrackerInputError("mask must be a 2-D array")
+        size = self.image_size
+        full = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None, None].float()
+        if full.shape[-2:] != (size, size):
+            full = F.interpolate(
+                full, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            full = (full >= 0.5).float()
+        session = self._new_session()
+        index = session.obj_id_to_idx(OBJECT_ID)
+        session.add_mask_inputs(index, frame.frame_index, full.to(self.device))
+        session.obj_with_new_inputs = [OBJECT_ID]
+        logits, _ = self._step(session, frame)
+        return logits, session
+
+    def start_from_clicks(
+        self,
+        frame: EncodedFrame,
+        video_hw: tuple[int, int],
+        points: np.ndarray,
+        labels: np.ndarray,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> tuple[Any, Any]:
+        """A new target's output and session from clicks and/or a box on ``frame`` through the
+        prompt encoder (not installed); coordinates in video pixels of ``video_hw``."""
+        import torch
+
+        points = np.asarray(points, np.float32).reshape(-1, 2)
+        labels = np.asarray(labels, np.int64).reshape(-1)
+        if len(points) != len(labels):
+            raise TrackerInputError(f"{len(points)} points but {len(labels)} labels")
+        if box is not None:
+            points = np.concatenate([np.asarray(box, np.float32).reshape(2, 2), points])
+            labels = np.concatenate([np.array([2, 3], np.int64), labels])
+        if not len(points):
+            raise TrackerInputError("give at least one point or a box")
+        height, width = video_hw
+        coords = torch.from_numpy(points.copy())[None, None]  # [image, object, points, xy]
+        coords[..., 0] = coords[..., 0] * (self.image_size / width)
+        coords[..., 1] = coords[..., 1] * (self.image_size / height)
+        session = self._new_session()
+        index = session.obj_id_to_idx(OBJECT_ID)
+        session.add_point_inputs(
+            index,
+            frame.frame_index,
+            {"point_coords": coords, "point_labels": torch.from_numpy(labels)[None, None]},
+        )
+        session.obj_with_new_inputs = [OBJECT_ID]
+        logits, _ = self._step(session, frame)
+        return logits, session
+
+    def install(self, target_id: int, session: Any) -> None:
+        """Track ``target_id`` from ``session`` (a started target), replacing any it had."""
+        self._targets[target_id] = session
+
+    def remove_target(self, target_id: int) -> bool:
+        return self._targets.pop(target_id, None) is not None
+
+    def reset(self) -> None:
+        self._targets.clear()
+
+    def nbytes(self) -> int:
+        """Bytes of tensors the targets' sessions hold (their memory)."""
+        total = 0
+        for session in self._targets.values():
+            for outputs in session.output_dict_per_obj.values():
+                for frames in outputs.values():
+                    for out in frames.values():
+                        total += sum(_tensor_bytes(v) for v in out.values())
+        return total
+
+    # ---------------------------------------------------------------- tracking
+    def track(self, frame: EncodedFrame, ids: list[int]) -> tuple[Any, Any]:
+        """Segment targets ``ids`` on ``frame`` from their memory and add the frame to it.
+
+        :returns: ``(logits [N, 1, S/4, S/4] float32, object_score_logits [N] float32)`` in the
+            order of ``ids``; an occluded target (object score <= 0) has all logits at the
+            model's "no object" value.
+        """
+        import torch
+
+        unknown = [i for i in ids if i not in self._targets]
+        if unknown:
+            raise TrackerInputError(f"targets {unknown} are not tracked")
+        low = self.image_size // 4
+        logits = torch.empty((len(ids), 1, low, low), dtype=torch.float32, device=self.device)
+        scores = torch.empty(len(ids), dtype=torch.float32, device=self.device)
+        for row, target_id in enumerate(ids):
+            masks, score = self._step(self._targets[target_id], frame)
+            logits[row], scores[row] = masks[0], score[0]
+        return logits, scores
+
+    # ---------------------------------------------------------------- internals
+    def _new_session(self) -> Any:
+        import torch
+        from transformers.models.edgetam_video.modeling_edgetam_video import (
+            EdgeTamVideoInferenceSession,
+        )
+
+        return EdgeTamVideoInferenceSession(
+            inference_device=self.device,
+            inference_state_device=self.device,
+            video_storage_device=self.device,
+            dtype=torch.float32,
+        )
+
+    def _step(self, session: Any, frame: EncodedFrame) -> tuple[Any, Any]:
+        """The library's streaming step of ``session`` on ``frame`` (with the frame's shared
+        features), then the session trimmed to what later frames can read."""
+        import torch
+
+        features = frame.backbone_out
+        index = frame.frame_index
+        session.cache.cache_vision_features(
+            index,
+            {
+                "vision_feats": features["vision_feats"],
+                "vision_pos_embeds": features["vision_pos_embeds"],
+            },
+        )
+        with torch.inference_mode(), self._autocast():
+            out = self.model(
+                inference_session=session, frame=features["pixel_values"], frame_idx=index
+            )
+        self._trim(session, index)
+        return out.pred_masks.float(), out.object_score_logits.float().view(-1)
+
+    def _trim(self, session: Any, frame_index: int) -> None:
+        """Drop what streaming steps after ``frame_index`` never read: older tracked outputs
+        beyond the window and every frame but the newest (prompt frames stay)."""
+        oldest = frame_index - self.window + 1  # the next frame reads back to here
+        for outputs in session.output_dict_per_obj.values():
+            tracked = outputs["non_cond_frame_outputs"]
+            for index in [i for i in tracked if i < oldest]:
+                del tracked[index]
+        for frames in session.frames_tracked_per_obj.values():
+            for index in [i for i in frames if i < oldest]:
+                del frames[index]
+        for index in [i for i in session.processed_frames if i != frame_index]:
+            del session.processed_frames[index]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        if self.precision == "fp32" or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast("cuda", dtype=dtype)
+
+
+def _tensor_bytes(value: Any) -> int:
+    if hasattr(value, "element_size"):
+        return value.element_size() * value.nelement()
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
