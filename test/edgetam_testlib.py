@@ -97,8 +97,9 @@ def reference_run(
         for index, image in enumerate(pixel_values, start=start):
             if index in prompts:
                 ids, inputs = prompts[index]
+                # a copy: the session empties the list it is given as objects are stepped
                 processor.add_inputs_to_inference_session(
-                    session, frame_idx=index, obj_ids=ids, **inputs
+                    session, frame_idx=index, obj_ids=list(ids), **inputs
                 )
             result = model(inference_session=session, frame=image[0], frame_idx=index)
             out.append(

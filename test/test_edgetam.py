@@ -244,3 +244,45 @@ def test_repvit_encoder_without_timm_is_a_clear_error(tmp_path):
     save_file({}, str(weights))
     with pytest.raises(TransformersMissingError, match="pip install timm torchvision"):
         build_edgetam_model(config, weights)
+
+
+def test_cli_evaluate_scores_the_library_masks(small_edgetam, tmp_path):  # noqa: F811
+    """``vos-ros evaluate --model <edgetam folder> --backend torch`` on a DAVIS folder whose
+    ground truth is the library's own streaming masks (3 targets, 8 frames): J >= 0.98."""
+    import json
+
+    import torch
+
+    from vos_ros.cli import main
+    from vos_ros.engine import EngineConfig, build_engine
+    from vos_ros.evaluation.davis_folder import read_rgb, write_label_png
+
+    reference = tmp_path / "reference"
+    images = reference / "JPEGImages" / "480p" / "clip"
+    annotations = reference / "Annotations" / "480p" / "clip"
+    images.mkdir(parents=True)
+    for index, frame in enumerate(_frames(8)):
+        cv2.imwrite(str(images / f"{index:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    frames = [read_rgb(path) for path in sorted(images.glob("*.jpg"))]  # as the evaluator reads
+    label = _labels()
+    engine = build_engine(EngineConfig(model=small_edgetam))
+    ids = [1, 2, 3]
+    logits = reference_run(
+        engine.predictor.tracker.model,
+        _pixels(engine, frames),
+        {0: (ids, {"input_masks": [label == i for i in ids]})},
+    )
+    for index, per_target in enumerate(logits):
+        truth = label.astype(np.uint8)
+        if index:  # the library's masks read as the engine reads every family's output:
+            # probabilities against a constant 0.5, upsampled bilinearly, the most probable
+            stacked = torch.sigmoid(torch.cat([per_target[i] for i in ids]))[:, 0].numpy()
+            probs = np.stack([np.full(stacked.shape[1:], 0.5, np.float32), *stacked])
+            full = np.stack([cv2.resize(p, (W, H), interpolation=cv2.INTER_LINEAR) for p in probs])
+            truth = full.argmax(0).astype(np.uint8)
+        write_label_png(annotations / f"{index:05d}.png", truth)
+    report = tmp_path / "report.json"
+    evaluate = ["evaluate", "--davis", str(reference), "--model", small_edgetam]
+    assert main([*evaluate, "--backend", "torch", "--json", str(report), "--no-progress"]) == 0
+    scores = json.loads(report.read_text())["davis"]["global"]
+    assert scores["J-Mean"] >= 0.98, scores
