@@ -49,7 +49,7 @@ print("python", platform.python_version(), "torch", torch.__version__, "cuda", c
 } | tee -a "$OUT/summary.txt"
 
 if [[ "${DEVICE_CHECKS_CPU:-0}" == 1 ]]; then
-  backends=(torch) precisions=(fp32) targets=1 frames=2 warmup=1
+  backends=(torch) precisions=(fp32) targets=1 frames=1 warmup=0
 else
   backends=(torch-cuda) precisions=(fp32 fp16 bf16) targets=1,3 frames=100 warmup=10
 fi

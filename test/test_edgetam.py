@@ -286,3 +286,17 @@ def test_cli_evaluate_scores_the_library_masks(small_edgetam, tmp_path):  # noqa
     assert main([*evaluate, "--backend", "torch", "--json", str(report), "--no-progress"]) == 0
     scores = json.loads(report.read_text())["davis"]["global"]
     assert scores["J-Mean"] >= 0.98, scores
+
+
+def test_build_engine_refuses_edgetam_with_the_reason(small_edgetam, monkeypatch, capsys):  # noqa: F811
+    """``vos-ros build-engine`` on an EdgeTAM folder, on a machine with TensorRT and a GPU:
+    its graphs are not exported for TensorRT, said before any work starts."""
+    from tensorrt_testlib import machine
+
+    from vos_ros.cli import main
+    from vos_ros.engine.backends.select import MachineCapabilities
+
+    full = machine(tensorrt=True, torch_cuda=True)
+    monkeypatch.setattr(MachineCapabilities, "probe", classmethod(lambda cls: full))
+    assert main(["build-engine", "--model", small_edgetam]) == 1
+    assert "graphs are not exported for TensorRT" in capsys.readouterr().err

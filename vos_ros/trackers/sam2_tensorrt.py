@@ -48,6 +48,7 @@ from vos_ros.engine.backends.tensorrt_backend import (
     Toolchain,
     bind_inputs,
 )
+from vos_ros.engine.config import ConfigError
 from vos_ros.engine.manifest import sha256_file
 from vos_ros.trackers.sam2_onnx import GRAPH_IO, GRAPHS, swap_graph_modules
 
@@ -231,8 +232,13 @@ def prebuild_engines(config: Any) -> tuple[Toolchain, EngineCache, dict[str, boo
     from vos_ros.trackers.sam2_library import build_model
     from vos_ros.trackers.sam2_manifest import load_sam2_manifest
 
-    toolchain = Toolchain.open()
     manifest = load_sam2_manifest(config.model, verify_checksums=config.verify_checksums)
+    if manifest.architecture != "sam2":
+        raise ConfigError(
+            f"{manifest.name}: {manifest.architecture}'s graphs are not exported for TensorRT; "
+            "it runs with backend torch"
+        )
+    toolchain = Toolchain.open()
     model = build_model(manifest.config, manifest.checkpoint, "cuda")
     folder = onnx_graphs(model, manifest, config)
     precision = "fp16" if config.precision == "auto" else config.precision
