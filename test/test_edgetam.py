@@ -1,6 +1,7 @@
 """EdgeTAM in the sam2 family, on transformers' EdgeTamVideoModel: the engine's streaming
 tracker gives the library's own streaming session's logits (mask prompts, targets added later,
-clicks and boxes), keeps a bounded memory, and fetch-model installs and checks its weights.
+clicks and boxes), keeps a bounded memory; fetch-model installs and checks its weights,
+``vos-ros evaluate`` scores with it, and ``build-engine`` and the graph backends refuse it.
 
 Seeded random weights stand in for the published ones (edgetam_testlib); the tracking tests run
 the model at a 256 x 256 input (the same networks as at 1024) to stay fast on a CPU.
