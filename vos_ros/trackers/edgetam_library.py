@@ -17,6 +17,7 @@ from typing import Any
 
 from vos_ros.engine.config import EngineError
 from vos_ros.engine.manifest import ModelFileError
+from vos_ros.trackers.sam2_library import state_dict_mismatch
 
 
 class TransformersMissingError(EngineError):
@@ -74,24 +75,10 @@ def build_edgetam_model(config_json: Path, checkpoint: Path, device: str = "cpu"
             f"a module that is not installed ({exc}); install timm and a torchvision built for "
             "this torch (pip install timm torchvision)"
         ) from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = sorted(
-        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or reshaped:
-        parts = [
-            f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("other shape", reshaped),
-            )
-            if keys
-        ]
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
         raise ModelFileError(
-            f"{checkpoint}: does not fit {config_json.name}: {'; '.join(parts)}; the weights are "
+            f"{checkpoint}: does not fit {config_json.name}: {mismatch}; the weights are "
             "for another model, or not in the transformers format of EdgeTAM"
         )
     model.load_state_dict(state)

@@ -23,22 +23,21 @@ batches them.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 
 from vos_ros.trackers.sam2_stream import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     EncodedFrame,
+    SquareInput,
     TrackerInputError,
+    prompt_points,
 )
 
 OBJECT_ID = 1  # each target's session holds one object
 
 
-class EdgeTamStreamTracker:
+class EdgeTamStreamTracker(SquareInput):
     """Tracks any number of targets with EdgeTAM, one bounded session per target.
 
     :param model: ``transformers.EdgeTamVideoModel`` in eval mode
@@ -47,37 +46,21 @@ class EdgeTamStreamTracker:
     """
 
     def __init__(self, model: Any, precision: str = "fp32") -> None:
-        import torch
-
-        self.model = model
-        self.device = next(model.parameters()).device
         config = model.config
         size = config.image_size
-        self.image_size = int(size if isinstance(size, int) else size[0])
-        self.precision = precision
+        super().__init__(
+            int(size if isinstance(size, int) else size[0]),
+            next(model.parameters()).device,
+            precision,
+        )
+        self.model = model
         # how far back the model looks in streaming mode: mask memory and object pointers
         self.window = max(
             int(config.num_maskmem) - 1, int(config.max_object_pointers_in_encoder) - 1
         )
-        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
         self._targets: dict[int, Any] = {}
 
     # ---------------------------------------------------------------- frames
-    def preprocess(self, square_rgb: np.ndarray) -> Any:
-        """RGB uint8 ``(S, S, 3)`` -> normalised ``[1, 3, S, S]`` float32 on the model's device."""
-        import torch
-
-        size = self.image_size
-        if square_rgb.shape != (size, size, 3) or square_rgb.dtype != np.uint8:
-            raise TrackerInputError(
-                f"frame must be ({size}, {size}, 3) uint8, "
-                f"got {square_rgb.shape} {square_rgb.dtype}"
-            )
-        image = torch.from_numpy(square_rgb / 255.0).permute(2, 0, 1)[None].float()
-        image = (image - self._mean) / self._std
-        return image.to(self.device)
-
     def encode(self, image: Any, frame_index: int) -> EncodedFrame:
         """Run the image encoder once for this frame (what every target's session is given)."""
         import torch
@@ -105,21 +88,10 @@ class EdgeTamStreamTracker:
 
     def start_from_mask(self, frame: EncodedFrame, mask: np.ndarray) -> tuple[Any, Any]:
         """A new target's output and session from a mask prompt on ``frame`` (not installed)."""
-        import torch
-        import torch.nn.functional as F
-
-        if not isinstance(mask, np.ndarray) or mask.ndim != 2 or not mask.size:
-            raise TrackerInputError("mask must be a 2-D array")
-        size = self.image_size
-        full = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None, None].float()
-        if full.shape[-2:] != (size, size):
-            full = F.interpolate(
-                full, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-            )
-            full = (full >= 0.5).float()
+        full = self.square_mask(mask)
         session = self._new_session()
         index = session.obj_id_to_idx(OBJECT_ID)
-        session.add_mask_inputs(index, frame.frame_index, full.to(self.device))
+        session.add_mask_inputs(index, frame.frame_index, full)
         session.obj_with_new_inputs = [OBJECT_ID]
         logits, _ = self._step(session, frame)
         return logits, session
@@ -136,16 +108,9 @@ class EdgeTamStreamTracker:
         prompt encoder (not installed); coordinates in video pixels of ``video_hw``."""
         import torch
 
-        points = np.asarray(points, np.float32).reshape(-1, 2)
-        labels = np.asarray(labels, np.int64).reshape(-1)
-        if len(points) != len(labels):
-            raise TrackerInputError(f"{len(points)} points but {len(labels)} labels")
-        if box is not None:
-            points = np.concatenate([np.asarray(box, np.float32).reshape(2, 2), points])
-            labels = np.concatenate([np.array([2, 3], np.int64), labels])
-        if not len(points):
-            raise TrackerInputError("give at least one point or a box")
+        points, labels = prompt_points(points, labels, box)
         height, width = video_hw
+        # scaled per axis as the library's processor scales them
         coords = torch.from_numpy(points.copy())[None, None]  # [image, object, points, xy]
         coords[..., 0] = coords[..., 0] * (self.image_size / width)
         coords[..., 1] = coords[..., 1] * (self.image_size / height)
@@ -249,14 +214,6 @@ class EdgeTamStreamTracker:
                 del frames[index]
         for index in [i for i in session.processed_frames if i != frame_index]:
             del session.processed_frames[index]
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        import torch
-
-        if self.precision == "fp32" or self.device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast("cuda", dtype=dtype)
 
 
 def _tensor_bytes(value: Any) -> int:

@@ -85,6 +85,25 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return raw["model"]
 
 
+def state_dict_mismatch(expected: dict[str, Any], state: dict[str, Any]) -> str:
+    """How ``state`` fails to fit a model whose state dict is ``expected`` (tensor names
+    missing, unexpected, or of another shape, with examples); empty when it fits."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(
+        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
+    return "; ".join(
+        f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})"
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("other shape", reshaped),
+        )
+        if keys
+    )
+
+
 def build_model(config: str, checkpoint: Path, device: str = "cpu") -> Any:
     """The official video model (``SAM2VideoPredictor``, a ``SAM2Base``) built from ``config``
     with the official video post-processing settings, weights from ``checkpoint``, eval mode.
@@ -98,23 +117,10 @@ def build_model(config: str, checkpoint: Path, device: str = "cpu") -> Any:
     # Built without a checkpoint, then loaded here: the official loader only logs the
     # mismatching keys and raises a bare RuntimeError.
     model = build_sam2_video_predictor(config, None, device="cpu", mode="eval")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = sorted(
-        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or reshaped:
-        parts = []
-        for label, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("other shape", reshaped),
-        ):
-            if keys:
-                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
         raise ModelFileError(
-            f"{checkpoint}: does not fit config {config}: {'; '.join(parts)}; the checkpoint is "
+            f"{checkpoint}: does not fit config {config}: {mismatch}; the checkpoint is "
             "for another model size or family"
         )
     model.load_state_dict(state)

@@ -51,33 +51,19 @@ class EncodedFrame:
     backbone_out: dict[str, Any]
 
 
-class Sam2StreamTracker:
-    """Tracks any number of targets with SAM 2's own per-target memory, batched over targets.
+class SquareInput:
+    """What both streaming trackers (SAM 2 here, EdgeTAM in :mod:`edgetam_stream`) do with
+    their input: frames and prompt masks at the model's square size, CUDA autocast."""
 
-    :param model: an official ``SAM2Base`` in eval mode (:func:`~vos_ros.trackers.sam2_library.
-        build_model`).
-    :param precision: ``fp32``, or ``fp16`` / ``bf16`` (CUDA autocast, as the official demos).
-    :param fill_holes: run the official hole filling (needs the package's CUDA extension).
-    """
-
-    def __init__(self, model: Any, precision: str = "fp32", fill_holes: bool = False) -> None:
+    def __init__(self, image_size: int, device: Any, precision: str) -> None:
         import torch
 
-        self.model = model
-        self.device = model.device
-        self.image_size = int(model.image_size)
+        self.image_size = image_size
+        self.device = device
         self.precision = precision
-        self.fill_holes = fill_holes and getattr(model, "fill_hole_area", 0) > 0
-        stride = int(model.memory_temporal_stride_for_eval)
-        # how far back SAM 2 looks: mask memory and object pointers
-        self.window = max(
-            stride * (int(model.num_maskmem) - 1), int(model.max_obj_ptrs_in_encoder) - 1
-        )
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
-        self._targets: dict[int, TargetMemory] = {}
 
-    # ---------------------------------------------------------------- frames
     def preprocess(self, square_rgb: np.ndarray) -> Any:
         """RGB uint8 ``(S, S, 3)`` -> normalised ``[1, 3, S, S]`` float32 on the model's device,
         computed as the official video loader does (x / 255 in float64, then float32)."""
@@ -93,6 +79,74 @@ class Sam2StreamTracker:
         image = (image - self._mean) / self._std
         return image.to(self.device)
 
+    def square_mask(self, mask: np.ndarray) -> Any:
+        """A prompt mask at any size -> ``[1, 1, S, S]`` float32 0/1 on the model's device:
+        resized bilinearly with antialiasing and thresholded at 0.5, as both libraries do."""
+        import torch
+        import torch.nn.functional as F
+
+        if not isinstance(mask, np.ndarray) or mask.ndim != 2 or not mask.size:
+            raise TrackerInputError("mask must be a 2-D array")
+        size = self.image_size
+        full = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None, None].float()
+        if full.shape[-2:] != (size, size):
+            full = F.interpolate(
+                full, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            full = (full >= 0.5).float()
+        return full.to(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        if self.precision == "fp32" or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast("cuda", dtype=dtype)
+
+
+def prompt_points(
+    points: np.ndarray, labels: np.ndarray, box: tuple[float, float, float, float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks and a box as the prompt encoder takes them: ``(P, 2)`` float32 points in video
+    pixels and ``(P,)`` labels, the box as two corner points labelled 2 and 3 ahead of the
+    clicks (as the official ``add_new_points_or_box`` and transformers' processor send it).
+
+    :raises TrackerInputError: points and labels that do not pair, or neither clicks nor box.
+    """
+    points = np.asarray(points, np.float32).reshape(-1, 2)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if len(points) != len(labels):
+        raise TrackerInputError(f"{len(points)} points but {len(labels)} labels")
+    if box is not None:
+        points = np.concatenate([np.asarray(box, np.float32).reshape(2, 2), points])
+        labels = np.concatenate([np.array([2, 3], np.int64), labels])
+    if not len(points):
+        raise TrackerInputError("give at least one point or a box")
+    return points, labels
+
+
+class Sam2StreamTracker(SquareInput):
+    """Tracks any number of targets with SAM 2's own per-target memory, batched over targets.
+
+    :param model: an official ``SAM2Base`` in eval mode (:func:`~vos_ros.trackers.sam2_library.
+        build_model`).
+    :param precision: ``fp32``, or ``fp16`` / ``bf16`` (CUDA autocast, as the official demos).
+    :param fill_holes: run the official hole filling (needs the package's CUDA extension).
+    """
+
+    def __init__(self, model: Any, precision: str = "fp32", fill_holes: bool = False) -> None:
+        super().__init__(int(model.image_size), model.device, precision)
+        self.model = model
+        self.fill_holes = fill_holes and getattr(model, "fill_hole_area", 0) > 0
+        stride = int(model.memory_temporal_stride_for_eval)
+        # how far back SAM 2 looks: mask memory and object pointers
+        self.window = max(
+            stride * (int(model.num_maskmem) - 1), int(model.max_obj_ptrs_in_encoder) - 1
+        )
+        self._targets: dict[int, TargetMemory] = {}
+
+    # ---------------------------------------------------------------- frames
     def encode(self, image: Any, frame_index: int) -> EncodedFrame:
         """Run the image encoder once for this frame."""
         import torch
@@ -118,19 +172,10 @@ class Sam2StreamTracker:
     def start_from_mask(self, frame: EncodedFrame, mask: np.ndarray) -> tuple[Any, TargetMemory]:
         """A new target's output and memory from a mask prompt on ``frame`` (not installed)."""
         import torch
-        import torch.nn.functional as F
 
-        if not isinstance(mask, np.ndarray) or mask.ndim != 2 or not mask.size:
-            raise TrackerInputError("mask must be a 2-D array")
-        size = self.image_size
+        full = self.square_mask(mask)
         with torch.inference_mode(), self._autocast():
-            full = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None, None].float()
-            if full.shape[-2:] != (size, size):
-                full = F.interpolate(
-                    full, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-                )
-                full = (full >= 0.5).float()
-            return self._start(frame, point_inputs=None, mask_inputs=full.to(self.device))
+            return self._start(frame, point_inputs=None, mask_inputs=full)
 
     def start_from_clicks(
         self,
@@ -153,15 +198,8 @@ class Sam2StreamTracker:
         """
         import torch
 
-        points = np.asarray(points, np.float32).reshape(-1, 2)
-        labels = np.asarray(labels, np.int32).reshape(-1)
-        if len(points) != len(labels):
-            raise TrackerInputError(f"{len(points)} points but {len(labels)} labels")
-        if box is not None:
-            points = np.concatenate([np.asarray(box, np.float32).reshape(2, 2), points])
-            labels = np.concatenate([np.array([2, 3], np.int32), labels])
-        if not len(points):
-            raise TrackerInputError("give at least one point or a box")
+        points, labels = prompt_points(points, labels, box)
+        labels = labels.astype(np.int32)  # the official predictor's label type
         height, width = video_hw
         coords = torch.from_numpy(points)[None] / torch.tensor([width, height]) * self.image_size
         point_inputs = {
@@ -312,11 +350,3 @@ class Sam2StreamTracker:
         }
         _, feats, pos, sizes = self.model._prepare_backbone_features(expanded)
         return feats, pos, sizes
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        import torch
-
-        if self.precision == "fp32" or self.device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast("cuda", dtype=dtype)
