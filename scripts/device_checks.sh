@@ -2,11 +2,12 @@
 # Every check that needs a GPU, as one command for a lent device machine (see
 # scripts/pack_device.sh, which packs what it needs into .carry/device/ first):
 #   1. parity: torch CUDA fp16 and bf16 against fp32, and TensorRT fp16 against torch fp32 where
-#      TensorRT is installed (test/test_sam2_cuda.py, test/test_sam2_tensorrt.py), SAM 2.1-tiny
-#      with seeded random weights (real checkpoints cannot be fetched there either);
-#   2. speed at 854x480 with 1 and 3 targets (`vos-ros bench engine`): SAM 2.1-tiny on torch CUDA
-#      fp32 / fp16 / bf16 (and TensorRT fp16 where installed), EdgeTAM (RepViT, as published)
-#      on torch CUDA fp32 / fp16 / bf16, protonet-s on torch CUDA fp16.
+#      TensorRT is installed (test/test_sam2_cuda.py, test/test_sam2_tensorrt.py,
+#      test/test_edgetam_graphs.py), SAM 2.1-tiny and EdgeTAM with seeded random weights (real
+#      checkpoints cannot be fetched there either);
+#   2. speed at 854x480 with 1 and 3 targets (`vos-ros bench engine`): SAM 2.1-tiny and EdgeTAM
+#      (RepViT, as published) on torch CUDA fp32 / fp16 / bf16 (and TensorRT fp16 where
+#      installed), protonet-s on torch CUDA fp16.
 # Results go to $OUT (the device tool brings that folder back): JSON records, the pytest log and
 # summary.txt. About 5 minutes on an H100. Every step runs even when one before it failed; the
 # exit status says whether all passed.
@@ -66,7 +67,8 @@ SAM2="$WORK/models/sam2.1-hiera-tiny"
 
 step "parity (pytest)"
 check "$PY" -m pytest -q -p no:cacheprovider -o addopts=-ra test/test_sam2_cuda.py \
-  test/test_sam2_tensorrt.py::test_tensorrt_fp16_matches_torch_fp32 >"$OUT/parity.log" 2>&1
+  test/test_sam2_tensorrt.py::test_tensorrt_fp16_matches_torch_fp32 \
+  test/test_edgetam_graphs.py::test_tensorrt_fp16_matches_torch_fp32 >"$OUT/parity.log" 2>&1
 tail -n 15 "$OUT/parity.log"
 
 step "speed: SAM 2.1-tiny, ${backends[*]}, precisions ${precisions[*]}, $targets targets"
@@ -96,6 +98,11 @@ for precision in "${precisions[@]}"; do
     --backends "${backends[0]}" --sizes 854x480 --targets "$targets" --frames "$frames" \
     --warmup "$warmup" --engine-set "precision=$precision" --json "$OUT/edgetam_${precision}.json"
 done
+if ((trt)); then
+  check "$PY" -m vos_ros.cli bench engine --model "$WORK/models/edgetam" --backends tensorrt \
+    --sizes 854x480 --targets "$targets" --frames "$frames" --warmup "$warmup" \
+    --engine-set "cache_dir=$WORK/trt" --json "$OUT/edgetam_tensorrt.json"
+fi
 
 step "speed: protonet-s, ${backends[*]}"
 check "$PY" -m vos_ros.cli bench engine --model models/protonet-s --backends "${backends[0]}" \

@@ -20,7 +20,18 @@ from typing import Any
 import numpy as np
 
 from vos_ros.engine.backends.select import MachineCapabilities
-from vos_ros.engine.backends.tensorrt_backend import Toolchain
+from vos_ros.engine.backends.tensorrt_backend import Toolchain, tensorrt_importable
+
+
+def tensorrt_gpu_reason() -> str | None:
+    """Why a test needing real TensorRT engines cannot run here (None: it can)."""
+    if not tensorrt_importable():
+        return "needs TensorRT (the tensorrt package is not importable)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    return None
 
 
 def machine(**capabilities: bool) -> MachineCapabilities:

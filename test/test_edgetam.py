@@ -1,7 +1,8 @@
 """EdgeTAM in the sam2 family, on transformers' EdgeTamVideoModel: the engine's streaming
 tracker gives the library's own streaming session's logits (mask prompts, targets added later,
-clicks and boxes), keeps a bounded memory; fetch-model installs and checks its weights,
-``vos-ros evaluate`` scores with it, and ``build-engine`` and the graph backends refuse it.
+clicks and boxes), keeps a bounded memory; fetch-model installs and checks its weights, and
+``vos-ros evaluate`` scores with it. Its graph backends (ONNX Runtime, TensorRT) are tested in
+test_edgetam_graphs.py.
 
 Seeded random weights stand in for the published ones (edgetam_testlib); the tracking tests run
 the model at a 256 x 256 input (the same networks as at 1024) to stay fast on a CPU.
@@ -185,9 +186,8 @@ def test_fetch_model_installs_and_checks_edgetam_weights(edgetam_weights, tmp_pa
     assert set(manifest["files"]) == {"model.safetensors", "config.json"}
     engine = build_engine(EngineConfig(model=str(folder)))
     assert engine.predictor.tracker.image_size == 1024
-    for backend in ("onnxruntime", "tensorrt"):
-        with pytest.raises(ConfigError, match="EdgeTAM runs with backend torch"):
-            build_engine(EngineConfig(model=str(folder), backend=backend))
+    with pytest.raises(ConfigError, match="ONNX Runtime on the CPU only"):
+        build_engine(EngineConfig(model=str(folder), backend="onnxruntime", device="cuda"))
 
     hub = {
         "/hub/model.safetensors": edgetam_weights,
@@ -287,17 +287,3 @@ def test_cli_evaluate_scores_the_library_masks(small_edgetam, tmp_path):  # noqa
     assert main([*evaluate, "--backend", "torch", "--json", str(report), "--no-progress"]) == 0
     scores = json.loads(report.read_text())["davis"]["global"]
     assert scores["J-Mean"] >= 0.98, scores
-
-
-def test_build_engine_refuses_edgetam_with_the_reason(small_edgetam, monkeypatch, capsys):  # noqa: F811
-    """``vos-ros build-engine`` on an EdgeTAM folder, on a machine with TensorRT and a GPU:
-    its graphs are not exported for TensorRT, said before any work starts."""
-    from tensorrt_testlib import machine
-
-    from vos_ros.cli import main
-    from vos_ros.engine.backends.select import MachineCapabilities
-
-    full = machine(tensorrt=True, torch_cuda=True)
-    monkeypatch.setattr(MachineCapabilities, "probe", classmethod(lambda cls: full))
-    assert main(["build-engine", "--model", small_edgetam]) == 1
-    assert "graphs are not exported for TensorRT" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The sam2 family with torch on a CUDA GPU: fp16 and bf16 against fp32, per frame and target
-IoU >= 0.98 (the bar the TensorRT engines meet too), with 1 and 3 targets.
+IoU >= 0.98 (the bar the TensorRT engines meet too), with 1 and 3 targets, for SAM 2.1-tiny and
+EdgeTAM (at the small input of test_edgetam.py).
 
 Skipped without a CUDA GPU (this project's CI has none); ``scripts/device_checks.sh`` runs it
 on a lent one. Seeded random weights in the official checkpoint format stand in for the real
@@ -9,6 +10,7 @@ ones (sam2_testlib).
 from __future__ import annotations
 
 import pytest
+from edgetam_testlib import small_edgetam  # noqa: F401  (pytest fixture)
 from sam2_testlib import assert_engines_agree, sam2_checkpoint  # noqa: F401  (pytest fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -39,6 +41,22 @@ def test_cuda_low_precision_matches_fp32(sam2_folder, precision, targets):
     def engine(precision: str):
         return build_engine(
             EngineConfig(model=sam2_folder, backend="torch", device="cuda", precision=precision)
+        )
+
+    low, reference = engine(precision), engine("fp32")
+    assert low.backend_name == f"torch-cuda-{precision}"
+    assert_engines_agree(low, reference, targets, min_iou=0.98)
+
+
+@pytest.mark.skipif(_cuda_reason() is not None, reason=str(_cuda_reason()))
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("targets", [1, 3])
+def test_edgetam_cuda_low_precision_matches_fp32(small_edgetam, precision, targets):  # noqa: F811
+    from vos_ros.engine import EngineConfig, build_engine
+
+    def engine(precision: str):
+        return build_engine(
+            EngineConfig(model=small_edgetam, backend="torch", device="cuda", precision=precision)
         )
 
     low, reference = engine(precision), engine("fp32")

@@ -24,7 +24,7 @@ from sam2_testlib import (  # noqa: F401  (pytest fixture)
     iou,
     sam2_checkpoint,
 )
-from tensorrt_testlib import FakeTensorRT, FakeToolchain, machine
+from tensorrt_testlib import FakeTensorRT, FakeToolchain, machine, tensorrt_gpu_reason
 
 from vos_ros.cli import main as cli_main
 from vos_ros.engine.backends.base import BackendError
@@ -270,18 +270,8 @@ def test_backend_tensorrt_without_tensorrt_or_cuda_fails_at_configure(
         build_engine(EngineConfig(model=sam2_folder, backend="tensorrt"))
 
 
-def _tensorrt_gpu_reason() -> str | None:
-    if not tensorrt_importable():
-        return "needs TensorRT (the tensorrt package is not importable)"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "needs a CUDA GPU"
-    return None
-
-
 @pytest.mark.skipif(
-    _tensorrt_gpu_reason() is None,
+    tensorrt_gpu_reason() is None,
     reason="TensorRT and a CUDA GPU are here: test_tensorrt_fp16_matches_torch_fp32 runs instead",
 )
 def test_backend_tensorrt_on_this_machine_fails_at_configure(sam2_folder):
@@ -315,7 +305,7 @@ def test_build_engine_command_on_a_sam2_folder(sam2_folder, tmp_path, monkeypatc
     assert "do not apply to a sam2 model" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(_tensorrt_gpu_reason() is not None, reason=str(_tensorrt_gpu_reason()))
+@pytest.mark.skipif(tensorrt_gpu_reason() is not None, reason=str(tensorrt_gpu_reason()))
 @pytest.mark.parametrize("targets", [1, 3])
 def test_tensorrt_fp16_matches_torch_fp32(sam2_folder, tmp_path, targets):
     """Real engines on a GPU: per frame and target IoU >= 0.98 against torch fp32 on CUDA."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from engine_testlib import write_model_dir
-from tensorrt_testlib import FakeTensorRT, machine
+from tensorrt_testlib import FakeTensorRT, machine, tensorrt_gpu_reason
 
 from vos_ros.cli import main as cli_main
 from vos_ros.engine import EngineConfig, build_engine
@@ -233,17 +233,7 @@ def test_build_engine_command_without_tensorrt(tmp_path, capsys):
     assert "TensorRT is not installed" in capsys.readouterr().err
 
 
-def _tensorrt_gpu_reason() -> str | None:
-    if not tensorrt_importable():
-        return "needs TensorRT (the tensorrt package is not importable)"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "needs a CUDA GPU"
-    return None
-
-
-@pytest.mark.skipif(_tensorrt_gpu_reason() is not None, reason=str(_tensorrt_gpu_reason()))
+@pytest.mark.skipif(tensorrt_gpu_reason() is not None, reason=str(tensorrt_gpu_reason()))
 def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path):
     import numpy as np
 

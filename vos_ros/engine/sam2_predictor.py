@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from vos_ros.trackers.sam2_stream import EncodedFrame, Sam2StreamTracker
 
 if TYPE_CHECKING:
     from vos_ros.trackers.edgetam_stream import EdgeTamStreamTracker
+    from vos_ros.trackers.sam2_tensorrt import GraphSet
 
 
 class Sam2Predictor:
@@ -155,7 +157,7 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     :raises BackendError: ``backend: tensorrt`` without TensorRT or a CUDA GPU.
     :raises ModelFileError: a missing, corrupt or mismatched model file.
     """
-    from vos_ros.trackers.sam2_library import build_model, has_cuda_extension, require_sam2
+    from vos_ros.trackers.sam2_library import has_cuda_extension, require_sam2
     from vos_ros.trackers.sam2_manifest import load_sam2_manifest, sam2_architecture
 
     edgetam = sam2_architecture(config.model) == "edgetam"
@@ -163,11 +165,6 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
         from vos_ros.trackers.edgetam_library import require_transformers
 
         require_transformers()
-        if config.backend in ("onnxruntime", "tensorrt"):
-            raise ConfigError(
-                f"EdgeTAM runs with backend torch (CPU or CUDA) only; its graphs are not "
-                f"exported for {config.backend}"
-            )
     else:
         require_sam2()
     import torch
@@ -201,50 +198,81 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
         torch.set_num_threads(config.threads)
     manifest = load_sam2_manifest(config.model, verify_checksums=config.verify_checksums)
     name = "torch" if device == "cpu" else f"torch-cuda-{precision}"
-    if edgetam:
-        from vos_ros.trackers.edgetam_library import build_edgetam_model
-        from vos_ros.trackers.edgetam_stream import EdgeTamStreamTracker
-
-        model = build_edgetam_model(Path(manifest.config), manifest.checkpoint, device)
-        return Sam2Predictor(EdgeTamStreamTracker(model, precision), name)
-    model = build_model(manifest.config, manifest.checkpoint, device)
+    model = build_architecture_model(manifest, device)
+    graphs, library, graph_set = architecture_graphs(manifest.architecture)
     if config.backend == "onnxruntime":
-        from vos_ros.trackers.sam2_onnx import use_onnxruntime
-
-        model = use_onnxruntime(model, onnx_graphs(model, manifest, config), config.threads)
+        folder = onnx_graphs(model, manifest, config, graphs, library)
+        model = graphs.use_onnxruntime(model, folder, config.threads)
         name = "onnxruntime"
     elif config.backend == "tensorrt":
         from vos_ros.trackers.sam2_tensorrt import use_tensorrt
 
-        graphs = onnx_graphs(model, manifest, config)
+        folder = onnx_graphs(model, manifest, config, graphs, library)
         checkpoint_sha256 = manifest.files[manifest.checkpoint.name]
         model = use_tensorrt(
-            model, graphs, precision, config.max_targets, config.cache_dir, checkpoint_sha256
-        )
+            model, folder, precision, config.max_targets, config.cache_dir, checkpoint_sha256,
+            graph_set=graph_set,
+        )  # fmt: skip
         # the engines run at ``precision``; the light torch steps around them stay fp32
         name, precision = f"tensorrt-{precision}", "fp32"
+    if edgetam:
+        from vos_ros.trackers.edgetam_stream import EdgeTamStreamTracker
+
+        return Sam2Predictor(EdgeTamStreamTracker(model, precision), name)
     fill_holes = device == "cuda" and has_cuda_extension()  # as the official predictor can
     tracker = Sam2StreamTracker(model, precision, fill_holes)
     return Sam2Predictor(tracker, name)
 
 
-def onnx_graphs(model: Any, manifest: Any, config: EngineConfig) -> Path:
+def build_architecture_model(manifest: Any, device: str) -> Any:
+    """The torch model of a sam2-family folder, from the library of its architecture: the
+    official ``sam2`` package for SAM 2, ``transformers`` for EdgeTAM."""
+    if manifest.architecture == "edgetam":
+        from vos_ros.trackers.edgetam_library import build_edgetam_model
+
+        return build_edgetam_model(Path(manifest.config), manifest.checkpoint, device)
+    from vos_ros.trackers.sam2_library import build_model
+
+    return build_model(manifest.config, manifest.checkpoint, device)
+
+
+def architecture_graphs(architecture: str) -> tuple[ModuleType, str, GraphSet]:
+    """``(ONNX module, library, TensorRT graph set)`` of a sam2-family architecture: what
+    exports its graphs and runs them on ONNX Runtime, the package its model code comes from,
+    and the :class:`~vos_ros.trackers.sam2_tensorrt.GraphSet` of its engines."""
+    if architecture == "edgetam":
+        from vos_ros.trackers import edgetam_onnx
+        from vos_ros.trackers.edgetam_tensorrt import EDGETAM
+
+        return edgetam_onnx, "transformers", EDGETAM
+    from vos_ros.trackers import sam2_onnx
+    from vos_ros.trackers.sam2_tensorrt import SAM2
+
+    return sam2_onnx, "sam2", SAM2
+
+
+def onnx_graphs(
+    model: Any, manifest: Any, config: EngineConfig, graphs: ModuleType, library: str
+) -> Path:
     """The model's ONNX graphs, exported on first use into the cache folder (the TensorRT cache
     of ``config.cache_dir``, default ~/.cache/vos_ros), keyed by checkpoint, config and the
-    exporting versions: an export takes minutes on a small CPU, a load seconds."""
+    exporting versions: an export takes minutes on a small CPU, a load seconds.
+
+    :param graphs: the architecture's export module (``GRAPHS``, ``OPSET``, ``export_graphs``):
+        :mod:`~vos_ros.trackers.sam2_onnx` or :mod:`~vos_ros.trackers.edgetam_onnx`.
+    :param library: the package the model code comes from (its version is in the key).
+    """
     import importlib.metadata
 
     import torch
 
-    from vos_ros.trackers.sam2_onnx import GRAPHS, OPSET, export_graphs
-
     digest = manifest.files[manifest.checkpoint.name]
     key = hashlib.sha256(
-        f"{digest}|{manifest.config}|sam2 {importlib.metadata.version('sam2')}|"
-        f"torch {torch.__version__}|opset {OPSET}".encode()
+        f"{digest}|{manifest.config}|{library} {importlib.metadata.version(library)}|"
+        f"torch {torch.__version__}|opset {graphs.OPSET}".encode()
     ).hexdigest()[:16]
     root = Path(config.cache_dir or "~/.cache/vos_ros").expanduser()
     folder = root / "sam2-onnx" / f"{manifest.name}-{key}"
-    if not all((folder / f"{graph}.onnx").is_file() for graph in GRAPHS):
-        export_graphs(model, folder)
+    if not all((folder / f"{graph}.onnx").is_file() for graph in graphs.GRAPHS):
+        graphs.export_graphs(model, folder)
     return folder

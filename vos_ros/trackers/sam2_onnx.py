@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from vos_ros.trackers.onnx_graphs import OPSET, GraphIO, OnnxRuntimeGraph, export_folder
 
-OPSET = 17
+__all__ = ["GRAPHS", "GRAPH_IO", "OPSET", "export_graphs", "swap_graph_modules", "use_onnxruntime"]
+
 GRAPHS = ("image_encoder", "memory_attention", "memory_encoder", "mask_decoder")
 
 
@@ -192,7 +190,7 @@ def _example_inputs(model: Any) -> dict[str, tuple]:
 
 # graph -> (input names, output names, dynamic axes); the runtime modules feed and read them
 # in this order (ONNX Runtime and TensorRT alike)
-GRAPH_IO = {
+GRAPH_IO: dict[str, GraphIO] = {
     "image_encoder": (["image"], ["fpn0", "fpn1", "fpn2", "pos0", "pos1", "pos2"], {}),
     "memory_attention": (
         ["curr", "curr_pos", "memory", "memory_pos", "obj_ptr_marker"],
@@ -221,67 +219,23 @@ GRAPH_IO = {
 
 def export_graphs(model: Any, folder: Path) -> Path:
     """Export the four graphs of ``model`` into ``folder`` (written whole or not at all)."""
-    import torch
-
     wrappers = {
         "image_encoder": _image_encoder_graph,
         "memory_attention": _memory_attention_graph,
         "memory_encoder": _memory_encoder_graph,
         "mask_decoder": _mask_decoder_graph,
     }
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        examples = _example_inputs(model)
-        with _export_shims(model), torch.no_grad():
-            for name in GRAPHS:
-                inputs, outputs, axes = GRAPH_IO[name]
-                torch.onnx.export(
-                    wrappers[name](model),
-                    examples[name],
-                    str(stage / f"{name}.onnx"),
-                    opset_version=OPSET,
-                    input_names=inputs,
-                    output_names=outputs,
-                    dynamic_axes=axes,
-                    dynamo=False,
-                )
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(stage, folder)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return folder
+    examples = _example_inputs(model)
+    with _export_shims(model):
+        modules = {name: wrappers[name](model) for name in GRAPHS}
+        return export_folder(modules, examples, GRAPH_IO, folder)
 
 
 # ------------------------------------------------------------------------------ runtime modules
-class _Session:
-    def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, *arrays: Any) -> list:
-        import torch
-
-        feed = {
-            name: np.ascontiguousarray(
-                a.detach().float().cpu().numpy() if torch.is_tensor(a) else a
-            )
-            for name, a in zip(self.inputs, arrays, strict=True)
-        }
-        return [torch.from_numpy(out) for out in self.session.run(None, feed)]
-
-
 def use_onnxruntime(model: Any, folder: Path, threads: int = 0) -> Any:
     """Swap ``model``'s image encoder, memory attention, memory encoder and (tracking) mask
     decoder for modules that run the graphs in ``folder``; returns ``model``."""
-    sessions = {name: _Session(folder / f"{name}.onnx", threads) for name in GRAPHS}
+    sessions = {name: OnnxRuntimeGraph(folder / f"{name}.onnx", threads) for name in GRAPHS}
     return swap_graph_modules(model, sessions)
 
 

@@ -1,9 +1,13 @@
-"""SAM 2 on TensorRT 10: engines of the four exported graphs, run inside the official
-orchestration.
+"""The sam2 family on TensorRT 10: engines of the exported graphs, run inside the model
+library's own orchestration.
 
-The graphs are the ones :mod:`vos_ros.trackers.sam2_onnx` exports (``export_graphs``), and the
-submodules are swapped exactly as for ONNX Runtime (``swap_graph_modules``), so ``track_step``
-stays the official code and only the four networks run as engines.
+The graphs are the ones the architecture's ONNX module exports (SAM 2:
+:mod:`vos_ros.trackers.sam2_onnx`; EdgeTAM: :mod:`vos_ros.trackers.edgetam_onnx`), and the
+submodules are swapped exactly as for ONNX Runtime (``swap_graph_modules``), so the library's
+tracking step stays its own code and only the networks run as engines. A :class:`GraphSet`
+names what differs per architecture: the graphs, their inputs and outputs, the ranges of their
+dynamic axes and the swap. The SAM 2 ranges are below; EdgeTAM's are in
+:mod:`vos_ros.trackers.edgetam_tensorrt`.
 
 Why the optimization profiles look as they do: a TensorRT engine accepts only shapes inside the
 (min, max) range of each dynamic axis it was built for, and is fastest at ``opt``. The ranges
@@ -36,6 +40,8 @@ frames; reused buffers would be overwritten under it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +54,21 @@ from vos_ros.engine.backends.tensorrt_backend import (
     Toolchain,
     bind_inputs,
 )
-from vos_ros.engine.config import ConfigError
 from vos_ros.engine.manifest import sha256_file
-from vos_ros.trackers.sam2_onnx import GRAPH_IO, GRAPHS, swap_graph_modules
+from vos_ros.trackers import sam2_onnx
+from vos_ros.trackers.onnx_graphs import GraphIO
 
 Range = tuple[int, int, int]  # (min, opt, max) of one axis
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """What the TensorRT path needs to know of one architecture's exported graphs."""
+
+    graphs: tuple[str, ...]
+    graph_io: dict[str, GraphIO]
+    dim_ranges: Callable[[Any, int], dict[str, Range]]  # (model, max_targets) -> axis ranges
+    swap: Callable[[Any, dict[str, Any]], Any]  # (model, {graph: runner}) -> model
 
 
 def dim_ranges(model: Any, max_targets: int) -> dict[str, Range]:
@@ -80,6 +96,9 @@ def dim_ranges(model: Any, max_targets: int) -> dict[str, Range]:
     }
 
 
+SAM2 = GraphSet(sam2_onnx.GRAPHS, sam2_onnx.GRAPH_IO, dim_ranges, sam2_onnx.swap_graph_modules)
+
+
 def graph_inputs(path: Path) -> list[tuple[str, tuple[int | str, ...]]]:
     """``(name, dims)`` of an ONNX graph's inputs: an int for a static axis, the axis name for a
     dynamic one."""
@@ -94,12 +113,14 @@ def graph_inputs(path: Path) -> list[tuple[str, tuple[int | str, ...]]]:
     ]
 
 
-def profiles(model: Any, folder: Path, max_targets: int) -> dict[str, Profile]:
+def profiles(
+    model: Any, folder: Path, max_targets: int, graph_set: GraphSet = SAM2
+) -> dict[str, Profile]:
     """One optimization profile per graph in ``folder``: static axes from the graph, dynamic
-    axes from :func:`dim_ranges`."""
-    ranges = dim_ranges(model, max_targets)
+    axes from the graph set's ``dim_ranges``."""
+    ranges = graph_set.dim_ranges(model, max_targets)
     out: dict[str, Profile] = {}
-    for graph in GRAPHS:
+    for graph in graph_set.graphs:
         profile: Profile = {}
         for name, dims in graph_inputs(folder / f"{graph}.onnx"):
             unknown = [d for d in dims if isinstance(d, str) and d not in ranges]
@@ -119,6 +140,7 @@ def load_engines(
     cache_dir: str | None,
     checkpoint_sha256: str,
     toolchain: Toolchain,
+    graph_set: GraphSet = SAM2,
 ) -> tuple[dict[str, tuple[Any, bool]], dict[str, Profile], EngineCache]:
     """``({graph: (engine, built)}, {graph: profile}, cache)``: each engine of the graphs in
     ``folder`` taken from the cache, or built and cached."""
@@ -126,10 +148,10 @@ def load_engines(
         raise BackendError(
             f"TensorRT precision must be one of {', '.join(BUILDER_FLAGS)}, got {precision!r}"
         )
-    graph_profiles = profiles(model, folder, max_targets)
+    graph_profiles = profiles(model, folder, max_targets, graph_set)
     cache = EngineCache(cache_dir)
     engines = {}
-    for graph in GRAPHS:
+    for graph in graph_set.graphs:
         # keyed by the graph's own bytes too: a new export (other sam2, torch or export code)
         # of the same checkpoint must not reuse an engine built from the old graph
         graph_sha256 = sha256_file(folder / f"{graph}.onnx")
@@ -142,15 +164,17 @@ def load_engines(
 
 
 class GraphEngine:
-    """One graph's engine, called like the ONNX Runtime session: tensors in, tensors out
-    (:data:`~vos_ros.trackers.sam2_onnx.GRAPH_IO` order)."""
+    """One graph's engine, called like the ONNX Runtime session: tensors in, tensors out (in
+    the order of the graph's ``GraphIO``)."""
 
-    def __init__(self, toolchain: Toolchain, engine: Any, graph: str, profile: Profile) -> None:
+    def __init__(
+        self, toolchain: Toolchain, engine: Any, graph: str, profile: Profile, io: GraphIO
+    ) -> None:
         self.graph = graph
         self.profile = profile
         self.toolchain = toolchain
         self.engine = engine
-        self.inputs, self.outputs, _ = GRAPH_IO[graph]
+        self.inputs, self.outputs, _ = io
         engine_outputs = set(toolchain.output_names(engine))
         if engine_outputs != set(self.outputs):
             raise BackendError(
@@ -196,13 +220,14 @@ def use_tensorrt(
     cache_dir: str | None,
     checkpoint_sha256: str,
     toolchain: Toolchain | None = None,
+    graph_set: GraphSet = SAM2,
 ) -> Any:
-    """Swap the same submodules as :func:`~vos_ros.trackers.sam2_onnx.use_onnxruntime` for
-    TensorRT engines of the graphs in ``folder`` (built, or taken from the cache); returns
-    ``model``.
+    """Swap the same submodules as the architecture's ``use_onnxruntime`` for TensorRT engines
+    of the graphs in ``folder`` (built, or taken from the cache); returns ``model``.
 
     :param precision: fp32, fp16 or bf16 (what TensorRT may use inside the engines).
     :param toolchain: the installed TensorRT on the current GPU by default.
+    :param graph_set: the architecture's graphs (SAM 2 by default).
     :raises BackendError: no TensorRT / GPU, or an engine that cannot be built.
     """
     toolchain = toolchain or Toolchain.open()
@@ -214,33 +239,36 @@ def use_tensorrt(
         cache_dir,
         checkpoint_sha256,
         toolchain,
+        graph_set,
     )
     runners = {
-        graph: GraphEngine(toolchain, engine, graph, graph_profiles[graph])
+        graph: GraphEngine(
+            toolchain, engine, graph, graph_profiles[graph], graph_set.graph_io[graph]
+        )
         for graph, (engine, _) in engines.items()
     }
-    return swap_graph_modules(model, runners)
+    return graph_set.swap(model, runners)
 
 
 def prebuild_engines(config: Any) -> tuple[Toolchain, EngineCache, dict[str, bool]]:
-    """Export (if not cached) and build (if not cached) the four engines of the ``family: sam2``
-    model ``config.model`` on the current GPU, as the node would on its first start.
+    """Export (if not cached) and build (if not cached) the engines of the ``family: sam2``
+    model ``config.model`` (SAM 2 or EdgeTAM) on the current GPU, as the node would on its
+    first start.
 
     :returns: the toolchain, the engine cache and ``{graph: built}``.
     """
-    from vos_ros.engine.sam2_predictor import onnx_graphs
-    from vos_ros.trackers.sam2_library import build_model
+    from vos_ros.engine.sam2_predictor import (
+        architecture_graphs,
+        build_architecture_model,
+        onnx_graphs,
+    )
     from vos_ros.trackers.sam2_manifest import load_sam2_manifest
 
     manifest = load_sam2_manifest(config.model, verify_checksums=config.verify_checksums)
-    if manifest.architecture != "sam2":
-        raise ConfigError(
-            f"{manifest.name}: {manifest.architecture}'s graphs are not exported for TensorRT; "
-            "it runs with backend torch"
-        )
+    graphs, library, graph_set = architecture_graphs(manifest.architecture)
     toolchain = Toolchain.open()
-    model = build_model(manifest.config, manifest.checkpoint, "cuda")
-    folder = onnx_graphs(model, manifest, config)
+    model = build_architecture_model(manifest, "cuda")
+    folder = onnx_graphs(model, manifest, config, graphs, library)
     precision = "fp16" if config.precision == "auto" else config.precision
     engines, _, cache = load_engines(
         model,
@@ -250,5 +278,6 @@ def prebuild_engines(config: Any) -> tuple[Toolchain, EngineCache, dict[str, boo
         config.cache_dir,
         manifest.files[manifest.checkpoint.name],
         toolchain,
+        graph_set,
     )
     return toolchain, cache, {graph: built for graph, (_, built) in engines.items()}
