@@ -11,7 +11,10 @@ Per frame (see docs/architecture.md for the picture):
 6. prior        weak responses far from each target's previous box are dropped   (prior)
 7. aggregation  soft aggregation -> every pixel belongs to at most one target    (aggregation)
 8. postprocess  upsample the N+1 probability maps once to the input size, argmax,
-                masks, boxes, scores, visibility; memory write every k frames     (engine)
+                masks, boxes, scores, visibility                                 (postprocess)
+                memory write every k frames                                      (engine)
+
+Frames, label images and prompts are checked before anything changes (inputs).
 
 All per-frame array work before step 8 runs at the mask resolution (1/4 of the processing size
 with a network, the processing size in the flow fallback). A target that is not visible keeps
@@ -24,55 +27,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import cv2
 import numpy as np
 
 from vos_ros.click_prompt import ClickError, ClickPrompt, validate_click_prompt
-from vos_ros.engine.aggregation import (
-    Region,
-    argmax_channels,
-    mask_box,
-    region_mask,
-    soft_aggregate,
-    target_scores,
-    winning_regions,
-)
+from vos_ros.engine.aggregation import argmax_channels, soft_aggregate, target_scores
 from vos_ros.engine.annotations import AnnotationLog
-from vos_ros.engine.config import EngineConfig, EngineError
+from vos_ros.engine.config import EngineConfig
 from vos_ros.engine.fallback import FlowPredictor
 from vos_ros.engine.flow import FlowWarper, to_gray
+from vos_ros.engine.inputs import InputError, Prompt, check_rgb_frame, parse_label_image
+from vos_ros.engine.postprocess import frame_result
 from vos_ros.engine.prior import apply_box_prior
 from vos_ros.engine.targets import TargetRegistry, check_target_id
 from vos_ros.engine.window import target_windows
 from vos_ros.model.contract import SKIP_STRIDE, STRIDE
-from vos_ros.types import FrameResult, TargetResult
+from vos_ros.types import FrameResult
+
+__all__ = ["InputError", "Prompt", "VosEngine", "processing_size"]
 
 DEFAULT_CLASS = "object"
 # The stages of one step, in order (FrameResult.timings_ms; "total" is the whole step).
 ENGINE_STAGES = ("preprocess", "flow", "encoder", "memory", "decoder", "postprocess")
 TIMING_KEYS = (*ENGINE_STAGES, "total")
-
-
-class InputError(EngineError):
-    """A frame, label image or class map given to the engine is malformed."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """Ground truth for some targets on the frame it is given with.
-
-    :param label_image: ``(H, W)`` integer array at the frame's size; pixel value k > 0 = target k.
-    :param classes: target id -> class label; ids without an entry get ``"object"``.
-    :param replace: ids that are already tracked are re-initialised from this mask (their
-        memory is dropped) when True; when False, a tracked id in the prompt is an error.
-    """
-
-    label_image: np.ndarray
-    classes: dict[int, str] = field(default_factory=dict)
-    replace: bool = False
 
 
 @dataclass
@@ -251,7 +231,7 @@ class VosEngine:
         """
         frame = self._check_frame(frame_rgb)
         classes = classes or {}
-        masks = self._parse_labels(label_image, classes, frame.shape[:2])
+        masks = parse_label_image(label_image, classes, frame.shape[:2])
         if not masks:
             raise InputError("label_image has no target pixel (values > 0)")
         for target_id in masks:
@@ -386,7 +366,7 @@ class VosEngine:
         if prompt is not None:
             if not isinstance(prompt, Prompt):
                 raise InputError(f"prompt must be a Prompt, got {type(prompt).__name__}")
-            prompt_masks = self._parse_labels(prompt.label_image, prompt.classes, frame.shape[:2])
+            prompt_masks = parse_label_image(prompt.label_image, prompt.classes, frame.shape[:2])
             for target_id in prompt_masks:
                 if target_id in self._registry and not prompt.replace:
                     raise InputError(
@@ -490,7 +470,10 @@ class VosEngine:
         timings["memory"] = gather_ms + (t_post - t_mem + t_flushed - t_start) * 1e3
 
         # 8. postprocess at the input resolution.
-        result = self._results(agg, ids, visible, scores, prompt_masks)
+        result = frame_result(
+            agg, ids, visible, scores, prompt_masks, self._input_hw,
+            self._registry.class_label, self._frame_index,
+        )  # fmt: skip
         t_end = time.perf_counter()
         timings["postprocess"] = (t_end - t_post + t_mem - t_dec) * 1e3
         timings["total"] = (t_end - t_start) * 1e3
@@ -528,11 +511,8 @@ class VosEngine:
         return cv2.resize(frame, self._proc_wh, interpolation=cv2.INTER_LINEAR)
 
     def _check_frame(self, frame: np.ndarray) -> np.ndarray:
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
-            shape = getattr(frame, "shape", None)
-            raise InputError(f"frame must be an (H, W, 3) RGB uint8 array, got shape {shape}")
-        if frame.dtype != np.uint8:
-            raise InputError(f"frame must be uint8, got {frame.dtype}")
+        """``frame`` when it is an RGB frame of this stream's size (the first one sets it)."""
+        check_rgb_frame(frame)
         hw = frame.shape[:2]
         if self._input_hw is None:
             self._start_stream(hw)
@@ -566,30 +546,6 @@ class VosEngine:
         self._state = np.zeros(
             (len(self._registry), self._mask_wh[1], self._mask_wh[0]), np.float32
         )
-
-    def _parse_labels(self, label_image, classes, hw: tuple[int, int]) -> dict[int, np.ndarray]:
-        """``{target id: bool (H, W) mask}`` from a label image, validated."""
-        if not isinstance(label_image, np.ndarray) or label_image.ndim != 2:
-            shape = getattr(label_image, "shape", None)
-            raise InputError(f"label_image must be an (H, W) integer array, got shape {shape}")
-        if not np.issubdtype(label_image.dtype, np.integer):
-            raise InputError(f"label_image must have an integer dtype, got {label_image.dtype}")
-        if label_image.shape != hw:
-            raise InputError(
-                f"label_image is {label_image.shape[1]}x{label_image.shape[0]} but the frame is "
-                f"{hw[1]}x{hw[0]}"
-            )
-        if not isinstance(classes, dict):
-            raise InputError(f"classes must be a dict {{id: label}}, got {type(classes).__name__}")
-        if label_image.size and (label_image.min() < 0 or label_image.max() > 65535):
-            raise InputError("label_image values must be in 0..65535")
-        counts = np.bincount(label_image.ravel().astype(np.intp, copy=False))
-        ids = [int(i) for i in np.flatnonzero(counts) if i > 0]
-        for key in classes:
-            check_target_id(key)
-            if int(key) not in ids:
-                raise InputError(f"classes names target {key}, which has no pixel in label_image")
-        return {i: label_image == i for i in ids}
 
     def _to_mask_res(self, full_mask: np.ndarray) -> np.ndarray:
         """Bool mask at input size -> float32 soft mask at mask resolution (area average)."""
@@ -821,63 +777,3 @@ class VosEngine:
                 else:
                     previous[slot] = mask
         return previous
-
-    def _results(self, agg, ids, visible, scores, prompt_masks) -> FrameResult:
-        """Upsample once, argmax, and build the per-target results at the input resolution."""
-        h, w = self._input_hw
-        n = len(ids)
-        full = np.empty((n + 1, h, w), np.float32)
-        regions: list[Region | None] | None = None
-        if n == 1:
-            # Two channels that sum to 1 (bilinear upsampling keeps that): the target wins where
-            # it is above 0.5, so the background channel is never upsampled (one full-size
-            # resize less on the most common frame).
-            cv2.resize(agg[1], (w, h), dst=full[1], interpolation=cv2.INTER_LINEAR)
-            index = np.empty((h, w), np.uint8)
-            np.greater(full[1], np.float32(0.5), out=index, casting="unsafe")
-        else:
-            for c in range(n + 1):
-                cv2.resize(agg[c], (w, h), dst=full[c], interpolation=cv2.INTER_LINEAR)
-            # With several targets each one is compared only where it can win (exact, and ~N
-            # times less full-resolution work when the targets are small).
-            regions = winning_regions(agg, (h, w))
-            index = argmax_channels(full, regions=regions)
-        if prompt_masks:
-            for target_id, mask in prompt_masks.items():
-                slot = ids.index(target_id)
-                index[index == slot + 1] = 0
-                index[mask] = slot + 1
-                full[slot + 1] = mask
-                if regions is not None:  # a prompt may cover pixels outside the region
-                    regions[slot] = None
-        # index -> target id; targets that are not visible are shown as background. cv2.LUT on
-        # the uint8 index is ~5x faster than numpy fancy indexing (max_targets ≤ 255).
-        if n and bool(np.all(visible)) and ids == list(range(1, n + 1)):
-            label_image = index.astype(np.uint16)  # ids 1..n in slot order: cheaper than a LUT
-        else:
-            lut = np.zeros(256, np.uint16)
-            lut[1 : n + 1][visible] = np.asarray(ids, np.uint16)[visible]
-            label_image = cv2.LUT(index, lut) if n else np.zeros((h, w), np.uint16)
-        targets = []
-        for slot, target_id in enumerate(ids):
-            if visible[slot]:
-                if n == 1:  # the index is already its 0/1 mask
-                    mask = index.view(bool)
-                    box = mask_box(mask)
-                else:  # a target's pixels all lie in its winning region
-                    mask, box = region_mask(index, slot + 1, regions[slot])
-            else:
-                mask = np.zeros((h, w), bool)
-                box = (0, 0, 0, 0)
-            targets.append(
-                TargetResult(
-                    target_id=target_id,
-                    class_label=self._registry.class_label(target_id),
-                    prob=full[slot + 1],
-                    mask=mask,
-                    box=box,
-                    score=float(scores[slot]),
-                    visible=bool(visible[slot]) and box != (0, 0, 0, 0),
-                )
-            )
-        return FrameResult(frame_index=self._frame_index, targets=targets, label_image=label_image)
