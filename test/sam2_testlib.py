@@ -170,6 +170,20 @@ def assert_engines_agree(engine, reference, targets: int, min_iou: float, frames
             assert iou(x.prob > 0.5, y.prob > 0.5) >= min_iou, (index, x.target_id)
 
 
+def engine_against_cuda_fp32(folder: str, targets: int, **settings):
+    """The engine of ``folder`` with ``settings`` (a lower precision, TensorRT) checked against
+    torch fp32 on CUDA: per frame and target IoU >= 0.98 (:func:`assert_engines_agree`);
+    returns it."""
+    from vos_ros.engine import EngineConfig, build_engine
+
+    engine = build_engine(EngineConfig(model=folder, **settings))
+    reference = build_engine(
+        EngineConfig(model=folder, backend="torch", device="cuda", precision="fp32")
+    )
+    assert_engines_agree(engine, reference, targets, min_iou=0.98)
+    return engine
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0

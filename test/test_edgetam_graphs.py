@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from edgetam_testlib import SMALL, small_edgetam  # noqa: F401  (pytest fixture)
-from sam2_testlib import assert_engines_agree, iou
+from sam2_testlib import engine_against_cuda_fp32, iou
 from tensorrt_testlib import FakeTensorRT, FakeToolchain, machine, tensorrt_gpu_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -267,15 +267,6 @@ def test_backend_tensorrt_without_tensorrt_or_cuda_fails_at_configure(
 @pytest.mark.parametrize("targets", [1, 3])
 def test_tensorrt_fp16_matches_torch_fp32(small_edgetam, tmp_path, targets):  # noqa: F811
     """Real engines on a GPU: per frame and target IoU >= 0.98 against torch fp32 on CUDA."""
-    from vos_ros.engine import EngineConfig, build_engine
-
-    trt = build_engine(
-        EngineConfig(
-            model=small_edgetam, backend="tensorrt", precision="fp16", cache_dir=str(tmp_path)
-        )
-    )
-    reference = build_engine(
-        EngineConfig(model=small_edgetam, backend="torch", device="cuda", precision="fp32")
-    )
+    settings = {"backend": "tensorrt", "precision": "fp16", "cache_dir": str(tmp_path)}
+    trt = engine_against_cuda_fp32(small_edgetam, targets, **settings)
     assert trt.backend_name == "tensorrt-fp16"
-    assert_engines_agree(trt, reference, targets, min_iou=0.98)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from edgetam_testlib import small_edgetam  # noqa: F401  (pytest fixture)
-from sam2_testlib import assert_engines_agree, sam2_checkpoint  # noqa: F401  (pytest fixture)
+from sam2_testlib import engine_against_cuda_fp32, sam2_checkpoint  # noqa: F401  (pytest fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -33,32 +33,11 @@ def sam2_folder(sam2_checkpoint, tmp_path_factory):  # noqa: F811
 
 
 @pytest.mark.skipif(_cuda_reason() is not None, reason=str(_cuda_reason()))
+@pytest.mark.parametrize("model", ["sam2_folder", "small_edgetam"])
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 @pytest.mark.parametrize("targets", [1, 3])
-def test_cuda_low_precision_matches_fp32(sam2_folder, precision, targets):
-    from vos_ros.engine import EngineConfig, build_engine
-
-    def engine(precision: str):
-        return build_engine(
-            EngineConfig(model=sam2_folder, backend="torch", device="cuda", precision=precision)
-        )
-
-    low, reference = engine(precision), engine("fp32")
+def test_cuda_low_precision_matches_fp32(request, model, precision, targets):
+    folder = request.getfixturevalue(model)
+    settings = {"backend": "torch", "device": "cuda", "precision": precision}
+    low = engine_against_cuda_fp32(folder, targets, **settings)
     assert low.backend_name == f"torch-cuda-{precision}"
-    assert_engines_agree(low, reference, targets, min_iou=0.98)
-
-
-@pytest.mark.skipif(_cuda_reason() is not None, reason=str(_cuda_reason()))
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
-@pytest.mark.parametrize("targets", [1, 3])
-def test_edgetam_cuda_low_precision_matches_fp32(small_edgetam, precision, targets):  # noqa: F811
-    from vos_ros.engine import EngineConfig, build_engine
-
-    def engine(precision: str):
-        return build_engine(
-            EngineConfig(model=small_edgetam, backend="torch", device="cuda", precision=precision)
-        )
-
-    low, reference = engine(precision), engine("fp32")
-    assert low.backend_name == f"torch-cuda-{precision}"
-    assert_engines_agree(low, reference, targets, min_iou=0.98)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from sam2_testlib import (  # noqa: F401  (pytest fixture)
     CONFIG,
-    assert_engines_agree,
+    engine_against_cuda_fp32,
     iou,
     sam2_checkpoint,
 )
@@ -309,15 +309,6 @@ def test_build_engine_command_on_a_sam2_folder(sam2_folder, tmp_path, monkeypatc
 @pytest.mark.parametrize("targets", [1, 3])
 def test_tensorrt_fp16_matches_torch_fp32(sam2_folder, tmp_path, targets):
     """Real engines on a GPU: per frame and target IoU >= 0.98 against torch fp32 on CUDA."""
-    from vos_ros.engine import EngineConfig, build_engine
-
-    trt = build_engine(
-        EngineConfig(
-            model=sam2_folder, backend="tensorrt", precision="fp16", cache_dir=str(tmp_path)
-        )
-    )
-    reference = build_engine(
-        EngineConfig(model=sam2_folder, backend="torch", device="cuda", precision="fp32")
-    )
+    settings = {"backend": "tensorrt", "precision": "fp16", "cache_dir": str(tmp_path)}
+    trt = engine_against_cuda_fp32(sam2_folder, targets, **settings)
     assert trt.backend_name == "tensorrt-fp16"
-    assert_engines_agree(trt, reference, targets, min_iou=0.98)
