@@ -412,61 +412,52 @@ def rss_growth(
     return worst
 
 
+def _check(target: str, measured: str, value: float, limit: float) -> dict[str, Any]:
+    """One soak check: met when ``value <= limit``."""
+    return {"target": target, "measured": measured, "value": value, "met": value <= limit}
+
+
 def soak_checks(analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    """The soak's checks on what :func:`analyze` measured (those it could measure)."""
     checks = []
     if "rss_growth" in analysis:
         growth = analysis["rss_growth"]
-        checks.append(
-            {
-                "target": "RSS grows ≤ 2% after warm-up",
-                "measured": f"{growth * 100:+.2f}% ({analysis['rss_after_warmup_mib']:.1f} → "
-                f"{analysis['rss_end_mib']:.1f} MiB"
-                + (
-                    f" at {analysis['rss_growth_targets']} target(s), first vs last third "
-                    "after warm-up, worst target count)"
-                    if "rss_growth_targets" in analysis
-                    else ", first vs last third after warm-up)"
-                ),
-                "value": growth,
-                "met": growth <= 0.02,
-            }
+        where = (
+            f" at {analysis['rss_growth_targets']} target(s), first vs last third after "
+            "warm-up, worst target count)"
+            if "rss_growth_targets" in analysis
+            else ", first vs last third after warm-up)"
         )
+        measured = (
+            f"{growth * 100:+.2f}% ({analysis['rss_after_warmup_mib']:.1f} → "
+            f"{analysis['rss_end_mib']:.1f} MiB{where}"
+        )
+        checks.append(_check("RSS grows ≤ 2% after warm-up", measured, growth, 0.02))
     if "rss_floor" in analysis:
         floor = analysis["rss_floor"]
-        checks.append(
-            {
-                "target": "RSS floor (10th percentile) grows ≤ 2% after warm-up",
-                "measured": f"{floor['growth'] * 100:+.2f}% ({floor['after_warmup_mib']:.1f} → "
-                f"{floor['end_mib']:.1f} MiB"
-                + (f" at {floor['targets']} target(s))" if floor["targets"] is not None else ")"),
-                "value": floor["growth"],
-                "met": floor["growth"] <= 0.02,
-            }
+        where = f" at {floor['targets']} target(s))" if floor["targets"] is not None else ")"
+        measured = (
+            f"{floor['growth'] * 100:+.2f}% ({floor['after_warmup_mib']:.1f} → "
+            f"{floor['end_mib']:.1f} MiB{where}"
         )
+        target = "RSS floor (10th percentile) grows ≤ 2% after warm-up"
+        checks.append(_check(target, measured, floor["growth"], 0.02))
     if "latency_p95_late_over_early" in analysis:
         creep = analysis["latency_p95_late_over_early"]
-        checks.append(
-            {
-                "target": "latency p95 does not creep (last third ≤ first third + 10%)",
-                "measured": f"{analysis['latency_p95_early_ms']:.1f} → "
-                f"{analysis['latency_p95_late_ms']:.1f} ms ({creep * 100:+.0f}%), slope "
-                f"{analysis['latency_p95_slope_ms_per_min']:+.2f} ms/min",
-                "value": creep,
-                "met": creep <= 0.10,
-            }
+        measured = (
+            f"{analysis['latency_p95_early_ms']:.1f} → {analysis['latency_p95_late_ms']:.1f} ms "
+            f"({creep * 100:+.0f}%), slope {analysis['latency_p95_slope_ms_per_min']:+.2f} ms/min"
         )
+        target = "latency p95 does not creep (last third ≤ first third + 10%)"
+        checks.append(_check(target, measured, creep, 0.10))
     if "out_of_order_outputs" in analysis:
         bad = analysis["out_of_order_outputs"]
-        checks.append(
-            {
-                "target": "no frame older than the newest is processed",
-                "measured": f"{bad} outputs older than an earlier output of {analysis['outputs']}; "
-                f"node dropped {analysis.get('frames_dropped', '?')} of "
-                f"{analysis.get('frames_received', '?')} received frames (replaced by newer ones)",
-                "value": bad,
-                "met": bad == 0,
-            }
+        measured = (
+            f"{bad} outputs older than an earlier output of {analysis['outputs']}; node dropped "
+            f"{analysis.get('frames_dropped', '?')} of {analysis.get('frames_received', '?')} "
+            "received frames (replaced by newer ones)"
         )
+        checks.append(_check("no frame older than the newest is processed", measured, bad, 0))
     return checks
 
 
