@@ -478,8 +478,12 @@ def plot_soak(samples: list[dict[str, Any]], events: list[dict[str, Any]], path:
         axes[0].plot(t, files, color="tab:gray", label=RSS_KIND_NAMES["file"])
         axes[0].legend(loc="center right")
     axes[0].set_ylabel("node RSS (MiB)")
-    axes[1].plot(t, [s["latency_median_ms"] for s in samples], label="median", color="tab:green")
-    axes[1].plot(t, [s["latency_p95_ms"] for s in samples], label="p95", color="tab:red")
+    # markers too: a model that steps in seconds leaves most one-second samples without an
+    # output (NaN), and a line alone would not show the isolated values between them
+    latency = {"marker": ".", "markersize": 3}
+    median = [s["latency_median_ms"] for s in samples]
+    axes[1].plot(t, median, label="median", color="tab:green", **latency)
+    axes[1].plot(t, [s["latency_p95_ms"] for s in samples], label="p95", color="tab:red", **latency)
     axes[1].set_ylabel("latency (ms)")
     axes[1].legend(loc="upper right")
     axes[2].plot(t, [s["output_hz"] for s in samples], color="tab:purple")
