@@ -30,6 +30,11 @@ def test_a_leak_raises_every_level_and_is_reported() -> None:
     result = rss_growth(samples)
     assert 0.025 < result["rss_growth"] < 0.05
     assert result["rss_growth_targets"] in LEVEL
+    # how many samples of that target count each third held (60 samples a third)
+    count = result["rss_growth_targets"]
+    thirds = ((cycle * 9)[:60], (cycle * 9)[-60:])
+    per_third = [sum(n == count for n in third) for third in thirds]
+    assert result["rss_samples"] == per_third
 
 
 def test_the_floor_ignores_step_activations_and_still_finds_a_leak() -> None:
@@ -53,6 +58,7 @@ def test_without_a_common_target_count_all_samples_are_compared() -> None:
     result = rss_growth(samples)
     assert "rss_growth_targets" not in result
     assert result["rss_growth"] == pytest.approx(LEVEL[3] / LEVEL[1] - 1.0)
+    assert result["rss_samples"] == [20, 20]
 
 
 def test_rss_parts_add_up_to_vmrss() -> None:

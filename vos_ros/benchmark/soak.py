@@ -310,6 +310,7 @@ def analyze(
             "end_mib": floor["rss_end_mib"],
             "growth": floor["rss_growth"],
             "targets": floor.get("rss_growth_targets"),
+            "samples": floor["rss_samples"],
         }
         out["rss_max_mib"] = max(s["rss_mib"] for s in steady)
         # the same comparison per kind of memory: where a step came from (heap or mapped files)
@@ -404,11 +405,17 @@ def rss_growth(
                 "rss_end_mib": last,
                 "rss_growth": growth,
                 "rss_growth_targets": targets,
+                "rss_samples": [n_first, n_last],
             }
     if worst is None:  # no load level in both thirds: compare all samples
         first = float(np.quantile([s[key] for s in early], quantile))
         last = float(np.quantile([s[key] for s in late], quantile))
-        worst = {"rss_after_warmup_mib": first, "rss_end_mib": last, "rss_growth": last / first - 1}
+        worst = {
+            "rss_after_warmup_mib": first,
+            "rss_end_mib": last,
+            "rss_growth": last / first - 1,
+            "rss_samples": [len(early), len(late)],
+        }
     return worst
 
 
@@ -435,7 +442,10 @@ def soak_checks(analysis: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append(_check("RSS grows ≤ 2% after warm-up", measured, growth, 0.02))
     if "rss_floor" in analysis:
         floor = analysis["rss_floor"]
-        where = f" at {floor['targets']} target(s))" if floor["targets"] is not None else ")"
+        where = f" at {floor['targets']} target(s)" if floor["targets"] is not None else ""
+        if "samples" in floor:  # a quantile of few samples moves by itself: say how many
+            where += ", {} and {} samples".format(*floor["samples"])
+        where += ")"
         measured = (
             f"{floor['growth'] * 100:+.2f}% ({floor['after_warmup_mib']:.1f} → "
             f"{floor['end_mib']:.1f} MiB{where}"
