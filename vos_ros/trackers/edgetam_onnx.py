@@ -268,8 +268,6 @@ def swap_graph_modules(model: Any, graphs: dict[str, Any]) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.prompt_frames = torch_decoder  # single-mask outputs (prompt frames) on torch
-            for name in ("conv_s0", "conv_s1"):  # read by the library's get_image_features
-                setattr(self, name, getattr(torch_decoder, name))
 
         def forward(self, image_embeddings, image_positional_embeddings,
                     sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output,
