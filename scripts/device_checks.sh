@@ -84,12 +84,15 @@ if ((trt)); then
 fi
 
 step "speed: EdgeTAM with seeded random weights, ${backends[*]}, precisions ${precisions[*]}"
-# the published config's RepViT encoder needs timm and torchvision (there on the GPU image);
-# without them (CPU mode here) transformers' default EdgeTAM settings check the steps instead
-published=0; "$PY" -c 'import timm' 2>/dev/null && published=1
+# the published config's RepViT encoder needs timm and torchvision; without them the port's
+# default encoder (SAM 2's Hiera) checks the steps instead
+encoder=hiera
+"$PY" -c 'from vos_ros.trackers.edgetam_library import require_transformers
+require_transformers(); import timm' 2>/dev/null && encoder=repvit
+echo "EdgeTAM image encoder: $encoder" | tee -a "$OUT/summary.txt"
 check "$PY" -c "import sys; sys.path.insert(0, 'test')
 from pathlib import Path; from edgetam_testlib import write_random_model
-write_random_model(Path('$WORK/edgetam_random'), published=bool($published))"
+write_random_model(Path('$WORK/edgetam_random'), '$encoder')"
 rm -rf "$WORK/models/edgetam"
 check "$PY" -m vos_ros.cli fetch-model edgetam --quiet \
   --checkpoint "$WORK/edgetam_random/model.safetensors" --out "$WORK/models"

@@ -25,9 +25,10 @@ for name in hydra-core omegaconf antlr4-python3-runtime iopath; do
 done
 "$PY" -m pip wheel -q --no-deps -w "$OUT" "${pins[@]}"
 SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$OUT" "sam2==1.1.0"
-# EdgeTAM's model code at the version tested here (that image has an older transformers, and
-# timm and torchvision, which the RepViT encoder of the published EdgeTAM config needs)
-"$PY" -m pip download -q --no-deps -d "$OUT" -r "$REPO/requirements-edgetam.txt"
+# EdgeTAM's model code and timm at the versions tested here (that image has an older
+# transformers; its own torchvision, which timm imports, matches its torch)
+"$PY" -m pip download -q --no-deps -d "$OUT" -r "$REPO/requirements-edgetam.txt" \
+  -r "$REPO/requirements-edgetam-encoder.txt"
 for wheel in "$OUT"/*.whl; do
   case "$(basename "$wheel")" in
     *-none-any.whl) ;;

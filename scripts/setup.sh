@@ -8,7 +8,8 @@
 # VOS_TORCH_VERSION (default 2.13.0), VOS_SKIP_TORCH=1 (skip PyPI torch, e.g. on a GPU machine
 # that installs its own build), VOS_TORCH_INDEX_URL (where CPU wheels come from), VOS_SKIP_SAM2=1
 # (leave out the official sam2 package of the pretrained trackers), VOS_SKIP_EDGETAM=1 (leave out
-# transformers, EdgeTAM's model code).
+# transformers, timm and torchvision: EdgeTAM's model code), VOS_TORCHVISION_VERSION (default
+# 0.28.0, the release for torch 2.13.0).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +18,8 @@ BUILD_DIR="$REPO/build/interfaces"
 TORCH_VERSION="${VOS_TORCH_VERSION:-2.13.0}"
 TORCH_INDEX_URL="${VOS_TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
 SAM2_VERSION="1.1.0"
+# the torchvision release built for TORCH_VERSION (timm, EdgeTAM's RepViT encoder, imports it)
+TORCHVISION_VERSION="${VOS_TORCHVISION_VERSION:-0.28.0}"
 cd "$REPO"
 
 SECONDS=0
@@ -129,11 +132,20 @@ if [[ "${VOS_SKIP_SAM2:-0}" != 1 ]]; then
   fi
 fi
 
-# EdgeTAM's model code (transformers; see requirements-edgetam.txt). VOS_SKIP_EDGETAM=1 leaves
-# it out.
+# EdgeTAM's model code (transformers; see requirements-edgetam.txt) and its RepViT image encoder
+# (timm, requirements-edgetam-encoder.txt), which imports torchvision. timm and torchvision go
+# in with --no-deps: their declared dependencies would replace the CPU torch with PyPI's CUDA
+# build (GBs). PyPI's Linux torchvision is a CUDA build whose compiled operators do not load
+# beside a CPU torch; its Python part, all timm uses, still imports
+# (vos_ros/trackers/torchvision_import.py).
+# VOS_SKIP_EDGETAM=1 leaves all three out; with VOS_SKIP_TORCH=1 torchvision is yours too.
 if [[ "${VOS_SKIP_EDGETAM:-0}" != 1 ]]; then
-  step "installing transformers (EdgeTAM)"
+  step "installing transformers, timm and torchvision $TORCHVISION_VERSION (EdgeTAM)"
   "${PIP[@]}" install -q -r requirements-edgetam.txt
+  "${PIP[@]}" install -q --no-deps -r requirements-edgetam-encoder.txt
+  if [[ "${VOS_SKIP_TORCH:-0}" != 1 ]]; then
+    "${PIP[@]}" install -q --no-deps "torchvision==$TORCHVISION_VERSION"
+  fi
 fi
 
 step "installing vos_ros editable from this checkout"

@@ -184,6 +184,29 @@ def engine_against_cuda_fp32(folder: str, targets: int, **settings):
     return engine
 
 
+def scripted_stream(
+    tracker, frames: list[np.ndarray], masks: dict[int, np.ndarray],
+    starts: dict[int, tuple[int, ...]], click: tuple[int, int], side: int,
+) -> list[np.ndarray]:  # fmt: skip
+    """A stream tracker's logits on every tracked frame of ``frames`` (SAM 2's or EdgeTAM's):
+    targets ``starts[i]`` start from their ``masks`` on frame ``i``, and target ``click[1]``
+    from one positive click at (60, 200) on frame ``click[0]`` (SAM's multimask output, the
+    mask decoder's other case). ``side``: the model's square input."""
+    out = []
+    for index, frame in enumerate(frames):
+        encoded = tracker.encode(tracker.preprocess(frame), index)
+        ids = list(tracker.target_ids)
+        if ids:
+            out.append(tracker.track(encoded, ids)[0].numpy())
+        for target_id in starts.get(index, ()):
+            tracker.add_target(encoded, target_id, masks[target_id])
+        if index == click[0]:
+            points, labels = np.array([[60.0, 200.0]]), np.array([1])
+            _, memory = tracker.start_from_clicks(encoded, (side, side), points, labels)
+            tracker.install(click[1], memory)
+    return out
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0

@@ -36,6 +36,7 @@ def test_device_checks_run_end_to_end_on_the_cpu(tmp_path):
         "iopath",
         "omegaconf",
         "sam2",
+        "timm",
         "transformers",
     ]
     run = subprocess.run(
@@ -50,3 +51,4 @@ def test_device_checks_run_end_to_end_on_the_cpu(tmp_path):
         records = json.loads((tmp_path / "out" / name).read_text())
         assert records, name
     assert "needs a CUDA GPU" in (tmp_path / "out" / "parity.log").read_text()
+    assert "EdgeTAM image encoder: repvit" in summary  # as published (timm and torchvision here)

@@ -18,6 +18,7 @@ from edgetam_testlib import (  # noqa: F401  (pytest fixtures)
     reference_run,
     require_edgetam,
     small_edgetam,
+    small_edgetam_hiera,
 )
 
 from vos_ros.click_prompt import ClickPrompt
@@ -70,11 +71,15 @@ def _assert_equal_logits(got: dict, want: dict, frame: int) -> None:
         assert diff <= LOGIT_ATOL, (frame, target_id, diff)
 
 
-@pytest.mark.parametrize("targets", [1, 3])
-def test_engine_gives_the_library_streaming_session_logits(small_edgetam, targets):  # noqa: F811
+@pytest.mark.parametrize(("encoder", "targets"), [("repvit", 1), ("repvit", 3), ("hiera", 3)])
+def test_engine_gives_the_library_streaming_session_logits(request, encoder, targets):
+    """As published (RepViT) and with the port's default encoder (SAM 2's Hiera)."""
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
-    engine = build_engine(EngineConfig(model=small_edgetam))
+    folder = request.getfixturevalue(
+        "small_edgetam" if encoder == "repvit" else "small_edgetam_hiera"
+    )
+    engine = build_engine(EngineConfig(model=folder))
     assert engine.backend_name == "torch"
     seen = _recording(engine)
     frames, label = _frames(8), _labels()
@@ -222,29 +227,35 @@ def test_fetch_model_installs_and_checks_edgetam_weights(edgetam_weights, tmp_pa
     assert not (tmp_path / "bad" / "edgetam").exists()
 
 
-def test_repvit_encoder_without_timm_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("missing", ["timm", "torchvision"])
+def test_repvit_encoder_without_timm_is_a_clear_error(tmp_path, missing):
     """The published config builds RepViT with timm, which imports torchvision; where either
-    is missing, loading says what to install (nothing else happens)."""
-    require_edgetam()
-    import importlib
+    is missing (blocked here in a fresh interpreter), loading says what to install."""
+    import subprocess
+    import sys
 
     from edgetam_testlib import published_config
 
-    from vos_ros.trackers.edgetam_library import TransformersMissingError, build_edgetam_model
-
-    try:
-        importlib.import_module("timm")
-        pytest.skip("timm and torchvision are installed here: the RepViT encoder builds")
-    except ImportError:
-        pass
+    require_edgetam()
     config = tmp_path / "config.json"
     config.write_text(published_config().to_json_string())
     weights = tmp_path / "model.safetensors"
     from safetensors.torch import save_file
 
     save_file({}, str(weights))
-    with pytest.raises(TransformersMissingError, match="pip install timm torchvision"):
-        build_edgetam_model(config, weights)
+    script = (
+        f"import sys; sys.modules[{missing!r}] = None\n"  # what `import` sees when not installed
+        "from pathlib import Path\n"
+        "from vos_ros.trackers.edgetam_library import TransformersMissingError, "
+        "build_edgetam_model\n"
+        "try:\n"
+        f"    build_edgetam_model(Path({str(config)!r}), Path({str(weights)!r}))\n"
+        "except TransformersMissingError as exc:\n"
+        "    print(exc)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "pip install timm torchvision" in run.stdout
 
 
 def test_cli_evaluate_scores_the_library_masks(small_edgetam, tmp_path):  # noqa: F811

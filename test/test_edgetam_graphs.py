@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgetam_testlib import SMALL, small_edgetam  # noqa: F401  (pytest fixture)
-from sam2_testlib import engine_against_cuda_fp32, iou
+from edgetam_testlib import SMALL, small_edgetam, small_edgetam_hiera  # noqa: F401  (fixtures)
+from sam2_testlib import engine_against_cuda_fp32, iou, scripted_stream
 from tensorrt_testlib import FakeTensorRT, FakeToolchain, machine, tensorrt_gpu_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -40,14 +40,27 @@ def graphs(small_edgetam, tmp_path_factory) -> Path:  # noqa: F811
     return export_graphs(_model(small_edgetam), tmp_path_factory.mktemp("edgetam_graphs") / "g")
 
 
-def test_graphs_give_the_library_modules_outputs(small_edgetam, graphs):  # noqa: F811
+@pytest.fixture(scope="module")
+def hiera_graphs(small_edgetam_hiera, tmp_path_factory) -> Path:  # noqa: F811
+    from vos_ros.trackers.edgetam_onnx import export_graphs
+
+    model = _model(small_edgetam_hiera)
+    return export_graphs(model, tmp_path_factory.mktemp("edgetam_hiera_graphs") / "g")
+
+
+@pytest.mark.parametrize("encoder", ["repvit", "hiera"])
+def test_graphs_give_the_library_modules_outputs(request, encoder):
+    """As published (RepViT) and with the port's default encoder (a Hiera, whose bicubic
+    positional embedding is folded in)."""
     import torch
 
     from vos_ros.engine.onnx_ops import tensorrt_problems
     from vos_ros.trackers.edgetam_onnx import GRAPHS, _export_modules, example_inputs
     from vos_ros.trackers.onnx_graphs import OnnxRuntimeGraph
 
-    model = _model(small_edgetam)
+    hiera = encoder == "hiera"
+    model = _model(request.getfixturevalue("small_edgetam_hiera" if hiera else "small_edgetam"))
+    graphs = request.getfixturevalue("hiera_graphs" if hiera else "graphs")
     modules = _export_modules(model)
     for graph in GRAPHS:
         assert tensorrt_problems(graphs / f"{graph}.onnx") == [], graph
@@ -157,20 +170,7 @@ def _track(model, frames: list[np.ndarray]) -> list:
     masks[1][40:120, 30:110] = True
     masks[2][140:220, 60:200] = True
     masks[3][20:80, 150:240] = True
-    out = []
-    for index, frame in enumerate(frames):
-        encoded = tracker.encode(tracker.preprocess(frame), index)
-        ids = list(tracker.target_ids)
-        if ids:
-            out.append(tracker.track(encoded, ids)[0].numpy())
-        for target_id in (1, 2) if index == 0 else (3,) if index == 10 else ():
-            tracker.add_target(encoded, target_id, masks[target_id])
-        if index == 11:  # one click: SAM's multimask output, on the mask decoder graph
-            _, session = tracker.start_from_clicks(
-                encoded, (SMALL, SMALL), np.array([[60.0, 200.0]]), np.array([1])
-            )
-            tracker.install(4, session)
-    return out
+    return scripted_stream(tracker, frames, masks, {0: (1, 2), 10: (3,)}, (11, 4), SMALL)
 
 
 def test_tensorrt_engines_run_as_the_graphs(small_edgetam, graphs, tmp_path):  # noqa: F811

@@ -23,6 +23,7 @@ from sam2_testlib import (  # noqa: F401  (pytest fixture)
     engine_against_cuda_fp32,
     iou,
     sam2_checkpoint,
+    scripted_stream,
 )
 from tensorrt_testlib import FakeTensorRT, FakeToolchain, machine, tensorrt_gpu_reason
 
@@ -114,19 +115,8 @@ def _track(model, frames: list[np.ndarray], late_at: int) -> list:
     from vos_ros.trackers.sam2_stream import Sam2StreamTracker
 
     tracker = Sam2StreamTracker(model, "fp32")
-    masks = _masks()
-    out = []
-    for index, frame in enumerate(frames):
-        encoded = tracker.encode(tracker.preprocess(frame), index)
-        ids = list(tracker.target_ids)
-        if ids:
-            out.append(tracker.track(encoded, ids)[0].numpy())
-        for target_id in (1, 2, 3) if index == 0 else (4,) if index == late_at else ():
-            tracker.add_target(encoded, target_id, masks[target_id])
-        if index == late_at + 1:  # one click: SAM's multimask output, on the mask decoder graph
-            _, memory = tracker.start_from_clicks(encoded, (SIZE, SIZE), [(60.0, 200.0)], [1])
-            tracker.install(5, memory)
-    return out
+    starts = {0: (1, 2, 3), late_at: (4,)}
+    return scripted_stream(tracker, frames, _masks(), starts, (late_at + 1, 5), SIZE)
 
 
 def test_tracker_shapes_fit_and_engines_run_as_the_graphs(sam2_checkpoint, graphs, tmp_path):  # noqa: F811

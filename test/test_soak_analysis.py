@@ -1,10 +1,12 @@
-"""The soak's RSS growth: a leak is found, the level of the current target count is not one."""
+"""The soak's RSS analysis: a leak is found, the level of the current target count is not one;
+the trend over every sample sees through step activations and a few dozen samples per load."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from vos_ros.benchmark.soak import rss_growth
+from vos_ros.benchmark.soak_rss import rss_analysis, rss_checks, rss_growth
 
 # RSS of the node with 1, 2 and 3 targets (MiB): buffers come and go with the targets.
 LEVEL = {1: 430.0, 2: 436.0, 3: 442.0}
@@ -59,6 +61,54 @@ def test_without_a_common_target_count_all_samples_are_compared() -> None:
     assert "rss_growth_targets" not in result
     assert result["rss_growth"] == pytest.approx(LEVEL[3] / LEVEL[1] - 1.0)
     assert result["rss_samples"] == [20, 20]
+
+
+def _slow_model_samples(minutes: int, leak_per_sample: float = 0.0) -> list[dict]:
+    """A model slower than the sampling: every sample lands somewhere in a step, with 0 to
+    500 MiB of activations on top (seeded); targets change every 60 s (1, 2, 3, 2, ...)."""
+    rng = np.random.default_rng(5)
+    samples = []
+    for i in range(60, 60 * minutes):
+        n = [1, 2, 3, 2][(i // 60) % 4]
+        spike = float(rng.choice([0.0, 10.0, 60.0, 120.0, 300.0, 480.0, 500.0]))
+        rss = LEVEL[n] + spike + leak_per_sample * i
+        samples.append({"t_s": float(i), "targets": n, "rss_mib": rss})
+    return samples
+
+
+def test_the_trend_of_every_sample_is_flat_without_a_leak() -> None:
+    analysis = rss_analysis(_slow_model_samples(30))
+    windows = analysis["rss_windows"]
+    assert len(windows) == 6 and sum(w["samples"] for w in windows) == 60 * 29
+    assert all(1.5 < w["mean_targets"] < 2.5 for w in windows)
+    assert abs(analysis["rss_trend"]["median_growth"]) < 0.01
+    assert abs(analysis["rss_trend"]["floor_growth"]) < 0.01
+    (trend,) = [c for c in rss_checks(analysis) if c["target"].startswith("RSS trend")]
+    assert trend["met"] and "6 windows of 290 to 290 samples" in trend["measured"]
+
+
+def test_the_trend_finds_a_leak_the_windows_share() -> None:
+    # +0.02 MiB a second: +35 MiB over the 29 minutes, about 5 % of the floor
+    analysis = rss_analysis(_slow_model_samples(30, leak_per_sample=0.02))
+    trend = analysis["rss_trend"]
+    assert 0.03 < trend["floor_growth"] < 0.10 and 0.02 < trend["median_growth"] < 0.08
+    (check,) = [c for c in rss_checks(analysis) if c["target"].startswith("RSS trend")]
+    assert not check["met"]
+
+
+def test_a_short_soak_has_three_windows_and_a_soak_record_is_analysed_again(tmp_path) -> None:
+    import json
+
+    from vos_ros.benchmark.soak_rss import main
+
+    assert len(rss_analysis(_slow_model_samples(10))["rss_windows"]) == 3
+    record = tmp_path / "soak.json"
+    record.write_text(
+        json.dumps({"analysis": {"warmup_s": 60.0}, "samples": _slow_model_samples(10)})
+    )
+    assert main([str(record)]) == 0
+    record.write_text(json.dumps({"samples": _slow_model_samples(1)[:5]}))
+    assert main([str(record)]) == 1
 
 
 def test_rss_parts_add_up_to_vmrss() -> None:

@@ -12,9 +12,10 @@ targets at any time. Once a second it samples:
 - stamp-to-arrival latency and output frame rate over that second,
 - the node's diagnostics counters (received, processed, dropped, failed).
 
-The report (nothing is asserted) gives RSS growth after warm-up, the trend of latency p95 (slope
-and later vs earlier third), and whether any output was older than one published before it
-(with the node's drop counter: frames replaced before the engine took them).
+The report (nothing is asserted) gives RSS growth after warm-up (three views, in
+:mod:`vos_ros.benchmark.soak_rss`), the trend of latency p95 (slope and later vs earlier third),
+and whether any output was older than one published before it (with the node's drop counter:
+frames replaced before the engine took them).
 """
 
 from __future__ import annotations
@@ -45,22 +46,17 @@ from vos_ros.benchmark.ros_procs import (
     transport_label,
     vos_node_command,
 )
+from vos_ros.benchmark.soak_rss import (
+    RSS_KIND_NAMES,
+    rss_analysis,
+    rss_block_lines,
+    rss_checks,
+)
 from vos_ros.benchmark.stats import load_average, summarize
 
 SOAK_OBJECTS = 4  # objects in the clip: one is the permanent target, the others come and go
 MAX_TARGETS = 3
 WINDOW_S = 10.0  # latency p95 / frame rate windows for the trend
-# the parts of RSS the report follows, and the sample key of each
-RSS_KINDS = {
-    "anon": "rss_anon_mib",
-    "file": "rss_file_mib",
-}
-# The floor of the RSS samples: what a leak raises even when steps are slower than sampling.
-FLOOR_QUANTILE = 0.1
-RSS_KIND_NAMES = {
-    "anon": "anonymous",
-    "file": "file-backed (libraries, mapped files)",
-}
 
 
 class TargetCycler:
@@ -302,30 +298,7 @@ def analyze(
     warmup_s = min(60.0, max(30.0, 0.1 * duration))
     steady = [s for s in samples if s["t_s"] >= warmup_s and np.isfinite(s["rss_mib"])]
     out["warmup_s"] = warmup_s
-    if len(steady) >= 20:
-        out.update(rss_growth(steady))
-        floor = rss_growth(steady, quantile=FLOOR_QUANTILE)
-        out["rss_floor"] = {
-            "after_warmup_mib": floor["rss_after_warmup_mib"],
-            "end_mib": floor["rss_end_mib"],
-            "growth": floor["rss_growth"],
-            "targets": floor.get("rss_growth_targets"),
-            "samples": floor["rss_samples"],
-        }
-        out["rss_max_mib"] = max(s["rss_mib"] for s in steady)
-        # the same comparison per kind of memory: where a step came from (heap or mapped files)
-        kinds = {}
-        for kind, key in RSS_KINDS.items():
-            having = [s for s in steady if np.isfinite(s.get(key, float("nan")))]
-            if len(having) >= 20:
-                growth = rss_growth(having, key)
-                kinds[kind] = {
-                    "after_warmup_mib": growth["rss_after_warmup_mib"],
-                    "end_mib": growth["rss_end_mib"],
-                    "growth_mib": growth["rss_end_mib"] - growth["rss_after_warmup_mib"],
-                }
-        if kinds:
-            out["rss_by_kind"] = kinds
+    out.update(rss_analysis(steady))
     if log is not None:
         arrivals = log.between(start_ns, 2**63 - 1)
         stamps = [a.stamp_ns for a in arrivals]
@@ -370,55 +343,6 @@ def analyze(
     return out
 
 
-def rss_growth(
-    steady: list[dict[str, Any]], key: str = "rss_mib", quantile: float = 0.5
-) -> dict[str, Any]:
-    """RSS growth from the first to the last third of the steady samples, at equal load.
-
-    RSS follows the number of targets (their buffers come and go as the soak adds and removes
-    them), so the thirds are compared per target count: the median RSS of the samples with N
-    targets in the last third against the same in the first, and the worst N is reported. A
-    leak raises every level; a change in the mix of target counts near the end does not.
-    ``key`` names the sampled quantity (``rss_mib``, or one kind, e.g. ``rss_anon_mib``).
-
-    ``quantile`` replaces the median: 0.1 compares the *floor*. A model whose step lasts longer
-    than the sampling period (SAM 2 on a CPU: seconds) is sampled anywhere inside its steps, on
-    top of short-lived activations hundreds of MiB large; a leak raises the floor between
-    steps, the activations only the peaks.
-    """
-    third = max(10, len(steady) // 3)
-    early, late = steady[:third], steady[-third:]
-
-    def level_rss(samples: list[dict[str, Any]], targets: Any) -> tuple[float, int]:
-        values = [s[key] for s in samples if s.get("targets") == targets]
-        return (float(np.quantile(values, quantile)) if values else float("nan")), len(values)
-
-    worst: dict[str, Any] | None = None
-    for targets in sorted({s.get("targets") for s in early} - {None}):
-        (first, n_first), (last, n_last) = level_rss(early, targets), level_rss(late, targets)
-        if min(n_first, n_last) < 3:  # too few samples at this load to compare
-            continue
-        growth = last / first - 1.0
-        if worst is None or growth > worst["rss_growth"]:
-            worst = {
-                "rss_after_warmup_mib": first,
-                "rss_end_mib": last,
-                "rss_growth": growth,
-                "rss_growth_targets": targets,
-                "rss_samples": [n_first, n_last],
-            }
-    if worst is None:  # no load level in both thirds: compare all samples
-        first = float(np.quantile([s[key] for s in early], quantile))
-        last = float(np.quantile([s[key] for s in late], quantile))
-        worst = {
-            "rss_after_warmup_mib": first,
-            "rss_end_mib": last,
-            "rss_growth": last / first - 1,
-            "rss_samples": [len(early), len(late)],
-        }
-    return worst
-
-
 def _check(target: str, measured: str, value: float, limit: float) -> dict[str, Any]:
     """One soak check: met when ``value <= limit``."""
     return {"target": target, "measured": measured, "value": value, "met": value <= limit}
@@ -426,32 +350,7 @@ def _check(target: str, measured: str, value: float, limit: float) -> dict[str, 
 
 def soak_checks(analysis: dict[str, Any]) -> list[dict[str, Any]]:
     """The soak's checks on what :func:`analyze` measured (those it could measure)."""
-    checks = []
-    if "rss_growth" in analysis:
-        growth = analysis["rss_growth"]
-        where = (
-            f" at {analysis['rss_growth_targets']} target(s), first vs last third after "
-            "warm-up, worst target count)"
-            if "rss_growth_targets" in analysis
-            else ", first vs last third after warm-up)"
-        )
-        measured = (
-            f"{growth * 100:+.2f}% ({analysis['rss_after_warmup_mib']:.1f} → "
-            f"{analysis['rss_end_mib']:.1f} MiB{where}"
-        )
-        checks.append(_check("RSS grows ≤ 2% after warm-up", measured, growth, 0.02))
-    if "rss_floor" in analysis:
-        floor = analysis["rss_floor"]
-        where = f" at {floor['targets']} target(s)" if floor["targets"] is not None else ""
-        if "samples" in floor:  # a quantile of few samples moves by itself: say how many
-            where += ", {} and {} samples".format(*floor["samples"])
-        where += ")"
-        measured = (
-            f"{floor['growth'] * 100:+.2f}% ({floor['after_warmup_mib']:.1f} → "
-            f"{floor['end_mib']:.1f} MiB{where}"
-        )
-        target = "RSS floor (10th percentile) grows ≤ 2% after warm-up"
-        checks.append(_check(target, measured, floor["growth"], 0.02))
+    checks = rss_checks(analysis)
     if "latency_p95_late_over_early" in analysis:
         creep = analysis["latency_p95_late_over_early"]
         measured = (
@@ -552,15 +451,7 @@ def soak_block(result: dict[str, Any]) -> str:
             f"- longest gap between two outputs after warm-up: {a['max_output_gap_ms']:.0f} ms"
             f"{slowest}"
         )
-    kinds = a.get("rss_by_kind")
-    if kinds:
-        parts = [
-            f"{RSS_KIND_NAMES[k]} {v['after_warmup_mib']:.1f} → {v['end_mib']:.1f} MiB "
-            f"({v['growth_mib']:+.1f})"
-            for k, v in kinds.items()
-        ]
-        head = "- RSS by kind, first vs last third at the same target count: "
-        lines.append(head + "; ".join(parts))
+    lines += rss_block_lines(a)
     if result.get("plot"):
         lines.append(f"- plot: `{result['plot']}`")
     if result.get("error"):

@@ -18,6 +18,7 @@ from typing import Any
 from vos_ros.engine.config import EngineError
 from vos_ros.engine.manifest import ModelFileError
 from vos_ros.trackers.sam2_library import state_dict_mismatch
+from vos_ros.trackers.torchvision_import import import_torchvision
 
 
 class TransformersMissingError(EngineError):
@@ -25,7 +26,8 @@ class TransformersMissingError(EngineError):
 
 
 def require_transformers() -> None:
-    """Raise :class:`TransformersMissingError` with the install line when they are missing."""
+    """Raise :class:`TransformersMissingError` with the install line when they are missing;
+    make ``torchvision``, which ``transformers`` imports when installed, importable."""
     names = ("transformers", "safetensors")
     missing = [name for name in names if importlib.util.find_spec(name) is None]
     if missing:
@@ -33,6 +35,9 @@ def require_transformers() -> None:
             f"EdgeTAM needs transformers ({', '.join(missing)} missing): run "
             "scripts/setup.sh, or pip install -r requirements-edgetam.txt"
         )
+    if importlib.util.find_spec("torchvision") is not None:
+        # transformers imports torchvision whenever it is installed
+        import_torchvision()
 
 
 def read_safetensors(path: Path) -> dict[str, Any]:
