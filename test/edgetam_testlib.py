@@ -4,7 +4,9 @@ for ``EdgeTamVideoModel``), and the library's own streaming session as the refer
 As for SAM 2 (sam2_testlib), the library's default initialisation gives near-constant logits,
 which a reproduction could match without running the right computation; every weight matrix is
 drawn from N(0, 1 / fan_in) instead (memory attention larger, see MEMORY_GAIN), and the tests
-check that the masks differ per target.
+check that the masks differ per target. The image encoder is RepViT, as published (or the port's
+default Hiera); RepViT's BatchNorm statistics and the object-score head are set as training
+would leave them (see random_weights).
 """
 
 from __future__ import annotations

@@ -96,6 +96,24 @@ def test_the_trend_finds_a_leak_the_windows_share() -> None:
     assert not check["met"]
 
 
+def test_the_report_lists_the_windows_and_the_trend_check() -> None:
+    from vos_ros.benchmark.soak import soak_block, soak_checks
+
+    analysis = rss_analysis(_slow_model_samples(10))
+    result = {
+        "size": "854x480",
+        "rate_hz": 5.0,
+        "minutes": 10,
+        "change_every_s": 60.0,
+        "analysis": analysis,
+        "checks": soak_checks(analysis),
+    }
+    block = soak_block(result)
+    assert "- RSS per window, median / 10th percentile MiB (mean target count): " in block
+    assert block.count(" min: ") == 3
+    assert "RSS trend ≤ 2% over the soak" in block
+
+
 def test_a_short_soak_has_three_windows_and_a_soak_record_is_analysed_again(tmp_path) -> None:
     import json
 

@@ -48,6 +48,7 @@ from vos_ros.benchmark.ros_procs import (
 )
 from vos_ros.benchmark.soak_rss import (
     RSS_KIND_NAMES,
+    limit_check,
     rss_analysis,
     rss_block_lines,
     rss_checks,
@@ -343,11 +344,6 @@ def analyze(
     return out
 
 
-def _check(target: str, measured: str, value: float, limit: float) -> dict[str, Any]:
-    """One soak check: met when ``value <= limit``."""
-    return {"target": target, "measured": measured, "value": value, "met": value <= limit}
-
-
 def soak_checks(analysis: dict[str, Any]) -> list[dict[str, Any]]:
     """The soak's checks on what :func:`analyze` measured (those it could measure)."""
     checks = rss_checks(analysis)
@@ -358,7 +354,7 @@ def soak_checks(analysis: dict[str, Any]) -> list[dict[str, Any]]:
             f"({creep * 100:+.0f}%), slope {analysis['latency_p95_slope_ms_per_min']:+.2f} ms/min"
         )
         target = "latency p95 does not creep (last third ≤ first third + 10%)"
-        checks.append(_check(target, measured, creep, 0.10))
+        checks.append(limit_check(target, measured, creep, 0.10))
     if "out_of_order_outputs" in analysis:
         bad = analysis["out_of_order_outputs"]
         measured = (
@@ -366,7 +362,7 @@ def soak_checks(analysis: dict[str, Any]) -> list[dict[str, Any]]:
             f"{analysis.get('frames_dropped', '?')} of {analysis.get('frames_received', '?')} "
             "received frames (replaced by newer ones)"
         )
-        checks.append(_check("no frame older than the newest is processed", measured, bad, 0))
+        checks.append(limit_check("no frame older than the newest is processed", measured, bad, 0))
     return checks
 
 
