@@ -121,11 +121,9 @@ def test_a_short_soak_has_three_windows_and_a_soak_record_is_analysed_again(tmp_
 
     assert len(rss_analysis(_slow_model_samples(10))["rss_windows"]) == 3
     record = tmp_path / "soak.json"
-    record.write_text(
-        json.dumps({"analysis": {"warmup_s": 60.0}, "samples": _slow_model_samples(10)})
-    )
+    record.write_text(json.dumps({"minutes": 10, "samples": _slow_model_samples(10)}))
     assert main([str(record)]) == 0
-    record.write_text(json.dumps({"samples": _slow_model_samples(1)[:5]}))
+    record.write_text(json.dumps({"minutes": 1, "samples": _slow_model_samples(1)[:5]}))
     assert main([str(record)]) == 1
 
 

@@ -52,6 +52,8 @@ from vos_ros.benchmark.soak_rss import (
     rss_analysis,
     rss_block_lines,
     rss_checks,
+    steady_samples,
+    warmup_seconds,
 )
 from vos_ros.benchmark.stats import load_average, summarize
 
@@ -296,10 +298,9 @@ def analyze(
     out: dict[str, Any] = {}
     if not samples:
         return out
-    warmup_s = min(60.0, max(30.0, 0.1 * duration))
-    steady = [s for s in samples if s["t_s"] >= warmup_s and np.isfinite(s["rss_mib"])]
+    warmup_s = warmup_seconds(duration)
     out["warmup_s"] = warmup_s
-    out.update(rss_analysis(steady))
+    out.update(rss_analysis(steady_samples(samples, warmup_s)))
     if log is not None:
         arrivals = log.between(start_ns, 2**63 - 1)
         stamps = [a.stamp_ns for a in arrivals]

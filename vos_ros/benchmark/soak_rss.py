@@ -45,6 +45,16 @@ def limit_check(target: str, measured: str, value: float, limit: float) -> dict[
     return {"target": target, "measured": measured, "value": value, "met": value <= limit}
 
 
+def warmup_seconds(duration_s: float) -> float:
+    """The start of a soak left out of every comparison: a tenth of it, 30 to 60 s."""
+    return min(60.0, max(30.0, 0.1 * duration_s))
+
+
+def steady_samples(samples: list[dict[str, Any]], warmup_s: float) -> list[dict[str, Any]]:
+    """The samples after warm-up that have an RSS reading."""
+    return [s for s in samples if s["t_s"] >= warmup_s and np.isfinite(s["rss_mib"])]
+
+
 def rss_analysis(steady: list[dict[str, Any]]) -> dict[str, Any]:
     """Growth, floor, trend and growth per kind of memory of the samples after warm-up
     (nothing below 20 samples)."""
@@ -246,9 +256,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with open(args.soak_json, encoding="utf-8") as handle:
         record = json.load(handle)
-    warmup_s = record.get("analysis", {}).get("warmup_s", 60.0)
-    steady = [s for s in record["samples"] if s["t_s"] >= warmup_s and np.isfinite(s["rss_mib"])]
-    analysis = rss_analysis(steady)
+    warmup_s = warmup_seconds(60.0 * record["minutes"])
+    analysis = rss_analysis(steady_samples(record["samples"], warmup_s))
     if not analysis:
         print(f"{args.soak_json}: fewer than 20 samples after warm-up", file=sys.stderr)
         return 1
