@@ -98,15 +98,59 @@ def test_engine_gives_the_library_streaming_session_logits(request, encoder, tar
         assert float((last[1] - last[3]).abs().max()) > 100 * LOGIT_ATOL
 
 
-def test_target_added_later_and_memory_bounded(small_edgetam):  # noqa: F811
+def test_seen_and_occluded_targets_in_one_batch(small_edgetam):  # noqa: F811
+    """With the object-score head's bias moved near its threshold, three targets batched
+    together are seen on some frames and occluded on others, both on one frame too: each gets
+    the library's logits (an occluded target's at the "no object" value) and memory."""
+    import torch
+
+    from vos_ros.engine import EngineConfig, Prompt, build_engine
+
+    engine = build_engine(EngineConfig(model=small_edgetam))
+    model = engine.predictor.tracker.model
+    with torch.no_grad():  # chosen so that scores cross zero, none closer to it than 0.005
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(0.065)
+    seen, scores = _recording(engine), []
+    track = engine.predictor.tracker.track
+
+    def scored(frame, ids):
+        logits, score = track(frame, ids)
+        scores.append(score.tolist())
+        return logits, score
+
+    engine.predictor.tracker.track = scored
+    frames, label = _frames(8), _labels()
+    for index, frame in enumerate(frames):
+        engine.step(frame, Prompt(label) if index == 0 else None)
+    masks = {"input_masks": [label == i for i in (1, 2, 3)]}
+    reference = reference_run(model, _pixels(engine, frames), {0: ([1, 2, 3], masks)})
+    for index in range(1, len(frames)):
+        _assert_equal_logits(seen[index - 1], reference[index], index)
+    signs = {tuple(s > 0 for s in frame) for frame in scores}
+    assert (True,) * 3 in signs and (False,) * 3 in signs
+    assert any(len(set(frame)) == 2 for frame in signs)  # seen and occluded on one frame
+    assert min(abs(s) for frame in scores for s in frame) > 0.005
+
+
+def test_target_added_later_and_memory_bounded(small_edgetam, monkeypatch):  # noqa: F811
     """A target added on frame 5 (a service call) gives the library's logits for an object
-    prompted on that frame; a session keeps only the frames the model can still read, so
+    prompted on that frame; the two run as one batch once their memories hold as many frames
+    and pointers (frame 21); a session keeps only the frames the model can still read, so
     memory is flat once the window is full; a removed target leaves the others."""
+    import vos_ros.trackers.edgetam_stream as stream
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
     engine = build_engine(EngineConfig(model=small_edgetam))
     tracker = engine.predictor.tracker
     seen = _recording(engine)
+    batches: list[int] = []  # targets per batch, in call order
+    track_batch = stream.track_batch
+
+    def recorded(model, features, readouts):
+        batches.append(len(readouts))
+        return track_batch(model, features, readouts)
+
+    monkeypatch.setattr(stream, "track_batch", recorded)
     frames, label = _frames(24), _labels()
     first = np.where(label == 1, 1, 0).astype(np.uint16)
     second = np.where(label == 2, 2, 0).astype(np.uint16)
@@ -117,19 +161,22 @@ def test_target_added_later_and_memory_bounded(small_edgetam):  # noqa: F811
             assert engine.add_targets(frame, second) == [2]
         sizes.append(tracker.nbytes())
         for session in tracker._targets.values():
-            assert list(session.processed_frames) == [index]
+            assert not session.processed_frames  # no frame's pixels or features kept
+            assert session.cache.get_vision_features(index) is None
             tracked = session.output_dict_per_obj[0]["non_cond_frame_outputs"]
             assert len(tracked) <= tracker.window
     assert tracker.window == 15
     assert sizes[-1] == sizes[-4]  # flat once both windows are full
     # the library's session cannot take a second object once it tracks one (its forward
     # mixes score shapes), so each target is compared with a session of its own, as here
-    pixels = _pixels(engine, frames[:10])
+    pixels = _pixels(engine, frames)
     first_ref = reference_run(tracker.model, pixels, {0: ([1], {"input_masks": [label == 1]})})
     second_ref = reference_run(
         tracker.model, pixels[5:], {5: ([2], {"input_masks": [label == 2]})}, start=5
     )
-    for index in range(1, 10):
+    # frames 1-5: target 1; 6-20: one batch each; 21-23: one batch of two
+    assert batches == [1] * 5 + [1, 1] * 15 + [2] * 3
+    for index in range(1, len(frames)):
         want = {**first_ref[index], **(second_ref[index - 5] if index > 5 else {})}
         _assert_equal_logits(seen[index - 1], want, index)
     assert engine.remove_targets([1]) == [1]

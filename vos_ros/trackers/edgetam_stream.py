@@ -3,10 +3,12 @@
 (:mod:`vos_ros.engine.sam2_predictor`) runs either.
 
 Built on ``transformers``' ``EdgeTamVideoModel`` and its streaming inference session: the image
-encoder runs once per frame; each target has a session of its own (one object in it), which is
-handed the frame's features and stepped with the model's own ``forward`` in streaming mode, so
-prompts, memory selection, object pointers and the memory encoder are the library's. What this
-adds for a camera stream:
+encoder runs once per frame; each target has a session of its own (one object in it). A prompt
+frame steps the target's session with the model's own ``forward`` in streaming mode, so prompts
+are the library's; a tracked frame runs the targets as batches
+(:mod:`vos_ros.trackers.edgetam_batch`: the library's memory read-out per target, each network
+once per batch) and stores each target's output in its session as the library stores it. What
+this adds for a camera stream:
 
 * **bounded memory**: the library's session keeps every frame it was given and every output;
   after each step a target's session keeps only its prompt frames and the tracked frames the
@@ -16,9 +18,6 @@ adds for a camera stream:
 * **prompts as the library's processor makes them**: a mask resized to the square input
   (bilinear with antialiasing, >= 0.5); clicks and a box scaled from video pixels to the input,
   the box as two corner points labelled 2 and 3 ahead of the clicks.
-
-Targets run one after another, as the library runs the objects of a session; the SAM 2 tracker
-batches them.
 """
 
 from __future__ import annotations
@@ -27,6 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from vos_ros.trackers.edgetam_batch import (
+    OBJECT,
+    perceiver_for_batches,
+    read_memory,
+    track_batch,
+)
 from vos_ros.trackers.sam2_stream import (
     EncodedFrame,
     SquareInput,
@@ -34,14 +39,16 @@ from vos_ros.trackers.sam2_stream import (
     prompt_points,
 )
 
-OBJECT_ID = 1  # each target's session holds one object
+OBJECT_ID = 1  # each target's session holds one object (at index edgetam_batch.OBJECT)
 
 
 class EdgeTamStreamTracker(SquareInput):
     """Tracks any number of targets with EdgeTAM, one bounded session per target.
 
     :param model: ``transformers.EdgeTamVideoModel`` in eval mode
-        (:func:`~vos_ros.trackers.edgetam_library.build_edgetam_model`).
+        (:func:`~vos_ros.trackers.edgetam_library.build_edgetam_model`); its spatial perceiver
+        is made to take batches of targets
+        (:func:`~vos_ros.trackers.edgetam_batch.perceiver_for_batches`).
     :param precision: ``fp32``, or ``fp16`` / ``bf16`` (CUDA autocast).
     """
 
@@ -53,6 +60,7 @@ class EdgeTamStreamTracker(SquareInput):
             next(model.parameters()).device,
             precision,
         )
+        perceiver_for_batches(model)
         self.model = model
         # how far back the model looks in streaming mode: mask memory and object pointers
         self.window = max(
@@ -90,8 +98,7 @@ class EdgeTamStreamTracker(SquareInput):
         """A new target's output and session from a mask prompt on ``frame`` (not installed)."""
         full = self.square_mask(mask)
         session = self._new_session()
-        index = session.obj_id_to_idx(OBJECT_ID)
-        session.add_mask_inputs(index, frame.frame_index, full)
+        session.add_mask_inputs(session.obj_id_to_idx(OBJECT_ID), frame.frame_index, full)
         session.obj_with_new_inputs = [OBJECT_ID]
         logits, _ = self._step(session, frame)
         return logits, session
@@ -115,9 +122,8 @@ class EdgeTamStreamTracker(SquareInput):
         coords[..., 0] = coords[..., 0] * (self.image_size / width)
         coords[..., 1] = coords[..., 1] * (self.image_size / height)
         session = self._new_session()
-        index = session.obj_id_to_idx(OBJECT_ID)
         session.add_point_inputs(
-            index,
+            session.obj_id_to_idx(OBJECT_ID),
             frame.frame_index,
             {"point_coords": coords, "point_labels": torch.from_numpy(labels)[None, None]},
         )
@@ -161,9 +167,19 @@ class EdgeTamStreamTracker(SquareInput):
         low = self.image_size // 4
         logits = torch.empty((len(ids), 1, low, low), dtype=torch.float32, device=self.device)
         scores = torch.empty(len(ids), dtype=torch.float32, device=self.device)
-        for row, target_id in enumerate(ids):
-            masks, score = self._step(self._targets[target_id], frame)
-            logits[row], scores[row] = masks[0], score[0]
+        index = frame.frame_index
+        sessions = [self._targets[i] for i in ids]
+        with torch.inference_mode(), self._autocast():
+            readouts = [read_memory(self.model, s, index) for s in sessions]
+            batches: dict[tuple, list[int]] = {}
+            for row, readout in enumerate(readouts):
+                batches.setdefault(readout.layout(), []).append(row)
+            for rows in batches.values():
+                out = track_batch(self.model, frame.backbone_out, [readouts[r] for r in rows])
+                logits[rows] = out.pred_masks.float()
+                scores[rows] = out.object_score_logits.float().view(-1)
+                for row, stored in zip(rows, out.per_target, strict=True):
+                    self._store(sessions[row], index, stored)
         return logits, scores
 
     # ---------------------------------------------------------------- internals
@@ -181,8 +197,8 @@ class EdgeTamStreamTracker(SquareInput):
         )
 
     def _step(self, session: Any, frame: EncodedFrame) -> tuple[Any, Any]:
-        """The library's streaming step of ``session`` on ``frame`` (with the frame's shared
-        features), then the session trimmed to what later frames can read."""
+        """A prompt frame: the library's streaming step of ``session`` on ``frame`` (with the
+        frame's shared features), then the session trimmed to what later frames can read."""
         import torch
 
         features = frame.backbone_out
@@ -201,9 +217,18 @@ class EdgeTamStreamTracker(SquareInput):
         self._trim(session, index)
         return out.pred_masks.float(), out.object_score_logits.float().view(-1)
 
+    def _store(self, session: Any, frame_index: int, output: dict[str, Any]) -> None:
+        """Keep a tracked frame's output in the target's session as the library's ``forward``
+        keeps it, then trim the session."""
+        session.store_output(OBJECT, frame_index, output_value=output, is_conditioning_frame=False)
+        session.frames_tracked_per_obj[OBJECT][frame_index] = {"reverse": False}
+        self._trim(session, frame_index)
+
     def _trim(self, session: Any, frame_index: int) -> None:
-        """Drop what streaming steps after ``frame_index`` never read: older tracked outputs
-        beyond the window and every frame but the newest (prompt frames stay)."""
+        """Drop what streaming steps after ``frame_index`` never read: tracked outputs older
+        than the window (prompt frames' outputs stay), and every frame's pixels and image
+        features (each step is handed its own frame's; the library would keep the prompt
+        frame's features, about 100 MB at 1024 x 1024, for as long as nothing replaced them)."""
         oldest = frame_index - self.window + 1  # the next frame reads back to here
         for outputs in session.output_dict_per_obj.values():
             tracked = outputs["non_cond_frame_outputs"]
@@ -212,8 +237,8 @@ class EdgeTamStreamTracker(SquareInput):
         for frames in session.frames_tracked_per_obj.values():
             for index in [i for i in frames if i < oldest]:
                 del frames[index]
-        for index in [i for i in session.processed_frames if i != frame_index]:
-            del session.processed_frames[index]
+        session.processed_frames.clear()
+        session.cache.clear_all()
 
 
 def _tensor_bytes(value: Any) -> int:

@@ -4,8 +4,9 @@ EdgeTAM's graphs (:mod:`vos_ros.trackers.edgetam_onnx`) and the ranges of their 
 Why the ranges are what they are (all from the model's config, as the streaming tracker in
 :mod:`vos_ros.trackers.edgetam_stream` uses it):
 
-* ``targets``: the tracker steps each target's session on its own, so every call has one
-  target (``opt``); the axis stays open up to ``max_targets`` as in the graphs;
+* ``targets``: a tracked frame runs targets with the same memory layout as one batch
+  (:mod:`vos_ros.trackers.edgetam_batch`), 1 to ``max_targets``, ``opt`` as for SAM 2; prompt
+  frames and the spatial perceiver (which runs target by target) call with one;
 * ``memory_frames``: a target restarts its session on each prompt, so it holds its prompt frame
   plus at most ``num_maskmem - 1`` recent frames;
 * ``memory_tokens``: the spatial perceiver turns every memory frame into the same number of
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vos_ros.engine.backends.tensorrt_backend import OPT_TARGETS
 from vos_ros.trackers import edgetam_onnx
 from vos_ros.trackers.sam2_tensorrt import GraphSet, Range
 
@@ -39,7 +41,7 @@ def dim_ranges(model: Any, max_targets: int) -> dict[str, Range]:
     points = (max(1, int(config.multimask_min_pt_num)), max(1, int(config.multimask_max_pt_num)))
     full = frames * per_frame + pointers[1]
     return {
-        "targets": (1, 1, max_targets),
+        "targets": (1, min(OPT_TARGETS, max_targets), max_targets),
         "memory_frames": (1, frames, frames),
         "memory_tokens": (per_frame + pointers[0], full, full),
         "pointer_tokens": (pointers[0], pointers[1], pointers[1]),
