@@ -71,15 +71,20 @@ def _assert_equal_logits(got: dict, want: dict, frame: int) -> None:
         assert diff <= LOGIT_ATOL, (frame, target_id, diff)
 
 
-@pytest.mark.parametrize(("encoder", "targets"), [("repvit", 1), ("repvit", 3), ("hiera", 3)])
-def test_engine_gives_the_library_streaming_session_logits(request, encoder, targets):
-    """As published (RepViT) and with the port's default encoder (SAM 2's Hiera)."""
+@pytest.mark.parametrize(
+    ("encoder", "targets", "batch"),
+    [("repvit", 1, 0), ("repvit", 3, 0), ("repvit", 3, 3), ("hiera", 3, 3)],
+)
+def test_engine_gives_the_library_streaming_session_logits(request, encoder, targets, batch):
+    """As published (RepViT) and with the port's default encoder (SAM 2's Hiera); targets
+    one at a time (``target_batch`` 0: the CPU's default) and as one batch (as on CUDA)."""
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
     folder = request.getfixturevalue(
         "small_edgetam" if encoder == "repvit" else "small_edgetam_hiera"
     )
-    engine = build_engine(EngineConfig(model=folder))
+    engine = build_engine(EngineConfig(model=folder, target_batch=batch))
+    assert engine.predictor.tracker.batch == (batch or 1)
     assert engine.backend_name == "torch"
     seen = _recording(engine)
     frames, label = _frames(8), _labels()
@@ -106,7 +111,7 @@ def test_seen_and_occluded_targets_in_one_batch(small_edgetam):  # noqa: F811
 
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
-    engine = build_engine(EngineConfig(model=small_edgetam))
+    engine = build_engine(EngineConfig(model=small_edgetam, target_batch=3))
     model = engine.predictor.tracker.model
     with torch.no_grad():  # chosen so that scores cross zero, none closer to it than 0.005
         model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(0.065)
@@ -140,7 +145,7 @@ def test_target_added_later_and_memory_bounded(small_edgetam, monkeypatch):  # n
     import vos_ros.trackers.edgetam_stream as stream
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
-    engine = build_engine(EngineConfig(model=small_edgetam))
+    engine = build_engine(EngineConfig(model=small_edgetam, target_batch=2))
     tracker = engine.predictor.tracker
     seen = _recording(engine)
     batches: list[int] = []  # targets per batch, in call order

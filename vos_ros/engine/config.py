@@ -87,6 +87,10 @@ class EngineConfig:
     cache_dir: str | None = None
     cuda_graphs: bool = False  # torch backend on CUDA: replay captured CUDA graphs
     verify_checksums: bool = True  # check the sha256 of every model file on load
+    # EdgeTAM: most targets per batch on a tracked frame; 0 = auto: every target of a memory
+    # layout on CUDA, one on the CPU, where batches bought no speed and grew the heap
+    # (README, "Pretrained trackers"). SAM 2 batches every target of a layout.
+    target_batch: int = 0
     # Online adaptation (OSVOS-style, network models only): on the first annotation of a stream
     # the network is fine-tuned for ``adapt_steps`` steps on that frame before tracking starts
     # (vos_ros.model.online_adapt). 0 = off. ``adapt_scope``: all | decoder. It blocks that
@@ -120,6 +124,7 @@ class EngineConfig:
         _check_int("permanent_size", self.permanent_size, 1)
         _check_int("lost_search_every", self.lost_search_every, 1)
         _check_int("max_targets", self.max_targets, 1)
+        _check_int("target_batch", self.target_batch, 0)
         if self.max_targets > 255:
             raise ConfigError(f"max_targets must be at most 255, got {self.max_targets}")
         _check_float("prior_scale", self.prior_scale, 1.0, 10.0)

@@ -218,7 +218,8 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
     if edgetam:
         from vos_ros.trackers.edgetam_stream import EdgeTamStreamTracker
 
-        return Sam2Predictor(EdgeTamStreamTracker(model, precision), name)
+        batch = config.target_batch or (None if device == "cuda" else 1)
+        return Sam2Predictor(EdgeTamStreamTracker(model, precision, batch), name)
     fill_holes = device == "cuda" and has_cuda_extension()  # as the official predictor can
     tracker = Sam2StreamTracker(model, precision, fill_holes)
     return Sam2Predictor(tracker, name)

@@ -50,9 +50,11 @@ class EdgeTamStreamTracker(SquareInput):
         is made to take batches of targets
         (:func:`~vos_ros.trackers.edgetam_batch.perceiver_for_batches`).
     :param precision: ``fp32``, or ``fp16`` / ``bf16`` (CUDA autocast).
+    :param batch: most targets per batch on a tracked frame (``None``: every target whose
+        memory has the same layout).
     """
 
-    def __init__(self, model: Any, precision: str = "fp32") -> None:
+    def __init__(self, model: Any, precision: str = "fp32", batch: int | None = None) -> None:
         config = model.config
         size = config.image_size
         super().__init__(
@@ -62,6 +64,7 @@ class EdgeTamStreamTracker(SquareInput):
         )
         perceiver_for_batches(model)
         self.model = model
+        self.batch = batch
         # how far back the model looks in streaming mode: mask memory and object pointers
         self.window = max(
             int(config.num_maskmem) - 1, int(config.max_object_pointers_in_encoder) - 1
@@ -171,10 +174,7 @@ class EdgeTamStreamTracker(SquareInput):
         sessions = [self._targets[i] for i in ids]
         with torch.inference_mode(), self._autocast():
             readouts = [read_memory(self.model, s, index) for s in sessions]
-            batches: dict[tuple, list[int]] = {}
-            for row, readout in enumerate(readouts):
-                batches.setdefault(readout.layout(), []).append(row)
-            for rows in batches.values():
+            for rows in self._batches(readouts):
                 out = track_batch(self.model, frame.backbone_out, [readouts[r] for r in rows])
                 logits[rows] = out.pred_masks.float()
                 scores[rows] = out.object_score_logits.float().view(-1)
@@ -183,6 +183,14 @@ class EdgeTamStreamTracker(SquareInput):
         return logits, scores
 
     # ---------------------------------------------------------------- internals
+    def _batches(self, readouts: list[Any]) -> list[list[int]]:
+        """Rows grouped by memory layout, at most ``batch`` to a group."""
+        layouts: dict[tuple, list[int]] = {}
+        for row, readout in enumerate(readouts):
+            layouts.setdefault(readout.layout(), []).append(row)
+        size = self.batch or len(readouts)
+        return [rows[i : i + size] for rows in layouts.values() for i in range(0, len(rows), size)]
+
     def _new_session(self) -> Any:
         import torch
         from transformers.models.edgetam_video.modeling_edgetam_video import (
