@@ -26,7 +26,10 @@ from vos_ros.click_prompt import ClickPrompt
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 H, W = 240, 320
-LOGIT_ATOL = 1e-4
+# Logits reach about 5 here. The tracker's batched step is the library's computation in other
+# memory layouts: float32 rounding, compounded through the memory over 23 frames, reached 2.5e-4
+# on one thread (1e-3 leaves four times that).
+LOGIT_ATOL = 1e-3
 
 
 def _frames(count: int) -> list[np.ndarray]:
@@ -100,7 +103,7 @@ def test_engine_gives_the_library_streaming_session_logits(request, encoder, tar
     last = reference[-1]
     assert 0.02 < float((last[1] > 0).float().mean()) < 0.98  # real masks, not constant logits
     if targets == 3:  # the prompts reach the memory: targets differ far beyond the tolerance
-        assert float((last[1] - last[3]).abs().max()) > 100 * LOGIT_ATOL
+        assert float((last[1] - last[3]).abs().max()) > 10 * LOGIT_ATOL
 
 
 def test_seen_and_occluded_targets_in_one_batch(small_edgetam):  # noqa: F811

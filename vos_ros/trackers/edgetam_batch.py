@@ -13,8 +13,9 @@ put together here from the library's own pieces:
   targets whose memory has the same number of frames and of pointer tokens, which is all the
   memory attention's rotary encoding depends on, run as one batch (:meth:`Readout.layout`);
 * **the networks, once per batch**: the library's memory attention, prompt encoder, mask
-  decoder and memory encoder (``_encode_new_memory``); the spatial perceiver runs target by
-  target inside it (:func:`perceiver_for_batches`, called by the tracker);
+  decoder and memory encoder (``_encode_new_memory``); inside it the library's spatial
+  perceiver runs target by target (:func:`perceiver_for_batches`, called by the tracker), its
+  ONNX Runtime and TensorRT graphs take the batch;
 * **written here for a batch** (:func:`track_batch`): the reshape after the memory attention and
   the mask head's tail as the library's ``_single_frame_forward`` runs it on a tracked frame
   (no clicks: one padding point; occluded targets' logits at the "no object" value; the mask
@@ -22,7 +23,7 @@ put together here from the library's own pieces:
 
 The outputs are stored per target in the shapes the library stores (``store_output``), so the
 library's own steps (prompts, the next read-out) go on from them. Equal to the library's
-per-target steps within float rounding (``test/test_edgetam.py``).
+per-target steps within float rounding (``test/test_edgetam.py``: logits within 1e-3).
 """
 
 from __future__ import annotations

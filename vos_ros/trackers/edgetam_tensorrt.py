@@ -6,7 +6,7 @@ Why the ranges are what they are (all from the model's config, as the streaming 
 
 * ``targets``: a tracked frame runs targets with the same memory layout as one batch
   (:mod:`vos_ros.trackers.edgetam_batch`), 1 to ``max_targets``, ``opt`` as for SAM 2; prompt
-  frames and the spatial perceiver (which runs target by target) call with one;
+  frames call with one;
 * ``memory_frames``: a target restarts its session on each prompt, so it holds its prompt frame
   plus at most ``num_maskmem - 1`` recent frames;
 * ``memory_tokens``: the spatial perceiver turns every memory frame into the same number of
