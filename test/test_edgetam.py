@@ -26,9 +26,9 @@ from vos_ros.click_prompt import ClickPrompt
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 H, W = 240, 320
-# Logits reach about 5 here. The tracker's batched step is the library's computation in other
-# memory layouts: float32 rounding, compounded through the memory over 23 frames, reached 2.5e-4
-# on one thread (1e-3 leaves four times that).
+# The tracker's batched step is the library's computation in other memory layouts: float32
+# rounding, compounded through the memory over 23 frames, reached 2.5e-4 on one thread in CI
+# (1e-3 leaves four times that).
 LOGIT_ATOL = 1e-3
 
 
