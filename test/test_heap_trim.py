@@ -1,10 +1,11 @@
-"""HeapTrimmer: trims at most once per period, never with period 0, rejects negative periods."""
+"""HeapTrimmer: trims at most once per period, never with period 0, rejects negative periods,
+reads the resident size after each trim."""
 
 from __future__ import annotations
 
 import pytest
 
-from vos_ros.heap_trim import HeapTrimmer, heap_trim_available
+from vos_ros.heap_trim import HeapTrimmer, heap_trim_available, resident_mib
 
 
 class FakeClock:
@@ -39,3 +40,21 @@ def test_period_zero_never_trims():
 def test_negative_period_is_refused():
     with pytest.raises(ValueError, match="period_s"):
         HeapTrimmer(-1.0)
+
+
+def _status_rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not heap_trim_available(), reason="no malloc_trim in this C library")
+def test_resident_size_read_after_each_trim():
+    clock = FakeClock()
+    trimmer = HeapTrimmer(10.0, clock=clock)
+    assert trimmer.resident_mib is None  # no trim yet
+    clock.now += 10.0
+    assert trimmer.maybe_trim()
+    # the same figure as the kernel's VmRSS (pages touched in between move it a little)
+    assert trimmer.resident_mib == pytest.approx(_status_rss_mib(), abs=2.0)
+    assert resident_mib() == pytest.approx(_status_rss_mib(), abs=2.0)

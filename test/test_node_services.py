@@ -194,14 +194,27 @@ def test_result_messages_carry_masks_boxes_and_header(setup):
     assert overlay.shape == frame.shape and not np.array_equal(overlay, frame)
 
 
-def test_diagnostic_levels_follow_the_stats():
-    from vos_ros.ros.diagnostics import (
-        DiagnosticThresholds,
-        NodeStats,
-        build_diagnostic_array,
-        status_level,
-        values_of,
+def _published_values(snapshot, target_ids: list[int], thresholds=None) -> dict[str, str]:
+    """The values of the node's status as ``build_diagnostic_array`` publishes them."""
+    from vos_ros.ros.diagnostics import DiagnosticThresholds, build_diagnostic_array, values_of
+
+    array = build_diagnostic_array(
+        snapshot,
+        name="vos_node",
+        hardware_id="/vos_node",
+        backend="flow",
+        model="flow",
+        target_ids=target_ids,
+        lifecycle_state="active",
+        active=True,
+        thresholds=thresholds or DiagnosticThresholds(1000.0, 5.0, 2.0),
+        stamp=Header().stamp,
     )
+    return values_of(array.status[0])
+
+
+def test_diagnostic_levels_follow_the_stats():
+    from vos_ros.ros.diagnostics import DiagnosticThresholds, NodeStats, status_level
 
     now = [100.0]
     stats = NodeStats(clock=lambda: now[0])
@@ -236,31 +249,13 @@ def test_diagnostic_levels_follow_the_stats():
     assert level == 2 and "unsupported encoding" in message
     now[0] += 5.0
     assert "no image" in status_level(stats.snapshot(), True, limits)[1]
-    array = build_diagnostic_array(
-        stats.snapshot(),
-        name="vos_node",
-        hardware_id="/vos_node",
-        backend="flow",
-        model="flow",
-        target_ids=[1, 4],
-        lifecycle_state="active",
-        active=True,
-        thresholds=limits,
-        stamp=Header().stamp,
-    )
-    values = values_of(array.status[0])
+    values = _published_values(stats.snapshot(), [1, 4], limits)
     assert values["frames_dropped"] == "1" and values["frames_failed"] == "1"
     assert values["engine_mean_ms"] == "157.5" and values["target_ids"] == "1 4"
 
 
 def test_diagnostics_report_the_median_of_each_stage():
-    from vos_ros.ros.diagnostics import (
-        NODE_STAGES,
-        DiagnosticThresholds,
-        NodeStats,
-        build_diagnostic_array,
-        values_of,
-    )
+    from vos_ros.ros.diagnostics import NODE_STAGES, NodeStats
 
     stats = NodeStats()
     assert stats.snapshot().stage_median_ms == {}  # nothing processed: no stage keys
@@ -273,23 +268,30 @@ def test_diagnostics_report_the_median_of_each_stage():
     # the median, not the mean (9 ms is an outlier); unknown stages ("adapt") are left out
     assert medians == {"input_age": 4.0, "wait": 2.5, "encoder": 3.0, "publish": 0.5}
     assert list(medians) == [n for n in NODE_STAGES if n in medians]  # in pipeline order
-    array = build_diagnostic_array(
-        stats.snapshot(),
-        name="vos_node",
-        hardware_id="/vos_node",
-        backend="flow",
-        model="flow",
-        target_ids=[1],
-        lifecycle_state="active",
-        active=True,
-        thresholds=DiagnosticThresholds(1000.0, 5.0, 2.0),
-        stamp=Header().stamp,
-    )
-    values = values_of(array.status[0])
+    values = _published_values(stats.snapshot(), [1])
     assert values["stage_wait_median_ms"] == "2.50" and values["stage_publish_median_ms"] == "0.50"
     assert "stage_decoder_median_ms" not in values
     stats.reset()
     assert stats.snapshot().stage_median_ms == {}
+
+
+def test_diagnostics_report_the_resident_size_after_the_last_heap_trim():
+    from vos_ros.ros.diagnostics import NodeStats
+
+    def values() -> dict[str, str]:
+        return _published_values(stats.snapshot(), [1, 2])
+
+    stats = NodeStats()
+    before = values()  # no trim yet: empty values, not zeros
+    assert before["heap_trims"] == "0"
+    assert before["resident_after_trim_mib"] == before["targets_at_trim"] == ""
+    stats.heap_trimmed(812.34, 3)
+    stats.heap_trimmed(806.06, 2)  # the latest trim is reported
+    after = values()
+    assert after["heap_trims"] == "2"
+    assert (after["resident_after_trim_mib"], after["targets_at_trim"]) == ("806.1", "2")
+    stats.heap_trimmed(None, 2)  # no procfs: the count goes on, the size is unknown
+    assert values()["resident_after_trim_mib"] == "" and values()["heap_trims"] == "3"
 
 
 def test_label_image_msg_switches_to_mono16_for_ids_above_255():

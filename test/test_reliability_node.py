@@ -24,6 +24,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from vos_ros.benchmark.fault_injection import FaultPlan, failing_engine_factory  # noqa: E402
 from vos_ros.benchmark.ros_procs import ns_to_time  # noqa: E402
+from vos_ros.heap_trim import heap_trim_available, resident_mib  # noqa: E402
 from vos_ros.ros.image_msgs import array_to_msg  # noqa: E402
 from vos_ros.srv import AddObjects, RemoveObjects, SetInitialMask  # noqa: E402
 
@@ -345,6 +346,28 @@ def test_many_service_calls_per_second_while_streaming(node):
     assert 1 in node.tracked  # never removed: the callers only remove ids >= 2
     _, _, values = node.status()
     assert values["target_ids"] == " ".join(str(i) for i in node.tracked)
+
+
+@pytest.mark.skipif(not heap_trim_available(), reason="no malloc_trim in this C library")
+def test_diagnostics_report_the_resident_size_after_heap_trims():
+    """The inference thread trims the heap between frames and reads the resident size then;
+    /diagnostics carry that reading, the targets tracked then and the count of trims."""
+    node = InProcessNode({"memory.trim_period_s": 0.2})
+    try:
+        _track_one_target(node)
+        tracking_from = int(node.status()[2]["heap_trims"])  # trims so far: maybe none
+        deadline = time.monotonic() + 30.0
+        values = node.status()[2]
+        while int(values["heap_trims"]) < tracking_from + 2 and time.monotonic() < deadline:
+            node.feed(array_to_msg(_frame(node.fed), "rgb8"))
+            time.sleep(0.1)
+            values = node.status()[2]
+        assert int(values["heap_trims"]) >= tracking_from + 2
+        assert values["targets_at_trim"] == "1"
+        # this process's own resident size, read a moment later
+        assert float(values["resident_after_trim_mib"]) == pytest.approx(resident_mib(), abs=100)
+    finally:
+        node.close()
 
 
 # -- failing inference ---------------------------------------------------------------------------

@@ -21,7 +21,10 @@ def engines(sam2_checkpoint, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("sam2_ort")
     folder = str(fetch_model("sam2.1-hiera-tiny", root, checkpoint=sam2_checkpoint, quiet=True))
     cache = root / "cache"
-    onnx = build_engine(EngineConfig(model=folder, backend="onnxruntime", cache_dir=str(cache)))
+    # the graphs take the targets as one batch; torch runs them one at a time (the CPU default)
+    onnx = build_engine(
+        EngineConfig(model=folder, backend="onnxruntime", cache_dir=str(cache), target_batch=3)
+    )
     return onnx, build_engine(EngineConfig(model=folder, backend="torch")), cache
 
 
@@ -39,6 +42,7 @@ def test_onnxruntime_matches_torch(engines):
 
     onnx, torch_engine, _ = engines
     assert onnx.backend_name == "onnxruntime"
+    assert (onnx.predictor.tracker.batch, torch_engine.predictor.tracker.batch) == (3, 1)
     rng = np.random.default_rng(3)
     base = cv2.GaussianBlur(rng.integers(0, 256, (480, 854, 3), np.uint8), (0, 0), 9)
     first = np.zeros((480, 854), np.uint16)

@@ -50,6 +50,16 @@ def test_target_memory_keeps_prompts_and_a_bounded_window():
     assert memory.layout() == ((0, 59), tuple(range(45, 59)))
 
 
+def test_batches_group_equal_memory_layouts_up_to_the_cap():
+    from vos_ros.trackers.sam2_stream import batches_by_layout
+
+    layouts = ["a", "b", "a", "a", "b"]
+    assert batches_by_layout(layouts, None) == [[0, 2, 3], [1, 4]]
+    assert batches_by_layout(layouts, 2) == [[0, 2], [3], [1, 4]]
+    assert batches_by_layout(layouts, 1) == [[0], [2], [3], [1], [4]]
+    assert batches_by_layout([], None) == []
+
+
 @pytest.fixture(scope="module")
 def model(sam2_checkpoint):  # noqa: F811
     from vos_ros.trackers.sam2_library import build_model

@@ -127,6 +127,58 @@ def test_a_short_soak_has_three_windows_and_a_soak_record_is_analysed_again(tmp_
     assert main([str(record)]) == 1
 
 
+def _with_trims(samples: list[dict], leak_per_trim: float = 0.0) -> list[dict]:
+    """The node's reading after a heap trim every 10 s, as the soak copies it from the
+    node's /diagnostics into each sample (the latest one until the next trim)."""
+    reading = None
+    for sample in samples:
+        t = int(sample["t_s"])
+        if t % 10 == 0:
+            trims = t // 10
+            reading = (trims, LEVEL[sample["targets"]] + leak_per_trim * trims, sample["targets"])
+        if reading is not None:
+            sample["heap_trims"], sample["resident_after_trim_mib"], sample["targets_at_trim"] = (
+                reading
+            )
+    return samples
+
+
+def test_after_trim_readings_are_taken_once_per_trim() -> None:
+    from vos_ros.benchmark.soak_rss import trim_readings
+
+    samples = _with_trims(_slow_model_samples(3))
+    samples[30]["resident_after_trim_mib"] = float("nan")  # not readable: that trim is skipped
+    readings = trim_readings(samples[5:])  # the first sample seen of trim 6 is t = 65 s
+    assert [r["t_s"] for r in readings[:3]] == [65.0, 70.0, 80.0]
+    assert len(readings) == 12  # 12 trims in t = 65..179 s
+    assert all(r["rss_mib"] == LEVEL[r["targets"]] for r in readings)
+
+
+def test_after_trim_readings_see_a_small_leak_through_step_activations() -> None:
+    flat = rss_analysis(_with_trims(_slow_model_samples(10)))
+    assert flat["rss_after_trim"]["growth"] == pytest.approx(0.0, abs=1e-9)
+    assert flat["rss_after_trim"]["readings"] == 54  # one per 10 s from t = 60 s
+    (check,) = [c for c in rss_checks(flat) if c["target"].startswith("RSS after the node")]
+    assert check["met"] and "line through windows +0.00%" in check["measured"]
+    # +0.3 MiB a trim: +16 MiB over 9 minutes, below the samples' activations of up to 500 MiB
+    leaking = rss_analysis(_with_trims(_slow_model_samples(10), leak_per_trim=0.3))
+    assert 0.02 < leaking["rss_after_trim"]["growth"] < 0.04
+    (check,) = [c for c in rss_checks(leaking) if c["target"].startswith("RSS after the node")]
+    assert not check["met"]
+    # a soak of a node without these diagnostics values has no such view
+    assert "rss_after_trim" not in rss_analysis(_slow_model_samples(10))
+
+
+def test_the_plot_draws_the_after_trim_readings(tmp_path) -> None:
+    from vos_ros.benchmark.soak import plot_soak
+
+    samples = _with_trims(_slow_model_samples(3))
+    for sample in samples:
+        sample.update(latency_median_ms=2000.0, latency_p95_ms=3000.0, output_hz=0.5)
+    plot_soak(samples, [{"t_s": 120.0, "action": "add"}], tmp_path / "soak.png")
+    assert (tmp_path / "soak.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_rss_parts_add_up_to_vmrss() -> None:
     import os
 

@@ -11,6 +11,7 @@ about a millisecond. On a C library without ``malloc_trim`` (musl, macOS) this i
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from collections.abc import Callable
 
@@ -43,8 +44,20 @@ def trim_heap() -> bool:
     return True
 
 
+def resident_mib() -> float | None:
+    """This process's resident set size in MiB (``/proc/self/statm``; None without procfs)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class HeapTrimmer:
-    """Calls ``malloc_trim(0)`` at most once per ``period_s`` (0 = never)."""
+    """Calls ``malloc_trim(0)`` at most once per ``period_s`` (0 = never), and reads the
+    resident size right after each trim (``resident_mib``): the memory the process keeps
+    between frames, without a step's short-lived buffers, which is what a leak raises."""
 
     def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         if period_s < 0:
@@ -54,6 +67,7 @@ class HeapTrimmer:
         self._last = clock()
         self.trims = 0
         self.last_ms = 0.0
+        self.resident_mib: float | None = None
 
     def maybe_trim(self) -> bool:
         """Trim if the period has passed; True when a trim ran."""
@@ -67,4 +81,5 @@ class HeapTrimmer:
         trim_heap()
         self.last_ms = (time.perf_counter() - start) * 1e3
         self.trims += 1
+        self.resident_mib = resident_mib()
         return True

@@ -53,6 +53,7 @@ from vos_ros.benchmark.soak_rss import (
     rss_block_lines,
     rss_checks,
     steady_samples,
+    trim_readings,
     warmup_seconds,
 )
 from vos_ros.benchmark.stats import load_average, summarize
@@ -279,6 +280,10 @@ def _sample(t_s: float, pid: int, log: TopicLog, client: BenchClient, end: float
         "processed": int(diag.get("frames_processed", "0") or 0),
         "received": int(diag.get("frames_received", "0") or 0),
         "diag_ns": int(diag.get("_received_ns", "0") or 0),  # when those counts arrived
+        # the node's own reading right after its last heap trim, between frames
+        "heap_trims": int(diag.get("heap_trims", "0") or 0),
+        "resident_after_trim_mib": float(diag.get("resident_after_trim_mib") or nan),
+        "targets_at_trim": int(diag["targets_at_trim"]) if diag.get("targets_at_trim") else None,
         "load_1min": load_average()[0] if load_average() else None,
     }
     return sample
@@ -382,7 +387,17 @@ def plot_soak(samples: list[dict[str, Any]], events: list[dict[str, Any]], path:
         files = [s["rss_file_mib"] for s in samples]
         axes[0].plot(t, anon, color="tab:cyan", label=RSS_KIND_NAMES["anon"])
         axes[0].plot(t, files, color="tab:gray", label=RSS_KIND_NAMES["file"])
-        axes[0].legend(loc="center right")
+    settled = trim_readings(samples)
+    if settled:
+        axes[0].plot(
+            [r["t_s"] / 60.0 for r in settled],
+            [r["rss_mib"] for r in settled],
+            color="black",
+            marker=".",
+            markersize=4,
+            label="after the node's heap trims",
+        )
+    axes[0].legend(loc="center right")
     axes[0].set_ylabel("node RSS (MiB)")
     # markers too: a model that steps in seconds leaves most one-second samples without an
     # output (NaN), and a line alone would not show the isolated values between them

@@ -12,6 +12,12 @@ those samples, each a check in the report:
   last. With a slow model only a few dozen samples a third have a given target count, and a
   10th percentile of so few moves by itself; the windows hold every sample.
 
+A fourth view comes from the node itself: its ``/diagnostics`` carry the resident size it read
+right after its last heap trim (``resident_after_trim_mib``, every ``memory.trim_period_s``,
+between frames), with the targets tracked then. Those readings hold no step's short-lived
+buffers, so a leak shows in them without the sampling noise of the others (**after trim**:
+growth per target count and a line through windows, as above).
+
 ``python -m vos_ros.benchmark.soak_rss SOAK.json`` analyses a soak's ``--json`` record again.
 """
 
@@ -71,6 +77,18 @@ def rss_analysis(steady: list[dict[str, Any]]) -> dict[str, Any]:
         "samples": floor["rss_samples"],
     }
     out["rss_max_mib"] = max(s["rss_mib"] for s in steady)
+    settled = trim_readings(steady)
+    if len(settled) >= 20:
+        growth = rss_growth(settled)
+        out["rss_after_trim"] = {
+            "after_warmup_mib": growth["rss_after_warmup_mib"],
+            "end_mib": growth["rss_end_mib"],
+            "growth": growth["rss_growth"],
+            "targets": growth.get("rss_growth_targets"),
+            "samples": growth["rss_samples"],
+            "readings": len(settled),
+            "trend": rss_trend(rss_windows(settled)),
+        }
     windows = rss_windows(steady)
     out["rss_windows"] = windows
     out["rss_trend"] = rss_trend(windows)
@@ -88,6 +106,21 @@ def rss_analysis(steady: list[dict[str, Any]]) -> dict[str, Any]:
     if kinds:
         out["rss_by_kind"] = kinds
     return out
+
+
+def trim_readings(steady: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The node's readings right after its heap trims, one per trim (samples repeat the last
+    one until the next), as samples: ``t_s``, ``rss_mib`` and ``targets`` (tracked then)."""
+    readings: dict[int, dict[str, Any]] = {}
+    for sample in steady:
+        trims, value = sample.get("heap_trims"), sample.get("resident_after_trim_mib")
+        if trims and trims not in readings and value is not None and np.isfinite(value):
+            readings[trims] = {
+                "t_s": sample["t_s"],
+                "rss_mib": float(value),
+                "targets": sample.get("targets_at_trim"),
+            }
+    return list(readings.values())
 
 
 def rss_growth(
@@ -209,6 +242,21 @@ def rss_checks(analysis: dict[str, Any]) -> list[dict[str, Any]]:
         )
         target = "RSS floor (10th percentile) grows ≤ 2% after warm-up"
         checks.append(limit_check(target, measured, floor["growth"], GROWTH_LIMIT))
+    settled = analysis.get("rss_after_trim")
+    if settled:
+        where = f" at {settled['targets']} target(s)" if settled["targets"] is not None else ""
+        measured = (
+            f"{settled['growth'] * 100:+.2f}% ({settled['after_warmup_mib']:.1f} → "
+            f"{settled['end_mib']:.1f} MiB{where}, "
+            "{} and {} readings".format(*settled["samples"])
+        )
+        line = settled["trend"]
+        worst = settled["growth"]
+        if line:
+            measured += f"; line through windows {line['median_growth'] * 100:+.2f}%"
+            worst = max(worst, line["median_growth"])
+        target = "RSS after the node's heap trims (between frames) grows ≤ 2% after warm-up"
+        checks.append(limit_check(target, measured + ")", worst, GROWTH_LIMIT))
     trend = analysis.get("rss_trend")
     if trend:
         windows = analysis["rss_windows"]

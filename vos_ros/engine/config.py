@@ -87,9 +87,9 @@ class EngineConfig:
     cache_dir: str | None = None
     cuda_graphs: bool = False  # torch backend on CUDA: replay captured CUDA graphs
     verify_checksums: bool = True  # check the sha256 of every model file on load
-    # EdgeTAM: most targets per batch on a tracked frame; 0 = auto: every target of a memory
-    # layout on CUDA, one on the CPU, where batches bought no speed and grew the heap
-    # (README, "Pretrained trackers"). SAM 2 batches every target of a layout.
+    # sam2 family (SAM 2, EdgeTAM): most targets per batch on a tracked frame; 0 = auto: every
+    # target of a memory layout on CUDA, one on the CPU, where batches were slower and grew
+    # EdgeTAM's heap (README, "Pretrained trackers").
     target_batch: int = 0
     # Online adaptation (OSVOS-style, network models only): on the first annotation of a stream
     # the network is fine-tuned for ``adapt_steps`` steps on that frame before tracking starts

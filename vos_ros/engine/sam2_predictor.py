@@ -215,13 +215,13 @@ def build_sam2_predictor(config: EngineConfig) -> Sam2Predictor:
         )  # fmt: skip
         # the engines run at ``precision``; the light torch steps around them stay fp32
         name, precision = f"tensorrt-{precision}", "fp32"
+    batch = config.target_batch or (None if device == "cuda" else 1)
     if edgetam:
         from vos_ros.trackers.edgetam_stream import EdgeTamStreamTracker
 
-        batch = config.target_batch or (None if device == "cuda" else 1)
         return Sam2Predictor(EdgeTamStreamTracker(model, precision, batch), name)
     fill_holes = device == "cuda" and has_cuda_extension()  # as the official predictor can
-    tracker = Sam2StreamTracker(model, precision, fill_holes)
+    tracker = Sam2StreamTracker(model, precision, fill_holes, batch)
     return Sam2Predictor(tracker, name)
 
 

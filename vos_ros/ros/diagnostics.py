@@ -55,6 +55,11 @@ class StatsSnapshot:
     last_error: str
     seconds_since_error: float | None  # None: no error yet
     stage_median_ms: dict[str, float] = field(default_factory=dict)  # NODE_STAGES seen so far
+    # resident size right after the last heap trim, between frames (None: no trim yet), and the
+    # targets tracked then: what a leak raises, without a step's short-lived buffers
+    heap_trims: int = 0
+    resident_after_trim_mib: float | None = None
+    targets_at_trim: int | None = None
 
 
 class NodeStats:
@@ -78,6 +83,9 @@ class NodeStats:
             self._stage_ms = {name: deque(maxlen=_WINDOW_FRAMES) for name in NODE_STAGES}
             self._last_error = ""
             self._last_error_time: float | None = None
+            self._heap_trims = 0
+            self._resident_after_trim_mib: float | None = None
+            self._targets_at_trim: int | None = None
 
     def frame_received(self) -> None:
         with self._lock:
@@ -111,6 +119,14 @@ class NodeStats:
                 window = self._stage_ms.get(name)
                 if window is not None:
                     window.append(value)
+
+    def heap_trimmed(self, resident_mib: float | None, targets: int) -> None:
+        """The inference thread trimmed the heap between frames; ``resident_mib`` is the
+        resident size read right after (None where it cannot be read)."""
+        with self._lock:
+            self._heap_trims += 1
+            self._resident_after_trim_mib = resident_mib
+            self._targets_at_trim = targets
 
     def frame_failed(self, reason: str) -> None:
         with self._lock:
@@ -146,6 +162,9 @@ class NodeStats:
                     for name, window in self._stage_ms.items()
                     if window
                 },
+                heap_trims=self._heap_trims,
+                resident_after_trim_mib=self._resident_after_trim_mib,
+                targets_at_trim=self._targets_at_trim,
             )
 
 
@@ -266,6 +285,9 @@ def build_diagnostic_array(
         "last_error": snapshot.last_error,
         "online_adaptation": adaptation,
         "input_publishers": "" if input_publishers is None else str(input_publishers),
+        "heap_trims": str(snapshot.heap_trims),
+        "resident_after_trim_mib": _optional(snapshot.resident_after_trim_mib, "{:.1f}"),
+        "targets_at_trim": _optional(snapshot.targets_at_trim, "{}"),
     }
     values.update(
         {f"stage_{name}_median_ms": f"{ms:.2f}" for name, ms in snapshot.stage_median_ms.items()}
@@ -278,6 +300,10 @@ def build_diagnostic_array(
         values=[KeyValue(key=k, value=v) for k, v in values.items()],
     )
     return DiagnosticArray(header=_header(stamp), status=[status])
+
+
+def _optional(value: float | int | None, form: str) -> str:
+    return "" if value is None else form.format(value)
 
 
 def _header(stamp):

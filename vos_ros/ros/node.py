@@ -389,7 +389,8 @@ class VosNode(LifecycleNode):
     def _inference_loop(self, slot: LatestSlot) -> None:
         trimmer = HeapTrimmer(self._config.memory_trim_period_s)
         while True:
-            trimmer.maybe_trim()  # between frames, so no frame waits for it
+            if trimmer.maybe_trim():  # between frames, so no frame waits for it
+                self._stats.heap_trimmed(trimmer.resident_mib, self._target_count())
             item = slot.take(timeout=0.5)
             if slot.closed:
                 return  # deactivate
@@ -406,6 +407,10 @@ class VosNode(LifecycleNode):
                     f"unexpected error on a frame: {exc!r}",
                     throttle_duration_sec=self._config.log_throttle_s,
                 )
+
+    def _target_count(self) -> int:
+        with self._engine_lock:
+            return len(self._engine.target_ids) if self._engine is not None else 0
 
     def _process(self, msg, received: float, input_age_ms: float) -> None:
         """The hot path: decode, engine step, publish; every stage timed (NODE_STAGES)."""

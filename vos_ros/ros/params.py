@@ -299,7 +299,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         10.0,
         "Every this many seconds the inference thread hands freed heap memory back to the "
         "operating system (glibc malloc_trim, ~0.1-1 ms), so the resident size does not ratchet "
-        "up as targets come and go. 0 = never.",
+        "up as targets come and go; /diagnostics report the resident size read right after the "
+        "last trim (resident_after_trim_mib). 0 = never.",
         float_range=(0.0, 3600.0),
     ),
     ParamSpec(

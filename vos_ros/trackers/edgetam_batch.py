@@ -101,7 +101,6 @@ def track_batch(model: Any, features: dict[str, Any], readouts: list[Readout]) -
     """Track a batch of targets of one layout on a frame (``features``: the frame's
     ``vision_feats`` and ``vision_pos_embeds``, batch 1, sequence first) and encode the frame
     into their memory."""
-    torch = _torch()
     count = len(readouts)
     feats, pos = features["vision_feats"], features["vision_pos_embeds"]
     top, top_pos = feats[-1], pos[-1]  # [HW, 1, C]
@@ -110,8 +109,8 @@ def track_batch(model: Any, features: dict[str, Any], readouts: list[Readout]) -
     memory = model.memory_attention(
         current_vision_features=top.expand(-1, count, -1),
         current_vision_position_embeddings=top_pos.expand(-1, count, -1),
-        memory=torch.cat([r.memory for r in readouts], dim=1),
-        memory_posision_embeddings=torch.cat([r.memory_pos for r in readouts], dim=1),
+        memory=_along_batch([r.memory for r in readouts]),
+        memory_posision_embeddings=_along_batch([r.memory_pos for r in readouts]),
         num_object_pointer_tokens=readouts[0].pointer_tokens,
         num_spatial_memory_tokens=readouts[0].frames,
     )  # [1, N, HW, C]
@@ -138,6 +137,12 @@ def track_batch(model: Any, features: dict[str, Any], readouts: list[Readout]) -
         for row in range(count)
     ]
     return BatchOutput(low, scores, per_target)
+
+
+def _along_batch(tensors: list[Any]) -> Any:
+    """Per-target ``[tokens, 1, C]`` tensors as one ``[tokens, N, C]`` batch; a batch of one is
+    used as it is (no second copy of the memory that :func:`read_memory` put together)."""
+    return tensors[0] if len(tensors) == 1 else _torch().cat(tensors, dim=1)
 
 
 def _mask_head(model: Any, image_embeddings: Any, high_res: list) -> tuple[Any, Any, Any, Any]:

@@ -36,6 +36,7 @@ from vos_ros.trackers.sam2_stream import (
     EncodedFrame,
     SquareInput,
     TrackerInputError,
+    batches_by_layout,
     prompt_points,
 )
 
@@ -174,7 +175,7 @@ class EdgeTamStreamTracker(SquareInput):
         sessions = [self._targets[i] for i in ids]
         with torch.inference_mode(), self._autocast():
             readouts = [read_memory(self.model, s, index) for s in sessions]
-            for rows in self._batches(readouts):
+            for rows in batches_by_layout([r.layout() for r in readouts], self.batch):
                 out = track_batch(self.model, frame.backbone_out, [readouts[r] for r in rows])
                 logits[rows] = out.pred_masks.float()
                 scores[rows] = out.object_score_logits.float().view(-1)
@@ -183,14 +184,6 @@ class EdgeTamStreamTracker(SquareInput):
         return logits, scores
 
     # ---------------------------------------------------------------- internals
-    def _batches(self, readouts: list[Any]) -> list[list[int]]:
-        """Rows grouped by memory layout, at most ``batch`` to a group."""
-        layouts: dict[tuple, list[int]] = {}
-        for row, readout in enumerate(readouts):
-            layouts.setdefault(readout.layout(), []).append(row)
-        size = self.batch or len(readouts)
-        return [rows[i : i + size] for rows in layouts.values() for i in range(0, len(rows), size)]
-
     def _new_session(self) -> Any:
         import torch
         from transformers.models.edgetam_video.modeling_edgetam_video import (

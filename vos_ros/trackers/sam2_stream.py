@@ -24,6 +24,7 @@ videos of at least 16 frames (it takes ``min(video length, 16)``).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,16 @@ class SquareInput:
         return torch.autocast("cuda", dtype=dtype)
 
 
+def batches_by_layout(layouts: list[Hashable], batch: int | None) -> list[list[int]]:
+    """Rows of targets that run as one batch: the same memory layout (``layouts[row]``), at
+    most ``batch`` to a batch (``None``: no cap)."""
+    groups: dict[Hashable, list[int]] = {}
+    for row, layout in enumerate(layouts):
+        groups.setdefault(layout, []).append(row)
+    size = batch or max(len(layouts), 1)
+    return [rows[i : i + size] for rows in groups.values() for i in range(0, len(rows), size)]
+
+
 def prompt_points(
     points: np.ndarray, labels: np.ndarray, box: tuple[float, float, float, float] | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -133,12 +144,21 @@ class Sam2StreamTracker(SquareInput):
         build_model`).
     :param precision: ``fp32``, or ``fp16`` / ``bf16`` (CUDA autocast, as the official demos).
     :param fill_holes: run the official hole filling (needs the package's CUDA extension).
+    :param batch: most targets per batch on a tracked frame (``None``: every target whose
+        memory has the same layout).
     """
 
-    def __init__(self, model: Any, precision: str = "fp32", fill_holes: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        precision: str = "fp32",
+        fill_holes: bool = False,
+        batch: int | None = None,
+    ) -> None:
         super().__init__(int(model.image_size), model.device, precision)
         self.model = model
         self.fill_holes = fill_holes and getattr(model, "fill_hole_area", 0) > 0
+        self.batch = batch
         stride = int(model.memory_temporal_stride_for_eval)
         # how far back SAM 2 looks: mask memory and object pointers
         self.window = max(
@@ -334,11 +354,9 @@ class Sam2StreamTracker(SquareInput):
         return feats, sizes, out
 
     def _batches(self, ids: list[int]) -> list[list[int]]:
-        """Rows of ``ids`` grouped by memory layout (same frames in memory = one batch)."""
-        groups: dict[tuple, list[int]] = {}
-        for row, target_id in enumerate(ids):
-            groups.setdefault(self._targets[target_id].layout(), []).append(row)
-        return list(groups.values())
+        """Rows of ``ids`` grouped by memory layout (same frames in memory), at most ``batch``
+        to a group."""
+        return batches_by_layout([self._targets[i].layout() for i in ids], self.batch)
 
     def _batched_features(self, frame: EncodedFrame, batch: int) -> tuple[list, list, list]:
         """The frame's features expanded to ``batch`` targets and flattened, as the official
