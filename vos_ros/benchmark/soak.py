@@ -397,7 +397,7 @@ def plot_soak(samples: list[dict[str, Any]], events: list[dict[str, Any]], path:
             markersize=4,
             label="after the node's heap trims",
         )
-    axes[0].legend(loc="center right")
+    axes[0].legend(loc="lower right")  # between the file-backed pages and the rest
     axes[0].set_ylabel("node RSS (MiB)")
     # markers too: a model that steps in seconds leaves most one-second samples without an
     # output (NaN), and a line alone would not show the isolated values between them
