@@ -24,15 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from vos_ros.benchmark.clips import make_clip
-from vos_ros.heap_trim import trim_heap
+from vos_ros.heap_trim import resident_mib, trim_heap
 
 
 def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    rss = resident_mib()
+    if rss is None:
+        raise RuntimeError("cannot read this process's resident size (/proc/self/statm)")
+    return rss
 
 
 def run(model: str, backend: str, frames: int, churn_every: int, size: tuple[int, int]) -> dict:
