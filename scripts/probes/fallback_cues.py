@@ -68,6 +68,19 @@ def _robust_gaussian(values: np.ndarray, min_spread: float) -> tuple[np.ndarray,
     return centre, max(spread, min_spread)
 
 
+def _affine_fit(design: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``[3, 2]`` least-squares affine map from ``(x, y, 1)`` to the flow, refit once on the
+    better half of the points (robust to the other side's pixels near the edge)."""
+    params = np.linalg.lstsq(design, flow, rcond=None)[0]
+    error = np.linalg.norm(flow - design @ params, axis=1)
+    keep = error <= np.median(error)
+    return np.linalg.lstsq(design[keep], flow[keep], rcond=None)[0]
+
+
+def _residual_spread(residual: np.ndarray, min_spread: float) -> float:
+    return max(1.4826 * float(np.median(np.linalg.norm(residual, axis=1))), min_spread)
+
+
 def _motion(args: argparse.Namespace, self: FlowPredictor, warped, out) -> None:
     flow = _last_flow.get("flow")
     if flow is None or flow.shape[:2] != warped.shape:
@@ -78,16 +91,24 @@ def _motion(args: argparse.Namespace, self: FlowPredictor, warped, out) -> None:
     inside, around = f[w > 0.9], f[w < 0.1]
     if len(inside) < 20 or len(around) < 20:
         return
-    mf, sf = _robust_gaussian(inside, args.min_spread)
-    mb, sb = _robust_gaussian(around, args.min_spread)
-    if np.linalg.norm(mf - mb) < args.separation * max(sf, sb):
-        return
-    llr = (
-        -((f - mf) ** 2).sum(-1) / (2 * sf * sf)
-        + ((f - mb) ** 2).sum(-1) / (2 * sb * sb)
-        + 2 * math.log(sb / sf)
-    )
+    if args.affine:  # each side's motion as an affine field of the position
+        ys, xs = np.mgrid[0 : w.shape[0], 0 : w.shape[1]].astype(np.float32)
+        design = np.stack([xs, ys, np.ones_like(xs)], -1)
+        residual_in = f - design @ _affine_fit(design[w > 0.9], inside)
+        residual_out = f - design @ _affine_fit(design[w < 0.1], around)
+        sf = _residual_spread(residual_in[w > 0.9], args.min_spread)
+        sb = _residual_spread(residual_out[w < 0.1], args.min_spread)
+        df, db = (residual_in**2).sum(-1), (residual_out**2).sum(-1)
+    else:
+        mf, sf = _robust_gaussian(inside, args.min_spread)
+        mb, sb = _robust_gaussian(around, args.min_spread)
+        if np.linalg.norm(mf - mb) < args.separation * max(sf, sb):
+            return
+        df, db = ((f - mf) ** 2).sum(-1), ((f - mb) ** 2).sum(-1)
+    llr = -df / (2 * sf * sf) + db / (2 * sb * sb) + 2 * math.log(sb / sf)
     np.clip(llr, -args.cap, 0.0 if args.suppress_only else args.cap, out=llr)
+    if args.outside_only:  # only where the mask would grow beyond the warped one
+        llr *= 1.0 - w
     weight = args.weight
     if args.self_check > 0:  # how well the cue tells the warped mask from its surroundings
         inner, outer = llr[w > 0.9], llr[w < 0.1]
@@ -179,6 +200,8 @@ def main() -> None:
     parser.add_argument("--min-spread", type=float, default=0.5)
     parser.add_argument("--separation", type=float, default=0.0)
     parser.add_argument("--suppress-only", action="store_true")
+    parser.add_argument("--affine", action="store_true")
+    parser.add_argument("--outside-only", action="store_true")
     parser.add_argument("--self-check", type=float, default=0.0)
     parser.add_argument("--context-colour", action="store_true")
     args = parser.parse_args()
