@@ -38,7 +38,7 @@ from vos_ros.engine.aggregation import argmax_channels, soft_aggregate, target_s
 from vos_ros.engine.annotations import AnnotationLog
 from vos_ros.engine.config import EngineConfig
 from vos_ros.engine.fallback import FlowPredictor
-from vos_ros.engine.flow import FlowWarper, to_gray
+from vos_ros.engine.flow import FlowWarper, Motion, to_gray
 from vos_ros.engine.inputs import InputError, Prompt, check_rgb_frame, parse_label_image
 from vos_ros.engine.postprocess import frame_result
 from vos_ros.engine.prior import apply_box_prior
@@ -98,6 +98,8 @@ class PredictorHooks:
     processing_wh: Callable[[tuple[int, int]], tuple[int, int]] | None = None
     resize_frame: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
     begin_frame: Callable[[int], None] | None = None  # told the index of each stepped frame
+    # told each stepped frame's motion from the previous one (None: no flow was run)
+    take_motion: Callable[[Motion | None], None] | None = None
     # (features, {id: ClickPrompt}, input (H, W)) -> {id: bool mask}: a prompt encoder
     segment_clicks: Callable[[Any, dict, tuple[int, int]], dict[int, np.ndarray]] | None = None
     aggregate: Callable[[np.ndarray], np.ndarray] = soft_aggregate
@@ -398,6 +400,8 @@ class VosEngine:
             motion = self._warper.advance(gray, with_motion=len(self._registry) > 0)
         tracked = [i for i in self._registry.ids if i not in prompt_masks]
         previous = self._warp_previous(gray, motion) if len(self._registry) else self._state
+        if self._hooks.take_motion is not None:
+            self._hooks.take_motion(motion)
         t_flow = time.perf_counter()
         timings["flow"] = (t_flow - t_pre) * 1e3
 

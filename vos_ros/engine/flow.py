@@ -32,11 +32,19 @@ class Motion:
     four DAVIS validation clips: J 0.48 vs 0.34 with the flow fallback, so pulling it is.
     """
 
-    def __init__(self, sampling: tuple[np.ndarray, np.ndarray]) -> None:
+    def __init__(
+        self, sampling: tuple[np.ndarray, np.ndarray], grid: tuple[np.ndarray, np.ndarray]
+    ) -> None:
         self.sampling = sampling
+        self._grid = grid
 
     def apply(self, maps_chw: np.ndarray) -> np.ndarray:
         return FlowWarper.warp(maps_chw, self.sampling)
+
+    def displacement(self) -> np.ndarray:
+        """``[2, h, w]`` float32 at map resolution: how far (x, then y), in map pixels, each
+        pixel of the later frame was in the earlier one."""
+        return np.stack([self.sampling[0] - self._grid[0], self.sampling[1] - self._grid[1]])
 
 
 class FlowWarper:
@@ -89,7 +97,7 @@ class FlowWarper:
 
     def motion(self, gray: np.ndarray, reference: np.ndarray) -> Motion:
         """How to carry maps from ``reference``'s frame to ``gray``'s (one DIS run)."""
-        return Motion(self.flow_between(gray, reference))
+        return Motion(self.flow_between(gray, reference), (self._grid_x, self._grid_y))
 
     @staticmethod
     def warp(maps_chw: np.ndarray, sampling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
