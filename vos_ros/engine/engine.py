@@ -447,7 +447,7 @@ class VosEngine:
         else:
             tracked_probs = np.zeros((len(tracked), mh, mw), np.float32)
         t_dec = time.perf_counter()
-        # decoder stage: the network's decoder run, or the fallback's flow + colour combination
+        # decoder stage: the network's decoder run, or the fallback's evidence combination
         timings["decoder"] = (t_dec - t_enc) * 1e3 - gather_ms
 
         # 6. localization prior (visible tracked targets only: lost ones are searched everywhere).

@@ -1,4 +1,4 @@
-"""Training-free fallback: optical-flow propagation + a per-target colour model.
+"""Training-free fallback: optical-flow propagation + per-target colour and motion evidence.
 
 It needs no model file, so the engine runs as soon as it is installed (``model="flow"``), and it
 is the baseline a trained model must beat. Per frame and target (all at the processing size):
