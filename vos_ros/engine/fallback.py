@@ -193,13 +193,12 @@ class FlowPredictor:
         return 0
 
     # -- internals ------------------------------------------------------------------------------
-    def _flow_of(self, shape: tuple[int, int]) -> np.ndarray | None:
-        """This frame's displacement at mask resolution, once per frame; None without motion."""
-        if self._motion is None:
-            return None
-        if self._displacement is None:
+    def _flow(self) -> np.ndarray | None:
+        """This frame's displacement (the engine warps at mask resolution, which is the
+        fallback's processing size), computed once per frame; None without motion."""
+        if self._motion is not None and self._displacement is None:
             self._displacement = self._motion.displacement()
-        return self._displacement if self._displacement.shape[1:] == shape else None
+        return self._displacement
 
     def _track(
         self,
@@ -220,7 +219,7 @@ class FlowPredictor:
         if model is not None and model.ready:
             table = model.log_ratio(local=True)
             logit += np.float32(s.colour_weight) * table[features.bins[y0:y1, x0:x1]]
-        flow = self._flow_of(warped.shape)
+        flow = self._flow()
         if s.motion_weight > 0 and flow is not None:
             window = warped[y0:y1, x0:x1]
             ratio = motion_log_ratio(
