@@ -75,6 +75,22 @@ def test_a_changed_split_or_bad_input_is_refused(training_folder: Path, tmp_path
     assert main([*base, "--folds", "9"]) == 2
     assert "folds must be 2..4" in capsys.readouterr().err
     assert main([*base, "--folds", "2", "--engine-set", "nonsense=1"]) == 2
+    assert main([*base, "--folds", "2", "--engine-set", "fallback.nonsense=1"]) == 2
+    assert "fallback.nonsense: not a fallback setting" in capsys.readouterr().err
+
+
+def test_flow_crossval_takes_fallback_settings(training_folder: Path, tmp_path: Path):
+    runs = {}
+    for name, extra in (
+        ("default", []),
+        ("no-colour", ["--engine-set", "fallback.use_colour=false"]),
+    ):
+        out = tmp_path / name
+        assert main(["crossval", "--data", str(training_folder), "--out", str(out),
+                     "--folds", "2", "--model", "flow", *extra]) == 0  # fmt: skip
+        runs[name] = json.loads((out / "crossval.json").read_text())
+    assert runs["no-colour"]["engine_settings"] == {"fallback": [["use_colour", False]]}
+    assert runs["no-colour"]["per_fold"] != runs["default"]["per_fold"]
 
 
 def test_network_crossval_trains_on_the_other_folds_only(training_folder: Path, tmp_path: Path):

@@ -37,9 +37,13 @@ def test_flow_fallback_on_real_frames(davis_val_dir):
         assert target.target_id == 1 and target.class_label == "swan"
         scores.append(iou(target.mask, gt == 1))
     assert scores[0] == 1.0
-    # A smoke test, not a tuning target (this is the validation split): the flow + colour
-    # fallback loses some of the dark swan against dark water by frame 20 (IoU ~0.69).
-    assert np.mean(scores) > 0.75 and min(scores) > 0.6, scores
+    # A smoke test, not a tuning target (this is the validation split): the fallback loses
+    # some of the dark swan against dark water by frame 20 (IoU ~0.7). Its motion evidence
+    # raising the odds of target-coloured pixels that move with the target (chosen by
+    # cross-validation on the training folds, +0.036 there) costs this sequence a rim of the
+    # water the swan pushes along: mean IoU over these frames 0.768 -> 0.713, J&F over the
+    # whole sequence 0.725 -> 0.677 (docs/architecture.md, "Motion evidence").
+    assert np.mean(scores) > 0.7 and min(scores) > 0.6, scores
 
 
 def test_network_engine_on_real_frames(davis_val_dir, tmp_path):

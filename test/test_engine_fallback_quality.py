@@ -268,19 +268,35 @@ def test_motion_evidence_stops_a_leak_onto_a_still_patch_of_the_target_colour():
     np.testing.assert_array_equal(with_motion[20:40, 20:40], without[20:40, 20:40])
 
 
-def test_motion_evidence_keeps_target_pixels_beyond_the_warped_mask():
-    rgb, _ = _still_scene()
-    rgb[20:40, 20:44] = (220, 40, 40)  # the target moved on; the warped mask lags behind
+def test_motion_evidence_takes_back_target_pixels_beyond_the_warped_mask():
+    rgb, mask = _still_scene()
+    rgb[20:40, 20:50] = (220, 40, 40)  # the target is wider than the warped mask (a lost part)
     moving = np.zeros(rgb.shape[:2], bool)
-    moving[20:40, 20:44] = True
+    moving[20:40, 20:50] = True
+    without = _fallback_probs(rgb, moving, motion_weight=0.0)
+    with_motion = _fallback_probs(rgb, moving)
+    inside = mask > 0
+    np.testing.assert_array_equal(with_motion[inside], without[inside])
+    # target colour moving like the target: its odds go up, and the part comes back
+    assert (with_motion[20:40, 40:50] > without[20:40, 40:50]).all()
+    assert (with_motion[22:38, 40:46] > 0.5).all() and (without[22:38, 44:46] < 0.5).all()
+    assert (with_motion[~moving] <= without[~moving]).all()  # the still background only loses
+
+
+def test_motion_evidence_does_not_take_background_that_moves_with_the_target():
+    rgb, _ = _still_scene()
+    moving = np.zeros(rgb.shape[:2], bool)
+    moving[20:40, 20:50] = True  # the target and the background it pushes along (a wake)
     without = _fallback_probs(rgb, moving, motion_weight=0.0)
     with_motion = _fallback_probs(rgb, moving)
     np.testing.assert_array_equal(with_motion[moving], without[moving])
-    assert (with_motion[22:38, 40:42] > 0.6).all()  # the part that moved beyond it is kept
-    assert (with_motion <= without).all()  # the surroundings' odds only go down
+    assert (with_motion <= without).all()
+    # without a colour model the motion only ever lowers the odds
+    no_colour = _fallback_probs(rgb, moving, use_colour=False, motion_weight=0.0)
+    assert (_fallback_probs(rgb, moving, use_colour=False) <= no_colour).all()
 
 
-def test_motion_log_ratio_only_lowers_the_odds_of_surroundings_motion():
+def test_motion_log_ratio_tells_target_motion_from_the_surroundings():
     from vos_ros.engine.fallback import motion_log_ratio
 
     rng = np.random.default_rng(0)
@@ -292,9 +308,9 @@ def test_motion_log_ratio_only_lowers_the_odds_of_surroundings_motion():
     flow[:, 0:5, 0:5] += target_motion  # a patch outside moving with the target
     ratio = motion_log_ratio(flow, warped, min_spread=0.5, cap=3.0)
     assert ratio.dtype == np.float32 and ratio.shape == (40, 40)
-    assert ratio.max() == 0.0 and ratio.min() >= -3.0
+    assert ratio.max() == 3.0 and ratio.min() == -3.0
     assert np.median(ratio[32:, 32:]) == -3.0  # moves like the surroundings
-    assert np.median(ratio[0:5, 0:5]) == 0.0  # moves like the target
+    assert np.median(ratio[0:5, 0:5]) == 3.0  # moves like the target
     assert motion_log_ratio(flow, np.ones_like(warped), 0.5, 3.0) is None  # no surroundings
     assert motion_log_ratio(flow, np.zeros_like(warped), 0.5, 3.0) is None  # no target
 

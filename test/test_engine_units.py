@@ -30,11 +30,25 @@ from vos_ros.model.contract import KEY_DIM, PROTOS_PER_FRAME
         ("decoder_window_scale", 0.5, "0 \\(off\\) or at least 1"),
         ("decoder_window_min", 1.5, "decoder_window_min must be in"),
         ("lost_search_every", 0, "lost_search_every must be at least 1"),
+        ("fallback", (("motion_kap", 2.0),), "fallback.motion_kap: not a fallback setting"),
+        ("fallback", (("redetect", 1),), "fallback.redetect must be true or false"),
+        ("fallback", (("motion_cap", "2"),), "fallback.motion_cap must be a number"),
+        ("fallback", (("motion_cap", float("nan")),), "fallback.motion_cap must be finite"),
+        ("fallback", ("motion_cap",), "fallback: "),
     ],
 )
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):
         EngineConfig(**{field: value})
+
+
+def test_fallback_settings_reach_the_fallback_and_only_it(tmp_path):
+    engine = build_engine(EngineConfig(fallback=(("motion_cap", 2), ("redetect", False))))
+    settings = engine.predictor.settings
+    assert settings.motion_cap == 2.0 and settings.redetect is False
+    assert settings.prior_sigma == 8.0  # the rest keep their defaults
+    with pytest.raises(ConfigError, match="model 'flow' only"):
+        EngineConfig(model=str(write_model_dir(tmp_path / "tiny")), fallback=(("motion_cap", 2),))
 
 
 def test_short_sides_round_to_the_stride():

@@ -6,7 +6,11 @@
     vos-ros crossval --data ../shared/data/vos-train --out runs/cv-flow --folds 5 --model flow
 
 Training options are those of ``vos-ros train`` that shape a run (``--steps``, ``--batch``, ...);
-``--engine-set NAME=VALUE`` sets engine settings for scoring, as in ``vos-ros evaluate``.
+``--engine-set NAME=VALUE`` sets engine settings for scoring, as in ``vos-ros evaluate``; the
+fallback's own parameters are ``fallback.NAME`` (``vos_ros.engine.fallback.FallbackSettings``):
+
+    vos-ros crossval --data ../shared/data/vos-train --out runs/cv-cap2 --folds 5 --model flow \
+        --engine-set fallback.motion_cap=2
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="NAME=VALUE",
         help="offline mode: set a field of vos_ros.engine.EngineConfig, e.g. "
-        "decoder_window_scale=0 (repeatable)",
+        "decoder_window_scale=0, or of the flow fallback's FallbackSettings, e.g. "
+        "fallback.motion_cap=2 (repeatable)",
     )
 
     fleet = parser.add_argument_group("Ray cluster (offline mode, one task per bag or sequence)")

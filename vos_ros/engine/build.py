@@ -27,7 +27,7 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
         short_side = config.round_short_side(config.processing_short_side or FLOW_SHORT_SIDE)
         return VosEngine(
             config,
-            FlowPredictor(FallbackSettings(), short_side),
+            FlowPredictor(FallbackSettings.from_overrides(config.fallback), short_side),
             short_side,
             config.memory_every or DEFAULT_MEMORY_EVERY,
         )

@@ -101,6 +101,10 @@ class EngineConfig:
     # Background mode: the shipped weights track while the adaptation runs on a worker thread;
     # the adapted network takes over at the first frame after it is done (the node's default).
     adapt_background: bool = False
+    # Flow fallback only: (name, value) pairs that replace fields of
+    # vos_ros.engine.fallback.FallbackSettings, for tuning offline
+    # (``--engine-set fallback.motion_cap=2``); () = its defaults.
+    fallback: tuple[tuple[str, bool | float], ...] = ()
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
@@ -149,6 +153,18 @@ class EngineConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.fallback:
+            self._check_fallback()
+
+    def _check_fallback(self) -> None:
+        if not self.is_flow_fallback:
+            raise ConfigError(f"fallback settings apply to model 'flow' only, not {self.model!r}")
+        from vos_ros.engine.fallback import FallbackSettings  # numpy and OpenCV: only when set
+
+        try:
+            FallbackSettings.from_overrides(self.fallback)
+        except (TypeError, ValueError) as exc:  # TypeError: not (name, value) pairs
+            raise ConfigError(f"fallback: {exc}") from None
 
     @staticmethod
     def round_short_side(short_side: int) -> int:

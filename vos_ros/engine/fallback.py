@@ -12,11 +12,12 @@ is the baseline a trained model must beat. Per frame and target (all at the proc
    the annotated frame and refreshed from confident frames; they give each pixel a colour
    log-likelihood ratio.
 3. *How the target moves* (:func:`motion_log_ratio`): the frame's optical flow inside the
-   warped mask and around it, each summarised by a robust 2-D Gaussian. Where a pixel outside
-   the warped mask moves like the surroundings and not like the target, its log-odds go down.
-   Only there, and only down: that is where a mask leaks onto like-coloured background, while
-   inside the mask parts of a target need not move like the whole (a player's limbs). On the 5
-   training folds: J&F 0.651 against 0.627 without it, every fold up (docs/architecture.md,
+   warped mask and around it, each summarised by a robust 2-D Gaussian. Outside the warped
+   mask, a pixel that moves like the surroundings and not like the target loses log-odds (a
+   leak onto like-coloured background); one that moves like the target and has its colours
+   gains them (a part the mask lost). Inside the mask nothing changes: parts of a target need
+   not move like the whole (a player's limbs). On the 5 training folds: J&F 0.687, against
+   0.651 lowering only and 0.627 without it, every fold up each time (docs/architecture.md,
    "The training-free fallback").
 4. All three are added as log-odds and squashed to a probability. The prior's log-odds are
    capped lower inside the mask than outside, so clear background colour inside the warped mask
@@ -41,7 +42,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
@@ -72,11 +74,13 @@ class FallbackSettings:
     refine_radius: float = 0.0  # guided-filter radius (0: off)
     refine_eps: float = 1e-3  # guided-filter regularisation (gray levels in [0, 1])
     # Motion evidence outside the warped mask (0: off): weight of its log-likelihood ratio, the
-    # ratio's floor (it only lowers the odds), and the least spread of a motion model in pixels
-    # (flow noise: a still background must not make every small motion look foreign).
+    # ratio's bound (it is clipped to [-cap, cap]), the least spread of a motion model in pixels
+    # (flow noise: a still background must not make every small motion look foreign), and the
+    # colour log-ratio a pixel needs before target-like motion may raise its odds.
     motion_weight: float = 1.0
     motion_cap: float = 3.0
     motion_min_spread: float = 0.5
+    motion_raise_min_colour: float = 1.0
     # Search for a lost target: the largest connected region of pixels whose colour log-ratio
     # (target vs rest of the frame) is above ``redetect_logit``, with an area within
     # [redetect_min_area, redetect_max_area] x the target's area on the annotated frame.
@@ -84,6 +88,32 @@ class FallbackSettings:
     redetect_logit: float = 1.5
     redetect_min_area: float = 0.15
     redetect_max_area: float = 3.0
+
+    @classmethod
+    def from_overrides(cls, overrides: Iterable[tuple[str, object]] = ()) -> FallbackSettings:
+        """The defaults with ``(name, value)`` pairs replaced (``--engine-set fallback.NAME=V``).
+
+        :raises ValueError: for an unknown name, or a value of the wrong type (switches take
+            true/false, the rest finite numbers).
+        """
+        settings = cls()
+        names = {f.name for f in fields(cls)}
+        changed: dict[str, bool | float] = {}
+        for name, value in overrides:
+            if name not in names:
+                known = ", ".join(sorted(names))
+                raise ValueError(f"fallback.{name}: not a fallback setting; known: {known}")
+            if isinstance(getattr(settings, name), bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"fallback.{name} must be true or false, got {value!r}")
+                changed[name] = value
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise ValueError(f"fallback.{name} must be finite, got {value!r}")
+                changed[name] = float(value)
+            else:
+                raise ValueError(f"fallback.{name} must be a number, got {value!r}")
+        return replace(settings, **changed)
 
 
 @dataclass
@@ -216,9 +246,10 @@ class FlowPredictor:
         prior = cv2.GaussianBlur(prior, (0, 0), sigma) if sigma > 0 else prior.copy()
         np.clip(prior, s.prior_outside, s.prior_inside, out=prior)
         logit = np.log(prior / (1.0 - prior))
+        colour = None
         if model is not None and model.ready:
-            table = model.log_ratio(local=True)
-            logit += np.float32(s.colour_weight) * table[features.bins[y0:y1, x0:x1]]
+            colour = model.log_ratio(local=True)[features.bins[y0:y1, x0:x1]]
+            logit += np.float32(s.colour_weight) * colour
         flow = self._flow()
         if s.motion_weight > 0 and flow is not None:
             window = warped[y0:y1, x0:x1]
@@ -226,6 +257,12 @@ class FlowPredictor:
                 flow[:, y0:y1, x0:x1], window, s.motion_min_spread * self._px, s.motion_cap
             )
             if ratio is not None:
+                # Target-like motion alone would also take background that moves with the
+                # target (the water a duck pushes); with the target's colours it is a lost part.
+                if colour is None:
+                    np.minimum(ratio, 0.0, out=ratio)
+                else:
+                    ratio[(ratio > 0) & (colour < s.motion_raise_min_colour)] = 0.0
                 ratio *= np.float32(s.motion_weight) * (1.0 - window)
                 logit += ratio
         prob = _sigmoid(logit)
@@ -267,7 +304,7 @@ class FlowPredictor:
 def motion_log_ratio(
     flow: np.ndarray, warped: np.ndarray, min_spread: float, cap: float
 ) -> np.ndarray | None:
-    """Per pixel, log p(flow | target) - log p(flow | surroundings), clipped to ``[-cap, 0]``.
+    """Per pixel, log p(flow | target) - log p(flow | surroundings), clipped to ``[-cap, cap]``.
 
     :param flow: ``[2, h, w]`` displacement of each pixel (:meth:`Motion.displacement`).
     :param warped: ``(h, w)`` the warped previous mask on the same pixels: > 0.9 is the target's
@@ -286,7 +323,7 @@ def motion_log_ratio(
     ratio *= np.float32(0.5 / (sa * sa))
     ratio -= _squared_distance(flow, mt) * np.float32(0.5 / (st * st))
     ratio += np.float32(2 * math.log(sa / st))
-    return np.clip(ratio, -cap, 0.0, out=ratio)
+    return np.clip(ratio, -cap, cap, out=ratio)
 
 
 def _robust_gaussian(flow: np.ndarray, min_spread: float) -> tuple[np.ndarray, float]:

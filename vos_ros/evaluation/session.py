@@ -144,26 +144,39 @@ NamedOpener = tuple[str, Callable[[], Clip]]
 
 def parse_engine_settings(items: list[str]) -> dict[str, Any]:
     """``["name=value", ...]`` -> ``{name: value}`` for :class:`~vos_ros.engine.EngineConfig`
-    fields; values are YAML scalars (``2.0``, ``false``, ``fast``).
+    fields; values are YAML scalars (``2.0``, ``false``, ``fast``). ``fallback.NAME=VALUE``
+    items are gathered into the ``fallback`` field as ``(NAME, VALUE)`` pairs.
 
     :raises EvaluationInputError: for a malformed item or an unknown field name.
     """
     import yaml
 
     from vos_ros.engine import EngineConfig
+    from vos_ros.engine.fallback import FallbackSettings
 
-    known = set(EngineConfig.field_names()) - {"model", "backend", "threads"}
+    known = set(EngineConfig.field_names()) - {"model", "backend", "threads", "fallback"}
     settings: dict[str, Any] = {}
+    fallback: list[tuple[str, Any]] = []
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
             raise EvaluationInputError(f"--engine-set {item!r}: expected NAME=VALUE")
+        if name.startswith("fallback."):
+            fallback.append((name.removeprefix("fallback."), yaml.safe_load(value)))
+            continue
         if name not in known:
             raise EvaluationInputError(
                 f"--engine-set {name}: not an engine setting; known: {', '.join(sorted(known))}"
+                " and fallback.NAME"
             )
         settings[name] = yaml.safe_load(value)
+    if fallback:
+        try:
+            FallbackSettings.from_overrides(fallback)
+        except ValueError as exc:
+            raise EvaluationInputError(f"--engine-set {exc}") from None
+        settings["fallback"] = tuple(fallback)
     return settings
 
 
