@@ -264,8 +264,32 @@ def test_motion_evidence_stops_a_leak_onto_a_still_patch_of_the_target_colour():
     with_motion = _fallback_probs(rgb, moving)
     assert (without[22:38, 40:42] > 0.6).all()  # the leak the colour alone lets in
     assert (with_motion[22:38, 40:42] < 0.3).all()
-    # inside the warped mask the motion changes nothing (articulated parts move their own way)
+    # the target's pixels move like the target: their odds do not change
     np.testing.assert_array_equal(with_motion[20:40, 20:40], without[20:40, 20:40])
+
+
+def test_motion_evidence_lowers_a_leak_inside_the_warped_mask_a_little():
+    from vos_ros.engine.fallback import FallbackSettings, FlowPredictor
+
+    rgb, mask = _still_scene()
+    rgb[20:40, 40:50] = (220, 40, 40)  # the target's colour, still: a leak the mask took in
+    warped = np.zeros_like(mask)
+    warped[20:40, 20:50] = 1.0
+    probs = {}
+    for weight in (0.0, 0.3, 1.0):
+        settings = FallbackSettings(colour_weight=0.3, motion_inside_weight=weight)
+        predictor = FlowPredictor(settings, short_side=60)
+        predictor.memorize(predictor.encode(rgb), 3, mask, "permanent")
+        predictor.take_motion(_motion_of(mask > 0, -4.0))
+        probs[weight] = predictor.predict(predictor.encode(rgb), [3], warped[None].copy())[0]
+    leak, target = (slice(22, 38), slice(42, 48)), (slice(20, 40), slice(20, 40))
+    assert (probs[1.0][leak] < probs[0.3][leak]).all()
+    assert (probs[0.3][leak] < probs[0.0][leak]).all()
+    odds = np.log(probs[0.0][leak] / (1 - probs[0.0][leak]))
+    lowered = np.log(probs[0.3][leak] / (1 - probs[0.3][leak]))
+    assert (odds - lowered).max() <= 0.3 * 3.0 + 1e-4  # a share of the ratio's floor
+    # the target's own pixels move like the target: unchanged
+    np.testing.assert_array_equal(probs[0.3][target], probs[0.0][target])
 
 
 def test_motion_evidence_takes_back_target_pixels_beyond_the_warped_mask():
