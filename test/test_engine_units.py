@@ -51,6 +51,20 @@ def test_fallback_settings_reach_the_fallback_and_only_it(tmp_path):
         EngineConfig(model=str(write_model_dir(tmp_path / "tiny")), fallback=(("motion_cap", 2),))
 
 
+def test_flow_preset_auto_is_medium_for_the_fallback_and_ultrafast_for_networks(tmp_path):
+    network = str(write_model_dir(tmp_path / "tiny"))
+    assert EngineConfig().dis_preset == "medium"
+    assert EngineConfig(model=network).dis_preset == "ultrafast"
+    assert EngineConfig(model=network, flow_preset="medium").dis_preset == "medium"
+    assert EngineConfig(flow_preset="fast").dis_preset == "fast"
+    finest = {}
+    for preset in ("auto", "ultrafast"):
+        engine = build_engine(EngineConfig(flow_preset=preset))
+        engine.step(np.zeros((96, 128, 3), np.uint8))  # the stream (and its flow) starts here
+        finest[preset] = engine._warper._dis.getFinestScale()
+    assert finest == {"auto": 1, "ultrafast": 2}  # medium refines down to half resolution
+
+
 def test_short_sides_round_to_the_stride():
     assert EngineConfig.round_short_side(360) == 352
     assert EngineConfig.round_short_side(480) == 480

@@ -546,7 +546,7 @@ class VosEngine:
             flow_short = self.config.flow_short_side or self.short_side
         scale = flow_short / min(ph, pw)
         self._flow_wh = (max(16, round(pw * scale)), max(16, round(ph * scale)))
-        self._warper = FlowWarper(self.config.flow_preset, self._flow_wh, self._mask_wh)
+        self._warper = FlowWarper(self.config.dis_preset, self._flow_wh, self._mask_wh)
         self._state = np.zeros(
             (len(self._registry), self._mask_wh[1], self._mask_wh[0]), np.float32
         )

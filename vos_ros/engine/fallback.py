@@ -18,7 +18,8 @@ is the baseline a trained model must beat. Per frame and target (all at the proc
    gains them (a part the mask lost). Inside the mask only a share of the lowering applies:
    parts of a target need not move like the whole (a player's limbs), but a leak the mask
    already took in still moves like the surroundings. On the 5 training folds: J&F 0.695,
-   against 0.627 without it (docs/architecture.md, "The training-free fallback").
+   against 0.627 without it, and 0.710 with the finer DIS preset the engine runs for the
+   fallback (docs/architecture.md, "The training-free fallback").
 4. All three are added as log-odds and squashed to a probability. The prior's log-odds are
    capped lower inside the mask than outside, so clear background colour inside the warped mask
    (the strip the object uncovered while moving, the other object in front of it) is dropped,

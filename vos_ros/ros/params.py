@@ -142,9 +142,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "engine.flow_preset",
-        "ultrafast",
-        "OpenCV DIS optical-flow preset used to carry masks from frame to frame.",
-        choices=("ultrafast", "fast", "medium"),
+        "auto",
+        "OpenCV DIS optical-flow preset used to carry masks from frame to frame; auto: medium "
+        "for the flow fallback, ultrafast for networks.",
+        choices=("auto", "ultrafast", "fast", "medium"),
     ),
     ParamSpec(
         "engine.decoder_window_scale",
