@@ -454,7 +454,8 @@ def run_fault_soak(
         final_diag = client.diagnostics_of(NODE)
         if frames is not None:
             frames.stop_event.set()
-            frames.join(5)
+            if frames.ident is not None:  # started: a failed start must not hide its error
+                frames.join(5)
         exit_code = node.stop() if node is not None else None
         node_log = (folder / f"{NODE}.log").read_text(errors="replace") if node else ""
         client.close()
