@@ -274,23 +274,22 @@ class FlowPredictor:
         """The log-odds the motion log-ratio adds, given the warped mask ``window`` and the
         colour log-ratio on the same pixels (None: no colour model yet)."""
         s = self.settings
-        outside = 1.0 - window
+        weight = np.float32(s.motion_weight)
         # Lowering: fully outside the warped mask, a little inside it, where parts of a target
         # may move their own way (a player's limbs) but a leak that got in still moves like
         # the surroundings.
         lower = np.minimum(ratio, 0.0)
-        lower *= outside + np.float32(s.motion_inside_weight) * window
+        lower *= 1.0 - np.float32(1.0 - s.motion_inside_weight) * window
+        lower *= weight
+        if colour is None:
+            return lower
         # Raising: outside only, and only where the colour is the target's: target-like motion
         # alone would also take background that moves with the target (the water a duck
         # pushes); with the target's colours it is a part the mask lost.
         np.maximum(ratio, 0.0, out=ratio)
-        if colour is None:
-            ratio[:] = 0.0
-        else:
-            ratio[colour < s.motion_raise_min_colour] = 0.0
-        ratio *= outside
+        ratio[colour < s.motion_raise_min_colour] = 0.0
+        ratio *= (1.0 - window) * weight
         ratio += lower
-        ratio *= np.float32(s.motion_weight)
         return ratio
 
     def _search(
