@@ -35,6 +35,15 @@ from vos_ros.model.contract import KEY_DIM, PROTOS_PER_FRAME
         ("fallback", (("motion_cap", "2"),), "fallback.motion_cap must be a number"),
         ("fallback", (("motion_cap", float("nan")),), "fallback.motion_cap must be finite"),
         ("fallback", ("motion_cap",), "fallback: "),
+        # out of range: each would give NaN or infinite log-odds, or a meaningless share
+        ("fallback", (("prior_inside", 1.5),), "fallback.prior_inside must be in"),
+        ("fallback", (("prior_outside", 0.0),), "fallback.prior_outside must be in"),
+        ("fallback", (("prior_outside", 0.95),), "must be below fallback.prior_inside"),
+        ("fallback", (("motion_min_spread", 0.0),), "fallback.motion_min_spread must be in"),
+        ("fallback", (("refine_eps", 0.0),), "fallback.refine_eps must be in"),
+        ("fallback", (("motion_inside_weight", 1.2),), "fallback.motion_inside_weight must be"),
+        ("fallback", (("colour_weight", -1.0),), "fallback.colour_weight must be in"),
+        ("fallback", (("redetect_min_area", 4.0),), "must not exceed fallback.redetect_max_area"),
     ],
 )
 def test_config_errors_name_the_field(field, value, message):

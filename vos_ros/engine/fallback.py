@@ -56,6 +56,30 @@ from vos_ros.engine.refine import guided_filter
 MEMORY_MODES = ("permanent", "replace", "recent")
 
 
+# The values each number may take (inclusive). Outside them the log-odds turn NaN or infinite
+# (a prior of 0 or 1, a spread or regularisation of 0) or mean nothing (a share above 1, a
+# negative weight or width). Upper bounds only where the meaning sets one.
+_PROBABILITY = (1e-6, 1.0 - 1e-6)
+_RANGES: dict[str, tuple[float, float]] = {
+    "prior_sigma": (0.0, math.inf),
+    "prior_inside": _PROBABILITY,
+    "prior_outside": _PROBABILITY,
+    "colour_weight": (0.0, math.inf),
+    "ring_px": (0.0, math.inf),
+    "anchor_weight": (0.0, 1.0),
+    "ring_weight": (0.0, 1.0),
+    "update_rate": (0.0, 1.0),
+    "refine_radius": (0.0, math.inf),
+    "refine_eps": (1e-9, math.inf),
+    "motion_weight": (0.0, math.inf),
+    "motion_cap": (0.0, math.inf),
+    "motion_min_spread": (1e-3, math.inf),
+    "motion_inside_weight": (0.0, 1.0),
+    "redetect_min_area": (0.0, math.inf),
+    "redetect_max_area": (0.0, math.inf),
+}
+
+
 @dataclass(frozen=True)
 class FallbackSettings:
     """Parameters of the fallback (tuned on the DAVIS-2016 *training* split and on synthetic
@@ -92,12 +116,29 @@ class FallbackSettings:
     redetect_min_area: float = 0.15
     redetect_max_area: float = 3.0
 
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in _RANGES.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise ValueError(f"fallback.{name} must be in [{lo:g}, {hi:g}], got {value!r}")
+        if self.prior_outside >= self.prior_inside:
+            raise ValueError(
+                f"fallback.prior_outside ({self.prior_outside!r}) must be below "
+                f"fallback.prior_inside ({self.prior_inside!r})"
+            )
+        if self.redetect_min_area > self.redetect_max_area:
+            raise ValueError(
+                f"fallback.redetect_min_area ({self.redetect_min_area!r}) must not exceed "
+                f"fallback.redetect_max_area ({self.redetect_max_area!r})"
+            )
+
     @classmethod
     def from_overrides(cls, overrides: Iterable[tuple[str, object]] = ()) -> FallbackSettings:
         """The defaults with ``(name, value)`` pairs replaced (``--engine-set fallback.NAME=V``).
 
-        :raises ValueError: for an unknown name, or a value of the wrong type (switches take
-            true/false, the rest finite numbers).
+        :raises ValueError: for an unknown name, a value of the wrong type (switches take
+            true/false, the rest finite numbers) or out of its range (``_RANGES``; the prior's
+            floor below its cap, the re-detection's least area not above its largest).
         """
         settings = cls()
         names = {f.name for f in fields(cls)}
