@@ -356,3 +356,60 @@ def test_engine_hands_the_frame_motion_to_the_fallback():
     np.testing.assert_allclose(np.median(inner, axis=1), (-5.0, -1.0), atol=1.0)
     engine.reset()
     assert engine.predictor._motion is None
+
+
+def _textured(h: int, w: int, seed: int) -> np.ndarray:
+    """Gray uint8 texture with structure at several scales (something for DIS to match)."""
+    import cv2
+
+    noise = np.random.default_rng(seed).random((h, w)).astype(np.float32)
+    return cv2.normalize(
+        cv2.GaussianBlur(noise, (0, 0), 2.0), None, 0, 255, cv2.NORM_MINMAX
+    ).astype(np.uint8)
+
+
+def test_flow_round_trip_misses_on_the_strip_a_moving_object_uncovered():
+    from vos_ros.engine.flow import FlowWarper
+
+    h, w, step = 96, 128, 8
+    background, square = _textured(h, w, 1), _textured(32, 32, 2)
+    before, after = background.copy(), background.copy()
+    before[32:64, 40:72] = square
+    after[32:64, 40 + step : 72 + step] = square  # moved right: columns 40..47 are uncovered
+    warper = FlowWarper("medium", (w, h), (w, h))
+    trip = warper.motion(after, before).round_trip_error()
+    assert trip is not None and trip.shape == (h, w)
+    uncovered = trip[36:60, 40 : 40 + step]
+    still, on_object = trip[8:24, 8:120], trip[36:60, 60:72]
+    assert np.median(uncovered) > 3.0
+    assert np.median(still) < 0.1 and np.median(on_object) < 0.5
+    # a motion made without the reverse flow has no round trip
+    assert _motion_of(np.zeros((h, w), bool), 0.0).round_trip_error() is None
+
+
+def test_uncovered_pixels_of_background_colour_lose_the_warped_prior():
+    from vos_ros.engine.fallback import FallbackSettings, FlowPredictor
+    from vos_ros.engine.flow import Motion
+
+    rgb, mask = _still_scene()
+    rgb[12:24, 40:50] = (220, 40, 40)  # target colour in the upper part of the strip
+    warped = np.zeros_like(mask)
+    warped[8:52, 20:50] = 1.0  # the mask was dragged over the strip 40..49
+    h, w = mask.shape
+    grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    forward = np.zeros((h, w, 2), np.float32)
+    forward[:, 40:50, 0] = 8.0  # the round trip misses by 8 px on the strip, nowhere else
+    probs = {}
+    for px in (0.0, 4.0):
+        settings = FallbackSettings(colour_weight=0.2, motion_weight=0.0, uncovered_px=px)
+        predictor = FlowPredictor(settings, short_side=60)
+        predictor.memorize(predictor.encode(rgb), 3, mask, "permanent")
+        motion = Motion((grid[0].copy(), grid[1].copy()), grid, lambda: forward.copy())
+        predictor.take_motion(motion)
+        probs[px] = predictor.predict(predictor.encode(rgb), [3], warped[None].copy())[0]
+    background_strip, target_strip = (slice(28, 46), slice(42, 47)), (slice(14, 22), slice(42, 47))
+    assert (probs[0.0][background_strip] > 0.5).all()  # the dragged mask keeps the strip
+    assert (probs[4.0][background_strip] < 0.5).all()
+    # target-coloured uncovered pixels and everything the round trip agrees on: unchanged
+    np.testing.assert_array_equal(probs[4.0][target_strip], probs[0.0][target_strip])
+    np.testing.assert_array_equal(probs[4.0][:, :38], probs[0.0][:, :38])

@@ -44,6 +44,7 @@ from vos_ros.model.contract import KEY_DIM, PROTOS_PER_FRAME
         ("fallback", (("motion_inside_weight", 1.2),), "fallback.motion_inside_weight must be"),
         ("fallback", (("colour_weight", -1.0),), "fallback.colour_weight must be in"),
         ("fallback", (("redetect_min_area", 4.0),), "must not exceed fallback.redetect_max_area"),
+        ("fallback", (("uncovered_weight", 2.0),), "fallback.uncovered_weight must be in"),
     ],
 )
 def test_config_errors_name_the_field(field, value, message):

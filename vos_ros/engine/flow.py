@@ -8,6 +8,8 @@ looks up where it came from, which leaves no holes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -33,10 +35,35 @@ class Motion:
     """
 
     def __init__(
-        self, sampling: tuple[np.ndarray, np.ndarray], grid: tuple[np.ndarray, np.ndarray]
+        self,
+        sampling: tuple[np.ndarray, np.ndarray],
+        grid: tuple[np.ndarray, np.ndarray],
+        forward: Callable[[], np.ndarray] | None = None,
     ) -> None:
+        """:param forward: runs the flow the other way (earlier frame -> later frame), ``(h, w,
+        2)`` in map pixels; only called when :meth:`round_trip_error` is asked for."""
         self.sampling = sampling
         self._grid = grid
+        self._forward = forward
+        self._round_trip: np.ndarray | None = None
+
+    def round_trip_error(self) -> np.ndarray | None:
+        """``(h, w)`` float32, map pixels: how far following the flow back to the earlier frame
+        and forward again lands from where it started. Near 0 where both flows agree; large
+        where the pixel was hidden on the earlier frame (it was just uncovered), so the flow
+        had nothing to match it with. None without a forward flow; computed once."""
+        if self._forward is None:
+            return None
+        if self._round_trip is None:
+            # The forward flow at each pixel's position on the earlier frame ...
+            trip = cv2.remap(
+                self._forward(), *self.sampling, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            # ... plus the backward displacement that took it there.
+            trip[..., 0] += self.sampling[0] - self._grid[0]
+            trip[..., 1] += self.sampling[1] - self._grid[1]
+            self._round_trip = np.hypot(trip[..., 0], trip[..., 1])
+        return self._round_trip
 
     def apply(self, maps_chw: np.ndarray) -> np.ndarray:
         return FlowWarper.warp(maps_chw, self.sampling)
@@ -78,12 +105,18 @@ class FlowWarper:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sampling maps ``(map_x, map_y)`` at map resolution that pull ``reference``-frame
         content onto ``gray``'s frame (both gray uint8 at ``flow_wh``)."""
+        flow = self._map_flow(gray, reference)
+        return self._grid_x + flow[..., 0], self._grid_y + flow[..., 1]
+
+    def _map_flow(self, gray: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """``(h, w, 2)`` float32 at map resolution, in map pixels: how far each pixel of
+        ``gray`` moved to reach ``reference`` (one DIS run)."""
         flow = self._dis.calc(gray, reference, None)  # [h, w, 2]: gray pixel -> reference pixel
         if (flow.shape[1], flow.shape[0]) != self.map_wh:
             flow = cv2.resize(flow, self.map_wh, interpolation=cv2.INTER_LINEAR)
-        map_x = self._grid_x + flow[..., 0] * self._scale[0]
-        map_y = self._grid_y + flow[..., 1] * self._scale[1]
-        return map_x, map_y
+        flow[..., 0] *= self._scale[0]
+        flow[..., 1] *= self._scale[1]
+        return flow
 
     def advance(self, gray: np.ndarray, with_motion: bool = True) -> Motion | None:
         """Motion from the previous frame to ``gray`` (``None`` on the first frame, or when
@@ -96,8 +129,13 @@ class FlowWarper:
         return motion
 
     def motion(self, gray: np.ndarray, reference: np.ndarray) -> Motion:
-        """How to carry maps from ``reference``'s frame to ``gray``'s (one DIS run)."""
-        return Motion(self.flow_between(gray, reference), (self._grid_x, self._grid_y))
+        """How to carry maps from ``reference``'s frame to ``gray``'s (one DIS run; a second
+        one, the other way, only if the round trip is asked for)."""
+        return Motion(
+            self.flow_between(gray, reference),
+            (self._grid_x, self._grid_y),
+            lambda: self._map_flow(reference, gray),
+        )
 
     @staticmethod
     def warp(maps_chw: np.ndarray, sampling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
