@@ -23,11 +23,12 @@ is the baseline a trained model must beat. Per frame and target (all at the proc
 4. All three are added as log-odds and squashed to a probability. The prior's log-odds are
    capped lower inside the mask than outside, so clear background colour inside the warped mask
    (the strip the object uncovered while moving, the other object in front of it) is dropped,
-   while a target-coloured patch far from the target is not taken. Where the flow's round trip
-   (back to the previous frame and forward again) misses, the pixel was hidden on the previous
-   frame and the warped mask there is a guess: on such pixels whose colour leans to the
-   background the prior's log-odds are dropped, so ambiguous colours in the uncovered strip are
-   not taken either (5-fold J&F 0.710 -> 0.717, for a second DIS run).
+   while a target-coloured patch far from the target is not taken. Optionally (off by default,
+   ``uncovered_px``), where the flow's round trip (back to the previous frame and forward again)
+   misses, the pixel was hidden on the previous frame and the warped mask there is a guess: on
+   such pixels whose colour leans to the background the prior's log-odds are dropped, so
+   ambiguous colours in the uncovered strip are not taken either. 5-fold J&F 0.710 -> 0.717,
+   but its second DIS run costs 8-10 ms a frame, which the 2-core live view cannot spare.
 5. An edge-aware smoothing (guided filter, :mod:`refine`) pulls the probability edges onto image
    edges, which the 1/4-resolution DIS flow blurs.
 
@@ -125,8 +126,10 @@ class FallbackSettings:
     # again) misses by more than ``uncovered_px``, the pixel was hidden on the previous frame,
     # so the warped mask there is a guess (backward warping drags the mask over the strip a
     # moving object uncovers). There, if the colour log-ratio is below ``uncovered_max_colour``,
-    # ``uncovered_weight`` of the prior's log-odds is dropped. 0 px: off (no second flow run).
-    uncovered_px: float = 4.0
+    # ``uncovered_weight`` of the prior's log-odds is dropped. 0 px: off (no second flow run;
+    # the default: 4 px scores 0.717 against 0.710 on the 5 folds for 8-10 ms more a frame,
+    # docs/architecture.md).
+    uncovered_px: float = 0.0
     uncovered_max_colour: float = 0.0
     uncovered_weight: float = 1.0
 
@@ -331,8 +334,8 @@ class FlowPredictor:
         """Drop the prior's log-odds ``logit`` (in place) on the uncovered pixels of the window
         ``box`` whose colour log-ratio ``colour`` leans to the background: the warped mask
         there may be the strip the target just uncovered. On target-coloured pixels it stays:
-        DIS also misses on the target's own fast parts (ungated, the folds lost mallard-water
-        0.07 and motocross-bumps 0.05)."""
+        DIS also misses on the target's own fast parts (ungated, scooter-gray lost 0.03 on its
+        fold)."""
         trip = self._motion.round_trip_error() if self._motion is not None else None
         if trip is None:
             return
