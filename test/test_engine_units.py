@@ -75,6 +75,24 @@ def test_flow_preset_auto_is_medium_for_the_fallback_and_ultrafast_for_networks(
     assert finest == {"auto": 1, "ultrafast": 2}  # medium refines down to half resolution
 
 
+def test_node_flow_round_trip_parameter_turns_the_check_on_for_the_fallback_only(tmp_path):
+    pytest.importorskip("rclpy")
+    from vos_ros.engine.fallback import ROUND_TRIP_PX
+    from vos_ros.ros.node import build_node_engine
+    from vos_ros.ros.params import NodeConfig
+
+    def node_engine(**values):
+        return build_node_engine(NodeConfig.from_values({"warmup": False, **values}))
+
+    assert node_engine().predictor.settings.uncovered_px == 0.0  # off by default
+    on = node_engine(**{"engine.flow_round_trip": True})
+    assert on.predictor.settings.uncovered_px == ROUND_TRIP_PX > 0
+    # a network has no fallback settings: the parameter is ignored, not an error
+    network = str(write_model_dir(tmp_path / "tiny"))
+    engine = node_engine(model=network, **{"engine.flow_round_trip": True})
+    assert engine.config.fallback == ()
+
+
 def test_short_sides_round_to_the_stride():
     assert EngineConfig.round_short_side(360) == 352
     assert EngineConfig.round_short_side(480) == 480

@@ -59,6 +59,9 @@ from vos_ros.engine.flow import Motion
 from vos_ros.engine.refine import guided_filter
 
 MEMORY_MODES = ("permanent", "replace", "recent")
+# The round trip's miss, in pixels at short side 288, that marks a pixel as just uncovered when
+# the check is on (chosen on the 5 training folds among 2, 4 and 8; node: engine.flow_round_trip).
+ROUND_TRIP_PX = 4.0
 
 
 # The values each number may take (inclusive). Outside them the log-odds turn NaN or infinite

@@ -545,6 +545,16 @@ def _guarded(handler, node: VosNode):
     return call
 
 
+def _fallback_settings(config: NodeConfig) -> tuple[tuple[str, float], ...]:
+    """The flow fallback's settings the node's parameters change (networks have none)."""
+    from vos_ros.engine.fallback import ROUND_TRIP_PX
+    from vos_ros.engine.model_paths import FLOW
+
+    if config.model == FLOW and config.engine_flow_round_trip:
+        return (("uncovered_px", ROUND_TRIP_PX),)
+    return ()
+
+
 def build_node_engine(config: NodeConfig):
     """Build and (optionally) warm up the engine described by ``config``."""
     from vos_ros.engine import EngineConfig, Prompt, build_engine
@@ -559,6 +569,7 @@ def build_node_engine(config: NodeConfig):
             processing_short_side=config.engine_processing_short_side or None,
             max_targets=config.engine_max_targets,
             flow_preset=config.engine_flow_preset,
+            fallback=_fallback_settings(config),
             decoder_window_scale=config.engine_decoder_window_scale,
             lost_search_every=config.engine_lost_search_every,
             adapt_steps=config.engine_adapt_steps,
