@@ -129,9 +129,9 @@ class FallbackSettings:
     # again) misses by more than ``uncovered_px``, the pixel was hidden on the previous frame,
     # so the warped mask there is a guess (backward warping drags the mask over the strip a
     # moving object uncovers). There, if the colour log-ratio is below ``uncovered_max_colour``,
-    # ``uncovered_weight`` of the prior's log-odds is dropped. 0 px: off (no second flow run;
-    # the default: 4 px scores 0.717 against 0.710 on the 5 folds for 8-10 ms more a frame,
-    # docs/architecture.md).
+    # ``uncovered_weight`` of the prior's log-odds is dropped. 0 px, the default: off, no second
+    # flow run (ROUND_TRIP_PX = 4 scores 0.717 against 0.710 on the 5 folds, for 8-10 ms more a
+    # frame; docs/architecture.md).
     uncovered_px: float = 0.0
     uncovered_max_colour: float = 0.0
     uncovered_weight: float = 1.0
