@@ -206,14 +206,12 @@ class FlowPredictor:
         self._px = short_side / 288.0
         self._models: dict[int, ColourModel] = {}
         self._motion: Motion | None = None
-        self._displacement: np.ndarray | None = None
         self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
 
     # -- the predictor interface ----------------------------------------------------------------
     def take_motion(self, motion: Motion | None) -> None:
         """The engine's hook: this frame's motion from the previous one (None: no flow)."""
         self._motion = motion
-        self._displacement = None  # computed on first use: a frame without targets needs none
 
     def prepare(self, small_rgb: np.ndarray) -> np.ndarray:
         return small_rgb
@@ -289,10 +287,9 @@ class FlowPredictor:
     # -- internals ------------------------------------------------------------------------------
     def _flow(self) -> np.ndarray | None:
         """This frame's displacement (the engine warps at mask resolution, which is the
-        fallback's processing size), computed once per frame; None without motion."""
-        if self._motion is not None and self._displacement is None:
-            self._displacement = self._motion.displacement()
-        return self._displacement
+        fallback's processing size; the motion computes it on first use, once); None without
+        motion."""
+        return self._motion.displacement() if self._motion is not None else None
 
     def _track(
         self,

@@ -45,6 +45,7 @@ class Motion:
         self.sampling = sampling
         self._grid = grid
         self._forward = forward
+        self._displacement: np.ndarray | None = None
         self._round_trip: np.ndarray | None = None
 
     def round_trip_error(self) -> np.ndarray | None:
@@ -60,8 +61,9 @@ class Motion:
                 self._forward(), *self.sampling, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
             # ... plus the backward displacement that took it there.
-            trip[..., 0] += self.sampling[0] - self._grid[0]
-            trip[..., 1] += self.sampling[1] - self._grid[1]
+            back = self.displacement()
+            trip[..., 0] += back[0]
+            trip[..., 1] += back[1]
             self._round_trip = np.hypot(trip[..., 0], trip[..., 1])
         return self._round_trip
 
@@ -70,8 +72,12 @@ class Motion:
 
     def displacement(self) -> np.ndarray:
         """``[2, h, w]`` float32 at map resolution: how far (x, then y), in map pixels, each
-        pixel of the later frame was in the earlier one."""
-        return np.stack([self.sampling[0] - self._grid[0], self.sampling[1] - self._grid[1]])
+        pixel of the later frame was in the earlier one. Computed once; do not modify it."""
+        if self._displacement is None:
+            self._displacement = np.stack(
+                [self.sampling[0] - self._grid[0], self.sampling[1] - self._grid[1]]
+            )
+        return self._displacement
 
 
 class FlowWarper:
@@ -114,8 +120,9 @@ class FlowWarper:
         flow = self._dis.calc(gray, reference, None)  # [h, w, 2]: gray pixel -> reference pixel
         if (flow.shape[1], flow.shape[0]) != self.map_wh:
             flow = cv2.resize(flow, self.map_wh, interpolation=cv2.INTER_LINEAR)
-        flow[..., 0] *= self._scale[0]
-        flow[..., 1] *= self._scale[1]
+        if self._scale != (1.0, 1.0):  # the fallback's flow runs at its map size: scale 1
+            flow[..., 0] *= self._scale[0]
+            flow[..., 1] *= self._scale[1]
         return flow
 
     def advance(self, gray: np.ndarray, with_motion: bool = True) -> Motion | None:
