@@ -152,7 +152,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         False,
         "Flow fallback only: a second optical-flow run per frame (previous to current) finds the "
         "pixels a moving target just uncovered, where the warped mask is a guess (5-fold J&F "
-        "0.710 -> 0.717; about 8-10 ms more per frame at 854x480 on 2 CPU cores).",
+        "0.710 -> 0.717; 8-10 ms more per frame at 854x480 on 2 CPU cores; measured with the "
+        "commands in docs/architecture.md, 'Uncovered pixels').",
     ),
     ParamSpec(
         "engine.decoder_window_scale",
