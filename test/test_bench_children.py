@@ -51,6 +51,26 @@ def test_a_child_without_a_stack_handler_gets_no_signal(tmp_path) -> None:
         child.stop()
 
 
+def test_a_wait_for_an_exit_that_never_comes_shows_the_log_and_stack(tmp_path) -> None:
+    child = _child(tmp_path, dumps_stacks=True)
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            child.wait(0.2)
+        text = str(failure.value)
+        assert "hanger still running 0.2 s later" in text
+        assert "ready" in text  # its log
+        assert "stuck_in_here" in text  # where it hangs
+        assert child.alive()
+    finally:
+        child.stop()
+
+
+def test_a_wait_returns_the_exit_code(tmp_path) -> None:
+    child = Child("quick", [sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path)
+    assert child.wait(30.0) == 3
+    child.stop()
+
+
 # Logs what the node logs once active, then idles like a node that never got a frame.
 ACTIVE_CHILD = """
 import sys, time

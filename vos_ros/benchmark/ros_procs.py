@@ -158,7 +158,17 @@ class Child:
         return self.log()
 
     def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout)
+        """The child's exit code once it exits.
+
+        :raises RuntimeError: the child still runs after ``timeout`` s; the text holds its log
+            and, when it can print them, its threads' stacks (where it hangs on its way out).
+        """
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log = self.stacks()
+            tail = "\n".join(log.splitlines()[-120:])
+            raise RuntimeError(f"{self.name} still running {timeout:g} s later:\n{tail}") from None
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGINT (clean rclpy shutdown), then SIGKILL after ``timeout`` (with a stack dump
