@@ -57,7 +57,7 @@ def test_fallback_settings_reach_the_fallback_and_only_it(tmp_path):
     settings = engine.predictor.settings
     assert settings.motion_cap == 2.0 and settings.redetect is False
     assert settings.prior_sigma == 8.0  # the rest keep their defaults
-    with pytest.raises(ConfigError, match="model 'flow' only"):
+    with pytest.raises(ConfigError, match="model 'flow' or a network with fuse_fallback > 0"):
         EngineConfig(model=str(write_model_dir(tmp_path / "tiny")), fallback=(("motion_cap", 2),))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vos_ros.engine.config import EngineConfig
+from vos_ros.engine.config import ConfigError, EngineConfig
 from vos_ros.engine.engine import VosEngine
 from vos_ros.engine.fallback import FallbackSettings, FlowPredictor
 
@@ -35,6 +35,8 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
     from vos_ros.engine.family import model_family
 
     if model_family(config.model) == "sam2":
+        if config.fuse_fallback > 0:
+            raise ConfigError("fuse_fallback applies to networks of the protonet family, not sam2")
         from vos_ros.engine.sam2_predictor import build_sam2_predictor
 
         predictor = build_sam2_predictor(config)
@@ -65,4 +67,9 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
     predictor = NetworkPredictor(
         backend, memory, manifest.mean, manifest.std, manifest.prototype_scheme, adapter
     )
+    if config.fuse_fallback > 0:
+        from vos_ros.engine.fused import FusedPredictor
+
+        fallback = FlowPredictor(FallbackSettings.from_overrides(config.fallback), short_side)
+        predictor = FusedPredictor(predictor, fallback, config.fuse_fallback)
     return VosEngine(config, predictor, short_side, every)

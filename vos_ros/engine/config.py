@@ -104,7 +104,11 @@ class EngineConfig:
     # Background mode: the shipped weights track while the adaptation runs on a worker thread;
     # the adapted network takes over at the first frame after it is done (the node's default).
     adapt_background: bool = False
-    # Flow fallback only: (name, value) pairs that replace fields of
+    # Networks of the protonet family: > 0 adds the flow fallback's log-odds, times this weight,
+    # to the network's (vos_ros.engine.fused); the engine then runs at the fallback's mask
+    # resolution and DIS preset. 0 = the network alone.
+    fuse_fallback: float = 0.0
+    # Flow fallback (alone or fused): (name, value) pairs that replace fields of
     # vos_ros.engine.fallback.FallbackSettings, for tuning offline
     # (``--engine-set fallback.motion_cap=2``); () = its defaults.
     fallback: tuple[tuple[str, bool | float], ...] = ()
@@ -146,6 +150,11 @@ class EngineConfig:
         _check_float("min_area_fraction", self.min_area_fraction, 0.0, 1.0)
         _check_float("visible_score", self.visible_score, 0.0, 1.0)
         _check_float("memory_score", self.memory_score, 0.0, 1.0)
+        _check_float("fuse_fallback", self.fuse_fallback, 0.0, 100.0)
+        if self.fuse_fallback > 0 and self.is_flow_fallback:
+            raise ConfigError("fuse_fallback fuses a network with the flow fallback: set a model")
+        if self.fuse_fallback > 0 and self.adapt_steps:
+            raise ConfigError("online adaptation (adapt_steps) is not available with fuse_fallback")
         for name in (
             "use_flow",
             "cpu_memory_arena",
@@ -160,8 +169,11 @@ class EngineConfig:
             self._check_fallback()
 
     def _check_fallback(self) -> None:
-        if not self.is_flow_fallback:
-            raise ConfigError(f"fallback settings apply to model 'flow' only, not {self.model!r}")
+        if not self.runs_fallback:
+            raise ConfigError(
+                f"fallback settings apply to model 'flow' or a network with fuse_fallback > 0, "
+                f"not {self.model!r} alone"
+            )
         from vos_ros.engine.fallback import FallbackSettings  # numpy and OpenCV: only when set
 
         try:
@@ -179,12 +191,17 @@ class EngineConfig:
         """The DIS preset that runs: ``flow_preset`` with ``auto`` resolved for the model."""
         if self.flow_preset != "auto":
             return self.flow_preset
-        return "medium" if self.is_flow_fallback else "ultrafast"
+        return "medium" if self.runs_fallback else "ultrafast"
 
     @property
     def is_flow_fallback(self) -> bool:
         """True when no network is configured and the flow fallback runs."""
         return self.model == FLOW_MODEL
+
+    @property
+    def runs_fallback(self) -> bool:
+        """True when the flow fallback runs, alone or fused with a network."""
+        return self.is_flow_fallback or self.fuse_fallback > 0
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -137,7 +137,12 @@ class VosEngine:
         self.predictor = predictor
         self.short_side = short_side
         self.memory_every = memory_every
-        self._is_network = not isinstance(predictor, FlowPredictor)
+        # Networks' masks are at 1/4 of the processing size (their logits'); the fallback's, and
+        # a network fused with it, at the processing size.
+        self._is_network = not (
+            isinstance(predictor, FlowPredictor)
+            or getattr(predictor, "masks_at_processing_size", False)
+        )
         self._hooks = PredictorHooks.of(predictor)
         self._registry = TargetRegistry(config.max_targets)
         self._adaptation_paused = False

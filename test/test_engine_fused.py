@@ -1,0 +1,109 @@
+"""A network fused with the flow fallback (``fuse_fallback``): the log-odds, the engine, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_testlib import Sprite, iou, render, write_model_dir
+
+from vos_ros.engine import EngineConfig, Prompt, build_engine
+from vos_ros.engine.config import ConfigError
+from vos_ros.engine.fused import FusedPredictor
+
+H, W = 160, 256
+RED, BLUE = (220, 40, 40), (40, 60, 220)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    return str(write_model_dir(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+class _FixedNetwork:
+    """A network stand-in: the same probability everywhere, at 1/4 of the size it is given."""
+
+    name = "fixed"
+
+    def __init__(self, prob: float) -> None:
+        self.prob = prob
+        self.timings_ms = {"memory": 0.0, "decoder": 0.0}
+        self.seen_previous: np.ndarray | None = None
+
+    def predict(self, features, ids, previous, windows=None) -> np.ndarray:
+        self.seen_previous = previous
+        return np.full(previous.shape, self.prob, np.float32)
+
+
+class _FixedFallback:
+    def __init__(self, prob: float) -> None:
+        self.prob = prob
+
+    def predict(self, features, ids, previous, windows=None) -> np.ndarray:
+        return np.full(previous.shape, self.prob, np.float32)
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def test_visible_targets_add_both_log_odds_lost_ones_take_the_network_alone() -> None:
+    network, fallback = _FixedNetwork(0.8), _FixedFallback(0.1)
+    fused = FusedPredictor(network, fallback, weight=0.5)
+    previous = np.zeros((2, 32, 64), np.float32)
+    previous[0, 8:24, 16:40] = 1.0  # target 1 visible, target 2 lost
+    probs = fused.predict((None, None), [1, 2], previous)
+    assert probs.shape == (2, 32, 64)
+    assert network.seen_previous.shape == (2, 8, 16)  # the network's 1/4 resolution
+    assert network.seen_previous[0].max() == 1.0 and network.seen_previous[1].max() == 0.0
+    expected = 1 / (1 + np.exp(-(_logit(0.8) + 0.5 * _logit(0.1))))
+    np.testing.assert_allclose(probs[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(probs[1], 0.8, rtol=1e-5)
+    # saturated opinions are clipped to +-6.9: none is an absolute veto
+    sure_no = FusedPredictor(_FixedNetwork(0.99), _FixedFallback(0.0), weight=1.0)
+    assert 0.0 < sure_no.predict((None, None), [1], previous[:1]).max() < 0.5
+    stronger_yes = FusedPredictor(_FixedNetwork(0.99), _FixedFallback(0.0), weight=0.5)
+    assert stronger_yes.predict((None, None), [1], previous[:1]).min() > 0.5
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        FusedPredictor(network, fallback, weight=0.0)
+
+
+def test_fused_engine_tracks_crossing_targets_at_the_processing_size(tiny_model) -> None:
+    sprites = [
+        Sprite(1, RED, 28, lambda t: (30 + 4 * t, 40)),
+        Sprite(2, BLUE, 24, lambda t: (210 - 3 * t, 110)),
+    ]
+    frames = [render(sprites, t, H, W) for t in range(24)]
+    config = EngineConfig(model=tiny_model, backend="onnxruntime", threads=1, fuse_fallback=1.0)
+    assert config.dis_preset == "medium"  # the fallback's motion evidence reads the flow
+    engine = build_engine(config)
+    assert isinstance(engine.predictor, FusedPredictor)
+    assert engine.backend_name.endswith("+flow")
+    for t, (frame, labels) in enumerate(frames):
+        result = engine.step(frame, Prompt(labels, {1: "red", 2: "blue"}) if t == 0 else None)
+        for target in result.targets:
+            assert target.visible, (t, target.target_id)
+            assert iou(target.mask, labels == target.target_id) > 0.6, (t, target.target_id)
+    assert engine.remove_targets([2]) == [2]
+    assert 2 not in engine.predictor.fallback._models  # both memories forget it
+    assert engine.predictor.network.memory.get(1) is not None
+    engine.reset()
+    assert not engine.predictor.fallback._models and not engine.target_ids
+
+
+def test_fuse_fallback_settings_are_checked(tiny_model) -> None:
+    with pytest.raises(ConfigError, match="fuse_fallback fuses a network"):
+        EngineConfig(model="flow", fuse_fallback=1.0)
+    with pytest.raises(ConfigError, match="fuse_fallback"):
+        EngineConfig(model=tiny_model, fuse_fallback=-1.0)
+    with pytest.raises(ConfigError, match="not available with fuse_fallback"):
+        EngineConfig(model=tiny_model, fuse_fallback=1.0, adapt_steps=10)
+    with pytest.raises(ConfigError, match="network with fuse_fallback > 0"):
+        EngineConfig(model=tiny_model, fallback=(("prior_sigma", 6.0),))
+    fused = EngineConfig(model=tiny_model, fuse_fallback=2.0, fallback=(("prior_sigma", 6.0),))
+    assert fused.runs_fallback and EngineConfig(model=tiny_model).dis_preset == "ultrafast"
+    engine = build_engine(
+        EngineConfig(model=tiny_model, backend="onnxruntime", threads=1, fuse_fallback=2.0,
+                     fallback=(("prior_sigma", 6.0),))
+    )  # fmt: skip
+    assert engine.predictor.fallback.settings.prior_sigma == 6.0
+    assert engine.predictor.weight == 2.0

@@ -1,0 +1,139 @@
+"""A contract network fused with the flow fallback: both opinions as log-odds, added.
+
+The network (:class:`~vos_ros.engine.predictor.NetworkPredictor`) recognises the target by its
+learnt features; the fallback (:class:`~vos_ros.engine.fallback.FlowPredictor`) knows where the
+flow carried it and what its colours and motion are. Their failures differ: the network's mask
+picks up background far away that resembles the target, which the fallback's prior rules out;
+the fallback loses parts that the flow misses and the network still recognises. Adding the two
+log-odds (a product of the two experts, the fallback's weighted by ``weight``) keeps what both
+believe and lets a confident one overrule an unsure one.
+
+The engine runs this predictor at the fallback's mask resolution (the processing size) with its
+DIS preset: the network sees the previous masks area-averaged to 1/4 of it, its logits are
+scaled back up bilinearly. A lost target (no previous mask) is searched by the network alone,
+which matches the target's learnt prototypes over the whole frame; the fallback's colour
+search would veto everything it does not find itself.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vos_ros.engine.fallback import FallbackFeatures, FlowPredictor
+from vos_ros.engine.flow import Motion
+from vos_ros.engine.predictor import NetworkPredictor
+from vos_ros.model.contract import SKIP_STRIDE
+
+# Probabilities are clipped to [EPS, 1 - EPS] before taking log-odds (+-6.9): a saturated
+# opinion of one side can still be overruled by the other.
+EPS = 1e-3
+
+
+class FusedPredictor:
+    """The predictor interface of :class:`NetworkPredictor`, at the processing size.
+
+    :param network: the contract network, its memory and backend.
+    :param fallback: the flow fallback, built for the same processing short side.
+    :param weight: weight of the fallback's log-odds (> 0).
+    """
+
+    binary_state = True  # hard masks between frames, as the fallback was tuned with
+    uses_prior = True  # the box prior against far-away responses, as for a network alone
+    uses_windows = False  # the network decodes whole frames (its input is 1/16 of the pixels)
+    masks_at_processing_size = True  # the engine's masks, warps and aggregation
+
+    def __init__(self, network: NetworkPredictor, fallback: FlowPredictor, weight: float) -> None:
+        if not weight > 0:
+            raise ValueError(f"the fallback's weight must be > 0, got {weight!r}")
+        self.network = network
+        self.fallback = fallback
+        self.weight = float(weight)
+        self.name = f"{network.name}+flow"
+        self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
+
+    # -- the predictor interface ----------------------------------------------------------------
+    def take_motion(self, motion: Motion | None) -> None:
+        self.fallback.take_motion(motion)
+
+    def prepare(self, small_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.network.prepare(small_rgb), small_rgb
+
+    def encode(self, prepared: tuple[np.ndarray, np.ndarray]) -> tuple[Any, FallbackFeatures]:
+        image, small_rgb = prepared
+        return self.network.encode(image), self.fallback.encode(small_rgb)
+
+    def predict(
+        self,
+        features: tuple[Any, FallbackFeatures],
+        ids: list[int],
+        previous: np.ndarray,
+        windows: list | None = None,
+    ) -> np.ndarray:
+        """Foreground probabilities ``[N, H, W]`` float32 at the processing size.
+
+        :param previous: ``[N, H, W]`` float32 flow-warped previous masks; all zero for a lost
+            target.
+        :param windows: unused (``uses_windows`` is False).
+        """
+        t0 = time.perf_counter()
+        network_features, fallback_features = features
+        n, h, w = previous.shape
+        small_previous = _downscale(previous)
+        network_probs = self.network.predict(network_features, ids, small_previous)
+        fallback_probs = self.fallback.predict(fallback_features, ids, previous)
+        present = previous.reshape(n, -1).max(axis=1, initial=0.0) > 0.5
+        out = np.empty_like(previous)
+        for i in range(n):
+            logit = cv2.resize(_log_odds(network_probs[i]), (w, h), interpolation=cv2.INTER_LINEAR)
+            if present[i]:
+                logit += np.float32(self.weight) * _log_odds(fallback_probs[i])
+            out[i] = _sigmoid(logit)
+        self.timings_ms["memory"] = self.network.timings_ms["memory"]
+        self.timings_ms["decoder"] = (time.perf_counter() - t0) * 1e3 - self.timings_ms["memory"]
+        return out
+
+    def memorize(
+        self, features: tuple[Any, FallbackFeatures], target_id: int, prob: np.ndarray, mode: str
+    ) -> None:
+        """Both memories learn target ``target_id`` from its ``(H, W)`` mask ``prob``."""
+        network_features, fallback_features = features
+        self.network.memorize(network_features, target_id, _downscale(prob[None])[0], mode)
+        self.fallback.memorize(fallback_features, target_id, prob, mode)
+
+    def forget(self, target_id: int) -> None:
+        self.network.forget(target_id)
+        self.fallback.forget(target_id)
+
+    def reset(self) -> None:
+        self.network.reset()
+        self.fallback.reset()
+
+    def memory_nbytes(self) -> int:
+        return self.network.memory_nbytes()
+
+
+def _downscale(masks: np.ndarray) -> np.ndarray:
+    """``[N, H, W]`` masks area-averaged to the network's ``[N, H/4, W/4]``."""
+    n, h, w = masks.shape
+    size = (w // SKIP_STRIDE, h // SKIP_STRIDE)
+    out = np.empty((n, size[1], size[0]), np.float32)
+    for i in range(n):
+        out[i] = cv2.resize(masks[i], size, interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _log_odds(prob: np.ndarray) -> np.ndarray:
+    p = np.clip(prob, EPS, 1.0 - EPS)
+    return np.log(p / (1.0 - p))
+
+
+def _sigmoid(logit: np.ndarray) -> np.ndarray:
+    out = np.negative(logit)
+    np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
+    return out
