@@ -109,3 +109,49 @@ def test_network_crossval_trains_on_the_other_folds_only(training_folder: Path, 
         )
         assert "sequences" in manifest
         assert 0.0 <= row["J&F-Mean"] <= 1.0
+
+
+def test_folds_run_separately_then_summarise(training_folder: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cv-split"
+    base = ["crossval", "--data", str(training_folder), "--out", str(out), "--folds", "2",
+            "--model", "flow"]  # fmt: skip
+    assert main([*base, "--only-folds", "1"]) == 0
+    assert (out / "fold1" / "heldout.json").is_file()
+    assert not (out / "fold0").exists() and not (out / "crossval.json").exists()
+    assert "folds without a report yet: [0]" in capsys.readouterr().out
+    assert main([*base, "--only-folds", "0"]) == 0  # the last fold: the summary follows
+    summary = json.loads((out / "crossval.json").read_text())
+    assert [row["fold"] for row in summary["per_fold"]] == [0, 1]
+    assert main(base) == 0
+    assert json.loads((out / "crossval.json").read_text())["per_fold"] == summary["per_fold"]
+    for bad in ("2", "-1"):
+        assert main([*base, "--only-folds", bad]) == 2
+    assert "folds to run must be in 0..1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage_error:
+        main([*base, "--only-folds", "x"])
+    assert usage_error.value.code == 2
+    assert main([*base, "--models-from", str(out)]) == 2
+    assert "need --model network" in capsys.readouterr().err
+
+
+def test_fold_networks_are_scored_again_with_other_settings(training_folder: Path, tmp_path):
+    pytest.importorskip("torch")
+    trained = tmp_path / "cv-net"
+    common = ["crossval", "--data", str(training_folder), "--folds", "2"]
+    assert main([*common, "--out", str(trained), "--steps", "2", "--batch", "1", "--warmup", "1",
+                 "--crop", "64", "64"]) == 0  # fmt: skip
+    first_log = json.loads((trained / "fold0" / "run" / "train.log").read_text().splitlines()[0])
+    assert (first_log["config"]["crop_w"], first_log["config"]["crop_h"]) == (64, 64)
+    again = tmp_path / "cv-fused"
+    args = [*common, "--out", str(again), "--models-from", str(trained),
+            "--engine-set", "fuse_fallback=1"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((again / "crossval.json").read_text())
+    assert result["models_from"] == str(trained)
+    assert result["engine_settings"] == {"fuse_fallback": 1.0}
+    assert not (again / "fold0" / "run").exists()  # nothing trained
+    meta = json.loads((again / "fold0" / "heldout.json").read_text())["meta"]
+    assert meta["model"] == str(trained / "fold0" / "model")
+    assert meta["engine_settings"] == {"fuse_fallback": 1.0}
+    assert result["per_fold"] != json.loads((trained / "crossval.json").read_text())["per_fold"]
+    assert main([*common, "--out", str(tmp_path / "x"), "--models-from", str(tmp_path)]) == 2

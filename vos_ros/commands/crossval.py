@@ -11,6 +11,14 @@ fallback's own parameters are ``fallback.NAME`` (``vos_ros.engine.fallback.Fallb
 
     vos-ros crossval --data ../shared/data/vos-train --out runs/cv-cap2 --folds 5 --model flow \
         --engine-set fallback.motion_cap=2
+
+Folds are independent: train them side by side on separate cores with ``--only-folds``, then run
+the command once more without it for the summary; score trained fold networks again with other
+engine settings with ``--models-from``:
+
+    vos-ros crossval ... --out runs/cv --only-folds 0,1 &  vos-ros crossval ... --out runs/cv \
+        --only-folds 2,3 & wait; vos-ros crossval ... --out runs/cv
+    vos-ros crossval ... --out runs/cv-other --models-from runs/cv --engine-set NAME=VALUE
 """
 
 from __future__ import annotations
@@ -47,11 +55,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-threads", type=int, default=1, help="engine threads while scoring (1)"
     )
+    parser.add_argument(
+        "--only-folds",
+        type=_fold_list,
+        default=None,
+        metavar="K[,K...]",
+        help="train and score only these folds (summary once every fold has a report)",
+    )
+    parser.add_argument(
+        "--models-from",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="score the fold networks of this cross-validation folder (same split)",
+    )
     train = parser.add_argument_group("training (model=network)")
     for name in TRAIN_OPTIONS:
         default = getattr(defaults, name)
         kind = type(default) if default is not None else str
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default)
+    train.add_argument(
+        "--crop",
+        nargs=2,
+        type=int,
+        default=(defaults.crop_w, defaults.crop_h),
+        metavar=("W", "H"),
+        help="training crop size, multiples of 32",
+    )
+
+
+def _fold_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated fold numbers, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from vos_ros.model.crossval import format_crossval, run_crossval
 
     train = {name: getattr(args, name) for name in TRAIN_OPTIONS}
+    train["crop_w"], train["crop_h"] = args.crop
     try:
         result = run_crossval(
             args.data,
@@ -69,10 +107,14 @@ def run(args: argparse.Namespace) -> int:
             train=train,
             engine_settings=parse_engine_settings(args.engine_set),
             threads=args.eval_threads,
+            only_folds=args.only_folds,
+            models_from=args.models_from,
         )
     except (EvaluationInputError, ValueError) as exc:
         print(f"vos-ros crossval: error: {exc}", file=sys.stderr)
         return 2
+    if result is None:
+        return 0
     print(format_crossval(result))
     print(f"wrote {args.out / 'crossval.json'}")
     return 0

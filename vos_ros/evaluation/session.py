@@ -339,6 +339,8 @@ def evaluate(opts: EvaluationOptions) -> EvaluationOutcome:
     )
     if opts.predictions is not None:
         meta["predictions"] = str(opts.predictions)
+    if opts.engine_settings:  # --engine-set: the report says what it scored
+        meta["engine_settings"] = opts.engine_settings
     if opts.live:
         meta["live"] = live_meta
     if opts.ray is not None:

@@ -15,6 +15,11 @@ Layout of ``out``::
     fold<k>/heldout.json       the evaluator's report on the held-out sequences
     cache/                     the resized training frames of each fold (network only)
     crossval.json              per-fold J&F, J, F and their mean and spread
+
+Folds are independent: processes given disjoint ``only_folds`` can train them side by side
+into the same folder (one core each), and a last run without it writes the summary. A folder's
+fold networks can be scored again with other engine settings (``models_from``), without
+training them again.
 """
 
 from __future__ import annotations
@@ -87,12 +92,18 @@ def run_crossval(
     engine_settings: dict[str, Any] | None = None,
     threads: int = 1,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run (or resume) the cross-validation; returns what it writes to ``out/crossval.json``.
+    only_folds: list[int] | None = None,
+    models_from: str | Path | None = None,
+) -> dict[str, Any] | None:
+    """Run (or resume) the cross-validation; returns what it writes to ``out/crossval.json``,
+    or None when ``only_folds`` left folds without a report (no summary yet).
 
     :param train: :class:`~vos_ros.model.train_config.TrainConfig` fields for every fold's run
         (``steps``, ``batch``, ...); ignored for ``model="flow"``.
     :param engine_settings: extra :class:`~vos_ros.engine.EngineConfig` fields for scoring.
+    :param only_folds: train and score these folds only (others are left as they are).
+    :param models_from: a cross-validation folder of the same split whose fold networks are
+        scored here instead of training new ones (``model="network"`` only).
     """
     from vos_ros.evaluation import EvaluationOptions, evaluate
 
@@ -100,6 +111,8 @@ def run_crossval(
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     data, out = Path(data), Path(out)
     split = fold_split(list_sequences(data), folds, seed)
+    chosen = _check_folds(only_folds, folds)
+    source = _check_models_from(models_from, model, split, out, chosen)
     out.mkdir(parents=True, exist_ok=True)
     split_file = out / "folds.json"
     if split_file.is_file() and json.loads(split_file.read_text()) != split:
@@ -110,9 +123,15 @@ def run_crossval(
     for k, held in enumerate(split):
         fold_dir = out / f"fold{k}"
         report = fold_dir / "heldout.json"
+        if k not in chosen:
+            if report.is_file():
+                rows.append({"fold": k, "sequences": held, **_heldout_scores(report)})
+            continue
         if not report.is_file():
             model_name = model
-            if model == "network":
+            if model == "network" and source is not None:
+                model_name = str(source / f"fold{k}" / "model")
+            elif model == "network":
                 rest = [name for j, fold in enumerate(split) if j != k for name in fold]
                 log(f"fold {k}: training on {len(rest)} sequences")
                 fold_train = {"cache_dir": str(out / "cache"), **(train or {})}
@@ -136,6 +155,10 @@ def run_crossval(
         rows.append({"fold": k, "sequences": held, **_heldout_scores(report)})
         log(f"fold {k}: J&F {rows[-1]['J&F-Mean']:.3f}")
 
+    if len(rows) < folds:
+        missing = sorted(set(range(folds)) - {row["fold"] for row in rows})
+        log(f"folds without a report yet: {missing}; no summary")
+        return None
     result = {
         "data": str(data),
         "model": model,
@@ -143,11 +166,47 @@ def run_crossval(
         "seed": seed,
         "train": train or {},
         "engine_settings": engine_settings or {},
+        "models_from": str(source) if source is not None else None,
         "per_fold": rows,
         "summary": summarize_folds(rows),
     }
     (out / "crossval.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _check_folds(only_folds: list[int] | None, folds: int) -> set[int]:
+    """The folds to run: all, or ``only_folds`` (each in ``0..folds-1``)."""
+    if only_folds is None:
+        return set(range(folds))
+    bad = [k for k in only_folds if not 0 <= k < folds]
+    if bad or not only_folds:
+        raise ValueError(f"folds to run must be in 0..{folds - 1}, got {only_folds}")
+    return set(only_folds)
+
+
+def _check_models_from(
+    models_from: str | Path | None,
+    model: str,
+    split: list[list[str]],
+    out: Path,
+    chosen: set[int],
+) -> Path | None:
+    """The folder whose fold networks are scored, checked: a network cross-validation of the
+    same split with a model in every ``chosen`` fold, not ``out`` itself."""
+    if models_from is None:
+        return None
+    source = Path(models_from)
+    if model != "network":
+        raise ValueError("models from another cross-validation need --model network")
+    if source.resolve() == out.resolve():
+        raise ValueError(f"{source} is the output folder itself")
+    split_file = source / "folds.json"
+    if not split_file.is_file() or json.loads(split_file.read_text()) != split:
+        raise ValueError(f"{source} is not a cross-validation of the same split ({split_file})")
+    missing = [k for k in sorted(chosen) if not (source / f"fold{k}/model/model.yaml").is_file()]
+    if missing:
+        raise ValueError(f"{source} has no trained model for folds {missing}")
+    return source
 
 
 def format_crossval(result: dict[str, Any]) -> str:
