@@ -75,7 +75,7 @@ def test_flow_preset_auto_is_medium_for_the_fallback_and_ultrafast_for_networks(
     assert finest == {"auto": 1, "ultrafast": 2}  # medium refines down to half resolution
 
 
-def test_node_flow_round_trip_parameter_turns_the_check_on_for_the_fallback_only(tmp_path):
+def test_node_flow_round_trip_and_fuse_fallback_parameters_reach_the_right_engine(tmp_path):
     pytest.importorskip("rclpy")
     from vos_ros.engine.fallback import ROUND_TRIP_PX
     from vos_ros.ros.node import build_node_engine
@@ -91,6 +91,14 @@ def test_node_flow_round_trip_parameter_turns_the_check_on_for_the_fallback_only
     network = str(write_model_dir(tmp_path / "tiny"))
     engine = node_engine(model=network, **{"engine.flow_round_trip": True})
     assert engine.config.fallback == ()
+    # fused with a network, the fallback takes it
+    fused = node_engine(
+        model=network, **{"engine.flow_round_trip": True, "engine.fuse_fallback": 2.0}
+    )
+    assert fused.predictor.weight == 2.0
+    assert fused.predictor.fallback.settings.uncovered_px == ROUND_TRIP_PX
+    # the fallback alone has nothing to fuse: the weight is ignored, not an error
+    assert node_engine(**{"engine.fuse_fallback": 2.0}).config.fuse_fallback == 0.0
 
 
 def test_short_sides_round_to_the_stride():

@@ -545,12 +545,21 @@ def _guarded(handler, node: VosNode):
     return call
 
 
+def _fuse_weight(config: NodeConfig) -> float:
+    """engine.fuse_fallback for a network; the flow fallback alone has nothing to fuse."""
+    from vos_ros.engine.model_paths import FLOW
+
+    return 0.0 if config.model == FLOW else config.engine_fuse_fallback
+
+
 def _fallback_settings(config: NodeConfig) -> tuple[tuple[str, float], ...]:
-    """The flow fallback's settings the node's parameters change (networks have none)."""
+    """The flow fallback's settings the node's parameters change (alone or fused with a
+    network; a network alone has none)."""
     from vos_ros.engine.fallback import ROUND_TRIP_PX
     from vos_ros.engine.model_paths import FLOW
 
-    if config.model == FLOW and config.engine_flow_round_trip:
+    runs_fallback = config.model == FLOW or _fuse_weight(config) > 0
+    if runs_fallback and config.engine_flow_round_trip:
         return (("uncovered_px", ROUND_TRIP_PX),)
     return ()
 
@@ -569,6 +578,7 @@ def build_node_engine(config: NodeConfig):
             processing_short_side=config.engine_processing_short_side or None,
             max_targets=config.engine_max_targets,
             flow_preset=config.engine_flow_preset,
+            fuse_fallback=_fuse_weight(config),
             fallback=_fallback_settings(config),
             decoder_window_scale=config.engine_decoder_window_scale,
             lost_search_every=config.engine_lost_search_every,

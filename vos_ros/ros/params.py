@@ -156,6 +156,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "commands in docs/architecture.md, 'Uncovered pixels').",
     ),
     ParamSpec(
+        "engine.fuse_fallback",
+        0.0,
+        "Network models (protonet family): above 0, the flow fallback runs beside the network "
+        "and its log-odds, times this weight, are added to the network's, which keeps the mask "
+        "near where the flow carried it (docs/architecture.md, 'Fusing a network with the "
+        "fallback'); 0 = the network alone. The flow fallback itself ignores it.",
+        float_range=(0.0, 100.0),
+    ),
+    ParamSpec(
         "engine.decoder_window_scale",
         2.0,
         "CPU backends: each visible target is decoded on its previous box enlarged this many "
@@ -338,6 +347,7 @@ class NodeConfig:
     engine_max_targets: int
     engine_flow_preset: str
     engine_flow_round_trip: bool
+    engine_fuse_fallback: float
     engine_decoder_window_scale: float
     engine_lost_search_every: int
     engine_adapt_steps: int
