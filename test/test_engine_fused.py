@@ -7,8 +7,10 @@ import pytest
 from engine_testlib import Sprite, iou, render, write_model_dir
 
 from vos_ros.engine import EngineConfig, Prompt, build_engine
+from vos_ros.engine.build import resolve_fusion
 from vos_ros.engine.config import ConfigError
 from vos_ros.engine.fused import FusedPredictor
+from vos_ros.engine.manifest import ModelFileError
 
 H, W = 160, 256
 RED, BLUE = (220, 40, 40), (40, 60, 220)
@@ -95,10 +97,15 @@ def test_fuse_fallback_settings_are_checked(tiny_model) -> None:
         EngineConfig(model="flow", fuse_fallback=1.0)
     with pytest.raises(ConfigError, match="fuse_fallback"):
         EngineConfig(model=tiny_model, fuse_fallback=-1.0)
-    with pytest.raises(ConfigError, match="not available with fuse_fallback"):
+    with pytest.raises(ConfigError, match="adapts the network alone"):
         EngineConfig(model=tiny_model, fuse_fallback=1.0, adapt_steps=10)
     with pytest.raises(ConfigError, match="network with fuse_fallback > 0"):
-        EngineConfig(model=tiny_model, fallback=(("prior_sigma", 6.0),))
+        EngineConfig(model=tiny_model, fuse_fallback=0.0, fallback=(("prior_sigma", 6.0),))
+    # left to the model (None), whose manifest has no weight: the network runs alone, and
+    # fallback settings are refused when the engine is built
+    assert resolve_fusion(EngineConfig(model=tiny_model)).fuse_fallback == 0.0
+    with pytest.raises(ConfigError, match="network with fuse_fallback > 0"):
+        build_engine(EngineConfig(model=tiny_model, fallback=(("prior_sigma", 6.0),)))
     fused = EngineConfig(model=tiny_model, fuse_fallback=2.0, fallback=(("prior_sigma", 6.0),))
     assert fused.runs_fallback and EngineConfig(model=tiny_model).dis_preset == "ultrafast"
     engine = build_engine(
@@ -107,3 +114,28 @@ def test_fuse_fallback_settings_are_checked(tiny_model) -> None:
     )  # fmt: skip
     assert engine.predictor.fallback.settings.prior_sigma == 6.0
     assert engine.predictor.weight == 2.0
+
+
+def test_a_model_manifest_sets_the_default_weight(tmp_path) -> None:
+    folder = write_model_dir(tmp_path / "fused")
+    manifest = folder / "model.yaml"
+    manifest.write_text(manifest.read_text() + "fuse_fallback: 3.0\n")
+    model = str(folder)
+    engine = build_engine(EngineConfig(model=model, backend="onnxruntime", threads=1))
+    assert engine.config.fuse_fallback == 3.0 and engine.predictor.weight == 3.0
+    assert engine.config.dis_preset == "medium"
+    alone = build_engine(EngineConfig(model=model, backend="onnxruntime", fuse_fallback=0.0))
+    assert not isinstance(alone.predictor, FusedPredictor)
+    assert alone.config.dis_preset == "ultrafast"
+    # online adaptation adapts the network alone
+    assert resolve_fusion(EngineConfig(model=model, adapt_steps=5)).fuse_fallback == 0.0
+    # fallback settings reach the fused network's fallback
+    tuned = build_engine(
+        EngineConfig(model=model, backend="onnxruntime", fallback=(("prior_sigma", 6.0),))
+    )
+    assert tuned.predictor.fallback.settings.prior_sigma == 6.0
+    for bad in ("-1", "true", "fast"):
+        manifest.write_text(manifest.read_text().replace(
+            manifest.read_text().splitlines()[-1], f"fuse_fallback: {bad}"))  # fmt: skip
+        with pytest.raises(ModelFileError, match="fuse_fallback must be a number in"):
+            build_engine(EngineConfig(model=model, backend="onnxruntime"))

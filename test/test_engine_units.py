@@ -58,7 +58,12 @@ def test_fallback_settings_reach_the_fallback_and_only_it(tmp_path):
     assert settings.motion_cap == 2.0 and settings.redetect is False
     assert settings.prior_sigma == 8.0  # the rest keep their defaults
     with pytest.raises(ConfigError, match="model 'flow' or a network with fuse_fallback > 0"):
-        EngineConfig(model=str(write_model_dir(tmp_path / "tiny")), fallback=(("motion_cap", 2),))
+        # a network that runs alone (its manifest sets no fusion): refused when it is built
+        build_engine(
+            EngineConfig(
+                model=str(write_model_dir(tmp_path / "tiny")), fallback=(("motion_cap", 2),)
+            )
+        )
 
 
 def test_flow_preset_auto_is_medium_for_the_fallback_and_ultrafast_for_networks(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from vos_ros.engine.manifest import load_manifest
 from vos_ros.model import contract
 from vos_ros.model.export import export_model, load_network, sha256_of
 from vos_ros.model.network import build_network
@@ -44,6 +45,16 @@ def test_manifest_checksums_and_fields(exported):
     assert manifest["contract"]["key_dim"] == contract.KEY_DIM
     assert manifest["training"]["checkpoint_step"] == 7
     assert manifest["export_check"]["onnxruntime_vs_torch_max_abs_diff"] < 1e-3
+    assert manifest["fuse_fallback"] == 0.0  # the network alone unless told otherwise
+
+
+def test_export_sets_or_keeps_the_fusion_weight(exported, tmp_path):
+    _, _, checkpoint = exported
+    out = tmp_path / "fused"
+    assert export_model(checkpoint, out, short_side=96, fuse_fallback=3.0)["fuse_fallback"] == 3.0
+    assert load_manifest(out).fuse_fallback == 3.0
+    assert export_model(checkpoint, out, short_side=96)["fuse_fallback"] == 3.0  # kept
+    assert export_model(checkpoint, out, short_side=96, fuse_fallback=0)["fuse_fallback"] == 0.0
 
 
 def test_graph_io_names_and_operators(exported):

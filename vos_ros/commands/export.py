@@ -24,6 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a `vos-ros evaluate --json` report of this model; its scores go into the manifest",
     )
     parser.add_argument("--version", default="0.1.0", help="model version for the manifest")
+    parser.add_argument(
+        "--fuse-fallback",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of the flow fallback the engine fuses the network with by default "
+        "(0: alone; default: the existing manifest's, else 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_from:
         metrics = metrics_from_report(json.loads(Path(args.metrics_from).read_text()))
     manifest = export_model(
-        args.checkpoint, args.out, short_side=args.short_side, metrics=metrics, version=args.version
+        args.checkpoint,
+        args.out,
+        short_side=args.short_side,
+        metrics=metrics,
+        version=args.version,
+        fuse_fallback=args.fuse_fallback,
     )
     arch = manifest["architecture"]
     print(

@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--targets", type=int, default=1)
+    parser.add_argument(
+        "--model",
+        default="flow",
+        help="the node's model: flow, or a network's folder or name (run by ONNX Runtime)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the record here")
     parser.add_argument(
         "--log-dir", type=Path, default=None, help="keep the logs here (default: removed)"
@@ -74,7 +79,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         node = Child(
             "vos_node",
-            vos_node_command("flow", "flow", 0, folder / "params"),
+            vos_node_command(
+                "flow" if args.model == "flow" else "onnxruntime", args.model, 0, folder / "params"
+            ),
             env,
             folder,
             dumps_stacks=True,
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "size": f"{args.width}x{args.height}",
             "camera_hz": args.rate,
             "targets": args.targets,
+            "model": args.model,
             "latency_source": source,
             "frames_shown": int(measured.size),
             "view_fps": round(measured.size / ((end_ms - start[1]) / 1000.0), 2),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vos_ros.engine.config import ConfigError, EngineConfig
 from vos_ros.engine.engine import VosEngine
 from vos_ros.engine.fallback import FallbackSettings, FlowPredictor
@@ -10,6 +12,27 @@ FLOW_SHORT_SIDE = 288  # flow fallback: DIS at 288x512 keeps a 854x480 stream we
 DEFAULT_SHORT_SIDE = 288  # network, when neither the config nor the manifest sets one
 DEFAULT_MEMORY_EVERY = 5
 DEFAULT_MEMORY_SIZE = 4
+
+
+def resolve_fusion(config: EngineConfig) -> EngineConfig:
+    """``config`` with ``fuse_fallback`` decided: as set, else the model manifest's (0 for the
+    flow fallback, the sam2 family, a manifest without one and with online adaptation).
+
+    :raises ConfigError: when the decided value conflicts with other settings (fallback
+        settings for a network that runs alone).
+    """
+    if config.fuse_fallback is not None:
+        return config
+    weight = 0.0
+    if not (config.is_flow_fallback or config.adapt_steps):
+        from vos_ros.engine.family import model_family
+
+        if model_family(config.model) != "sam2":
+            from vos_ros.engine.manifest import load_manifest
+
+            manifest = load_manifest(config.model, verify_checksums=False, check_graphs=False)
+            weight = manifest.fuse_fallback
+    return replace(config, fuse_fallback=weight)
 
 
 def build_engine(config: EngineConfig | None = None) -> VosEngine:
@@ -22,7 +45,7 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
     chosen (:func:`~vos_ros.engine.backends.select.create_backend`; a backend that was asked
     for and cannot run raises, it is never swapped silently).
     """
-    config = config or EngineConfig()
+    config = resolve_fusion(config or EngineConfig())
     if config.is_flow_fallback:
         short_side = config.round_short_side(config.processing_short_side or FLOW_SHORT_SIDE)
         return VosEngine(

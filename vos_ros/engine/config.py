@@ -106,8 +106,10 @@ class EngineConfig:
     adapt_background: bool = False
     # Networks of the protonet family: > 0 adds the flow fallback's log-odds, times this weight,
     # to the network's (vos_ros.engine.fused); the engine then runs at the fallback's mask
-    # resolution and DIS preset. 0 = the network alone.
-    fuse_fallback: float = 0.0
+    # resolution and DIS preset. 0 = the network alone. None = the model manifest's
+    # ``fuse_fallback`` (0 when it has none, and with online adaptation, which adapts the
+    # network alone); build_engine resolves it (vos_ros.engine.build.resolve_fusion).
+    fuse_fallback: float | None = None
     # Flow fallback (alone or fused): (name, value) pairs that replace fields of
     # vos_ros.engine.fallback.FallbackSettings, for tuning offline
     # (``--engine-set fallback.motion_cap=2``); () = its defaults.
@@ -150,11 +152,17 @@ class EngineConfig:
         _check_float("min_area_fraction", self.min_area_fraction, 0.0, 1.0)
         _check_float("visible_score", self.visible_score, 0.0, 1.0)
         _check_float("memory_score", self.memory_score, 0.0, 1.0)
-        _check_float("fuse_fallback", self.fuse_fallback, 0.0, 100.0)
-        if self.fuse_fallback > 0 and self.is_flow_fallback:
-            raise ConfigError("fuse_fallback fuses a network with the flow fallback: set a model")
-        if self.fuse_fallback > 0 and self.adapt_steps:
-            raise ConfigError("online adaptation (adapt_steps) is not available with fuse_fallback")
+        if self.fuse_fallback is not None:
+            _check_float("fuse_fallback", self.fuse_fallback, 0.0, 100.0)
+            if self.fuse_fallback > 0 and self.is_flow_fallback:
+                raise ConfigError(
+                    "fuse_fallback fuses a network with the flow fallback: set a model"
+                )
+            if self.fuse_fallback > 0 and self.adapt_steps:
+                raise ConfigError(
+                    "online adaptation (adapt_steps) adapts the network alone: set "
+                    "fuse_fallback=0 with it"
+                )
         for name in (
             "use_flow",
             "cpu_memory_arena",
@@ -169,7 +177,7 @@ class EngineConfig:
             self._check_fallback()
 
     def _check_fallback(self) -> None:
-        if not self.runs_fallback:
+        if self.fuse_fallback is not None and not self.runs_fallback:  # None: the model decides
             raise ConfigError(
                 f"fallback settings apply to model 'flow' or a network with fuse_fallback > 0, "
                 f"not {self.model!r} alone"
@@ -201,7 +209,7 @@ class EngineConfig:
     @property
     def runs_fallback(self) -> bool:
         """True when the flow fallback runs, alone or fused with a network."""
-        return self.is_flow_fallback or self.fuse_fallback > 0
+        return self.is_flow_fallback or (self.fuse_fallback or 0.0) > 0
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -68,6 +68,8 @@ class ModelManifest:
     c4: int | None
     c8: int | None
     prototype_scheme: str = contract.LEGACY_PROTOTYPE_SCHEME
+    # weight of the flow fallback's log-odds the network runs fused with by default (0: alone)
+    fuse_fallback: float = 0.0
     arch: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -193,6 +195,9 @@ def load_manifest(
             f"{', '.join(contract.PROTOTYPE_SCHEMES)}"
         )
 
+    fuse = raw.get("fuse_fallback", 0.0)
+    if isinstance(fuse, bool) or not isinstance(fuse, (int, float)) or not 0.0 <= fuse <= 100.0:
+        raise ModelFileError(f"{where}: fuse_fallback must be a number in [0, 100], got {fuse!r}")
     memory = raw.get("memory") or {}
     memory_every = _optional_positive_int(memory, "every", where)
     memory_size = _optional_positive_int(memory, "size", where)
@@ -218,6 +223,7 @@ def load_manifest(
         c4=con.get("c4"),
         c8=con.get("c8"),
         prototype_scheme=scheme,
+        fuse_fallback=float(fuse),
         arch=arch,
         raw=raw,
     )

@@ -197,10 +197,12 @@ def export_model(
     short_side: int = DEFAULT_SHORT_SIDE,
     metrics: dict[str, Any] | None = None,
     version: str = "0.1.0",
+    fuse_fallback: float | None = None,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` into ``out_dir``; returns the manifest that was written.
 
-    Keeps an existing manifest's ``metrics`` unless new ones are given.
+    Keeps an existing manifest's ``metrics`` and ``fuse_fallback`` (the weight of the flow
+    fallback the engine fuses the network with by default) unless new ones are given.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -245,6 +247,9 @@ def export_model(
             "prototype_scheme": config.get("prototype_scheme", contract.LEGACY_PROTOTYPE_SCHEME),
         },
         "memory": dict(DEFAULT_MEMORY),
+        "fuse_fallback": float(
+            fuse_fallback if fuse_fallback is not None else old.get("fuse_fallback", 0.0)
+        ),
         "architecture": {
             **net.arch,
             "parameters": count_parameters(net),

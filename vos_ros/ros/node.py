@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -545,30 +546,33 @@ def _guarded(handler, node: VosNode):
     return call
 
 
-def _fuse_weight(config: NodeConfig) -> float:
-    """engine.fuse_fallback for a network; the flow fallback alone has nothing to fuse."""
+def _fuse_weight(config: NodeConfig) -> float | None:
+    """engine.fuse_fallback for a network (-1: None, the model decides); the flow fallback
+    alone has nothing to fuse."""
     from vos_ros.engine.model_paths import FLOW
 
-    return 0.0 if config.model == FLOW else config.engine_fuse_fallback
+    if config.model == FLOW or config.engine_fuse_fallback < 0:
+        return None
+    return config.engine_fuse_fallback
 
 
-def _fallback_settings(config: NodeConfig) -> tuple[tuple[str, float], ...]:
-    """The flow fallback's settings the node's parameters change (alone or fused with a
-    network; a network alone has none)."""
+def _with_fallback_settings(engine_config, config: NodeConfig):
+    """``engine_config`` with the flow fallback's settings the node's parameters change, when
+    the fallback runs (alone or fused with a network; a network alone has none)."""
+    from vos_ros.engine.build import resolve_fusion
     from vos_ros.engine.fallback import ROUND_TRIP_PX
-    from vos_ros.engine.model_paths import FLOW
 
-    runs_fallback = config.model == FLOW or _fuse_weight(config) > 0
-    if runs_fallback and config.engine_flow_round_trip:
-        return (("uncovered_px", ROUND_TRIP_PX),)
-    return ()
+    engine_config = resolve_fusion(engine_config)
+    if engine_config.runs_fallback and config.engine_flow_round_trip:
+        return replace(engine_config, fallback=(("uncovered_px", ROUND_TRIP_PX),))
+    return engine_config
 
 
 def build_node_engine(config: NodeConfig):
     """Build and (optionally) warm up the engine described by ``config``."""
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
-    engine = build_engine(
+    engine_config = _with_fallback_settings(
         EngineConfig(
             model=config.model,
             backend=config.backend,
@@ -579,15 +583,16 @@ def build_node_engine(config: NodeConfig):
             max_targets=config.engine_max_targets,
             flow_preset=config.engine_flow_preset,
             fuse_fallback=_fuse_weight(config),
-            fallback=_fallback_settings(config),
             decoder_window_scale=config.engine_decoder_window_scale,
             lost_search_every=config.engine_lost_search_every,
             adapt_steps=config.engine_adapt_steps,
             adapt_scope=config.engine_adapt_scope,
             adapt_background=config.engine_adapt_background,
             cache_dir=config.engine_tensorrt_cache_dir or None,
-        )
+        ),
+        config,
     )
+    engine = build_engine(engine_config)
     if config.warmup:
         # Two frames with one square target run every stage once (flow, memory, decoding).
         blank = np.zeros(_WARMUP_SHAPE, np.uint8)

@@ -157,12 +157,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "engine.fuse_fallback",
-        0.0,
+        -1.0,
         "Network models (protonet family): above 0, the flow fallback runs beside the network "
         "and its log-odds, times this weight, are added to the network's, which keeps the mask "
         "near where the flow carried it (docs/architecture.md, 'Fusing a network with the "
-        "fallback'); 0 = the network alone. The flow fallback itself ignores it.",
-        float_range=(0.0, 100.0),
+        "fallback'); 0 = the network alone; -1 = the model's own value (protonet-s: 3, chosen "
+        "by cross-validation; 0 with online adaptation). The flow fallback ignores it.",
+        float_range=(-1.0, 100.0),
     ),
     ParamSpec(
         "engine.decoder_window_scale",
