@@ -18,6 +18,7 @@ engine reads (others, such as ``architecture`` statistics, are informational)::
     contract: {opset: 17, key_dim: 64, key_stride: 8, skip_stride: 4, c4: 32, c8: 64,
                protos_per_frame: 5, prototype_scheme: local-bg}   # absent: frame-grid
     memory: {every: 5, size: 4}      # recent frame every 5 frames, ring of 4
+    fuse_fallback: 3.0               # optional: fused with the flow fallback (0: alone)
     architecture: {...}              # build_network() keyword overrides (+ statistics)
     training: {data: {...}, ...}
     metrics: {...}

@@ -48,14 +48,24 @@ def _overlay(rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> 
     return out.astype(np.uint8)
 
 
-def render(davis: Path, model: str, sequence: str, frame_index: int, threads: int) -> np.ndarray:
-    """Run the engine from frame 0 to ``frame_index``; return [prediction | ground truth]."""
+def render(
+    davis: Path,
+    model: str,
+    sequence: str,
+    frame_index: int,
+    threads: int,
+    fuse_fallback: float | None = None,
+) -> np.ndarray:
+    """Run the engine from frame 0 to ``frame_index``; return [prediction | ground truth].
+
+    :param fuse_fallback: the engine setting (None: the model's own).
+    """
     from vos_ros.engine import EngineConfig, Prompt, build_engine
 
     image_dir = davis / "JPEGImages" / "480p" / sequence
     gt_dir = davis / "Annotations" / "480p" / sequence
     frames = sorted(image_dir.glob("*.jpg"))
-    engine = build_engine(EngineConfig(model=model, threads=threads))
+    engine = build_engine(EngineConfig(model=model, threads=threads, fuse_fallback=fuse_fallback))
     result = None
     for t, path in enumerate(frames[: frame_index + 1]):
         rgb = read_rgb(path)
@@ -82,12 +92,19 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--fuse-fallback",
+        type=float,
+        default=None,
+        help="weight of the fused flow fallback (0: the network alone; default: the model's)",
+    )
+    parser.add_argument("--prefix", default="failure", help="file names start with this")
     args = parser.parse_args()
     report = json.loads(args.report.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     for sequence, index, j in worst_frames(report, args.count):
-        picture = render(args.davis, args.model, sequence, index, args.threads)
-        path = args.out / f"failure_{sequence}_{index:05d}.png"
+        picture = render(args.davis, args.model, sequence, index, args.threads, args.fuse_fallback)
+        path = args.out / f"{args.prefix}_{sequence}_{index:05d}.png"
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         print(f"{path}: J={j:.3f}")
 
