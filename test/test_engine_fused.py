@@ -25,6 +25,7 @@ class _FixedNetwork:
     """A network stand-in: the same probability everywhere, at 1/4 of the size it is given."""
 
     name = "fixed"
+    uses_windows = False
 
     def __init__(self, prob: float) -> None:
         self.prob = prob
@@ -37,11 +38,18 @@ class _FixedNetwork:
 
 
 class _FixedFallback:
-    def __init__(self, prob: float) -> None:
-        self.prob = prob
+    """A fallback stand-in: ``prob`` within a fixed window of every visible target, 0 outside."""
+
+    def __init__(self, prob: float, window=(8, 4, 56, 28)) -> None:
+        self.prob, self.window = prob, window
+        self.last_windows: list = []
 
     def predict(self, features, ids, previous, windows=None) -> np.ndarray:
-        return np.full(previous.shape, self.prob, np.float32)
+        x0, y0, x1, y1 = self.window
+        out = np.zeros(previous.shape, np.float32)
+        out[:, y0:y1, x0:x1] = self.prob
+        self.last_windows = [self.window if m.max() > 0.5 else None for m in previous]
+        return out
 
 
 def _logit(p: float) -> float:
@@ -58,13 +66,17 @@ def test_visible_targets_add_both_log_odds_lost_ones_take_the_network_alone() ->
     assert network.seen_previous.shape == (2, 8, 16)  # the network's 1/4 resolution
     assert network.seen_previous[0].max() == 1.0 and network.seen_previous[1].max() == 0.0
     expected = 1 / (1 + np.exp(-(_logit(0.8) + 0.5 * _logit(0.1))))
-    np.testing.assert_allclose(probs[0], expected, rtol=1e-5)
-    np.testing.assert_allclose(probs[1], 0.8, rtol=1e-5)
+    np.testing.assert_allclose(probs[0, 4:28, 8:56], expected, rtol=1e-5)
+    # outside the fallback's window its odds are at their floor: 0 is written
+    inside = np.zeros((32, 64), bool)
+    inside[4:28, 8:56] = True
+    assert not probs[0][~inside].any()
+    np.testing.assert_allclose(probs[1], 0.8, rtol=1e-5)  # lost: the network alone, everywhere
     # saturated opinions are clipped to +-6.9: none is an absolute veto
     sure_no = FusedPredictor(_FixedNetwork(0.99), _FixedFallback(0.0), weight=1.0)
     assert 0.0 < sure_no.predict((None, None), [1], previous[:1]).max() < 0.5
     stronger_yes = FusedPredictor(_FixedNetwork(0.99), _FixedFallback(0.0), weight=0.5)
-    assert stronger_yes.predict((None, None), [1], previous[:1]).min() > 0.5
+    assert stronger_yes.predict((None, None), [1], previous[:1])[0, 4:28, 8:56].min() > 0.5
     with pytest.raises(ValueError, match="weight must be > 0"):
         FusedPredictor(network, fallback, weight=0.0)
 

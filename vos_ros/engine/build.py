@@ -94,5 +94,11 @@ def build_engine(config: EngineConfig | None = None) -> VosEngine:
         from vos_ros.engine.fused import FusedPredictor
 
         fallback = FlowPredictor(FallbackSettings.from_overrides(config.fallback), short_side)
-        predictor = FusedPredictor(predictor, fallback, config.fuse_fallback)
+        predictor = FusedPredictor(
+            predictor,
+            fallback,
+            config.fuse_fallback,
+            config.decoder_window_scale,
+            config.decoder_window_min,
+        )
     return VosEngine(config, predictor, short_side, every)

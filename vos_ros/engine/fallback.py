@@ -207,6 +207,9 @@ class FlowPredictor:
         self._models: dict[int, ColourModel] = {}
         self._motion: Motion | None = None
         self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
+        # per target of the last predict(): the window (x0, y0, x1, y1) its probability was
+        # written in (0 outside), or None for a lost target searched in the whole frame
+        self.last_windows: list[tuple[int, int, int, int] | None] = []
 
     # -- the predictor interface ----------------------------------------------------------------
     def take_motion(self, motion: Motion | None) -> None:
@@ -240,10 +243,11 @@ class FlowPredictor:
         probs = np.zeros_like(previous)
         present = previous.reshape(len(ids), -1).max(axis=1, initial=0.0) > 0.5
         taken = None  # pixels of the visible targets, computed once if a search needs it
+        self.last_windows = [None] * len(ids)
         for i, target_id in enumerate(ids):
             model = self._models.get(target_id)
             if present[i]:
-                self._track(features, previous[i], model, probs[i])
+                self.last_windows[i] = self._track(features, previous[i], model, probs[i])
             elif model is not None and model.ready and self.settings.redetect:
                 if taken is None and present.any():
                     taken = (previous[present] > 0.5).any(axis=0)
@@ -297,8 +301,9 @@ class FlowPredictor:
         warped: np.ndarray,
         model: ColourModel | None,
         out: np.ndarray,
-    ) -> None:
-        """Probability of a visible target, written into ``out`` within a window around it."""
+    ) -> tuple[int, int, int, int]:
+        """Probability of a visible target, written into ``out`` within a window around it;
+        returns the window ``(x0, y0, x1, y1)``."""
         s = self.settings
         sigma = s.prior_sigma * self._px
         # Beyond 4 sigma the prior is at its floor; the ring width adds room for fast motion.
@@ -327,6 +332,7 @@ class FlowPredictor:
             prob = guided_filter(features.gray[y0:y1, x0:x1], prob, radius, s.refine_eps)
             np.clip(prob, 0.0, 1.0, out=prob)
         out[y0:y1, x0:x1] = prob
+        return x0, y0, x1, y1
 
     def _doubt_uncovered(
         self, logit: np.ndarray, colour: np.ndarray, box: tuple[int, int, int, int]

@@ -26,6 +26,7 @@ import numpy as np
 from vos_ros.engine.fallback import FallbackFeatures, FlowPredictor
 from vos_ros.engine.flow import Motion
 from vos_ros.engine.predictor import NetworkPredictor
+from vos_ros.engine.window import target_windows
 from vos_ros.model.contract import SKIP_STRIDE
 
 # Probabilities are clipped to [EPS, 1 - EPS] before taking log-odds (+-6.9): a saturated
@@ -39,19 +40,30 @@ class FusedPredictor:
     :param network: the contract network, its memory and backend.
     :param fallback: the flow fallback, built for the same processing short side.
     :param weight: weight of the fallback's log-odds (> 0).
+    :param window_scale: decoder windows of the network (CPU backends; ``EngineConfig``'s
+        ``decoder_window_scale``, 0: whole frames) and their least share of each side.
     """
 
     binary_state = True  # hard masks between frames, as the fallback was tuned with
     uses_prior = True  # the box prior against far-away responses, as for a network alone
-    uses_windows = False  # the network decodes whole frames (its input is 1/16 of the pixels)
+    uses_windows = False  # the network's windows are chosen here, at its own resolution
     masks_at_processing_size = True  # the engine's masks, warps and aggregation
 
-    def __init__(self, network: NetworkPredictor, fallback: FlowPredictor, weight: float) -> None:
+    def __init__(
+        self,
+        network: NetworkPredictor,
+        fallback: FlowPredictor,
+        weight: float,
+        window_scale: float = 0.0,
+        window_min: float = 0.25,
+    ) -> None:
         if not weight > 0:
             raise ValueError(f"the fallback's weight must be > 0, got {weight!r}")
         self.network = network
         self.fallback = fallback
         self.weight = float(weight)
+        self._window_scale = window_scale if network.uses_windows else 0.0
+        self._window_min = window_min
         self.name = f"{network.name}+flow"
         self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
 
@@ -83,15 +95,25 @@ class FusedPredictor:
         network_features, fallback_features = features
         n, h, w = previous.shape
         small_previous = _downscale(previous)
-        network_probs = self.network.predict(network_features, ids, small_previous)
-        fallback_probs = self.fallback.predict(fallback_features, ids, previous)
         present = previous.reshape(n, -1).max(axis=1, initial=0.0) > 0.5
-        out = np.empty_like(previous)
+        windows = None
+        if self._window_scale > 0:
+            windows = target_windows(small_previous, present, self._window_scale, self._window_min)
+        network_probs = self.network.predict(network_features, ids, small_previous, windows)
+        fallback_probs = self.fallback.predict(fallback_features, ids, previous)
+        out = np.zeros_like(previous)
         for i in range(n):
             logit = cv2.resize(_log_odds(network_probs[i]), (w, h), interpolation=cv2.INTER_LINEAR)
-            if present[i]:
-                logit += np.float32(self.weight) * _log_odds(fallback_probs[i])
-            out[i] = _sigmoid(logit)
+            box = self.fallback.last_windows[i] if present[i] else None
+            if box is None:  # lost: the network alone, on the whole frame
+                out[i] = _sigmoid(logit)
+                continue
+            # Outside the fallback's window its odds are at the clip (-6.9 x weight), so the sum
+            # stays below 1e-6 there: only the window is computed, the rest stays 0.
+            x0, y0, x1, y1 = box
+            part = logit[y0:y1, x0:x1]
+            part += np.float32(self.weight) * _log_odds(fallback_probs[i, y0:y1, x0:x1])
+            out[i, y0:y1, x0:x1] = _sigmoid(part)
         self.timings_ms["memory"] = self.network.timings_ms["memory"]
         self.timings_ms["decoder"] = (time.perf_counter() - t0) * 1e3 - self.timings_ms["memory"]
         return out
