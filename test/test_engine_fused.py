@@ -65,18 +65,26 @@ def test_visible_targets_add_both_log_odds_lost_ones_take_the_network_alone() ->
     assert probs.shape == (2, 32, 64)
     assert network.seen_previous.shape == (2, 8, 16)  # the network's 1/4 resolution
     assert network.seen_previous[0].max() == 1.0 and network.seen_previous[1].max() == 0.0
-    expected = 1 / (1 + np.exp(-(_logit(0.8) + 0.5 * _logit(0.1))))
-    np.testing.assert_allclose(probs[0, 4:28, 8:56], expected, rtol=1e-5)
-    # outside the fallback's window its odds are at their floor: 0 is written
     inside = np.zeros((32, 64), bool)
     inside[4:28, 8:56] = True
-    assert not probs[0][~inside].any()
+    expected = 1 / (1 + np.exp(-(_logit(0.8) + 0.5 * _logit(0.1))))
+    np.testing.assert_allclose(probs[0][inside], expected, rtol=1e-5)
+    # outside the fallback's window it says 0, clipped to 0.001 (log-odds -6.9): at a weight of
+    # 0.5 the network still has a say there
+    outside = 1 / (1 + np.exp(-(_logit(0.8) + 0.5 * _logit(1e-3))))
+    np.testing.assert_allclose(probs[0][~inside], outside, rtol=1e-4)
     np.testing.assert_allclose(probs[1], 0.8, rtol=1e-5)  # lost: the network alone, everywhere
+    # from a weight of 3 on the sum outside the window is below 1e-6: it is written as 0
+    heavy = FusedPredictor(_FixedNetwork(0.999), _FixedFallback(0.1), weight=3.0)
+    heavy_probs = heavy.predict((None, None), [1], previous[:1])[0]
+    assert not heavy_probs[~inside].any() and heavy_probs[inside].min() > 0.0
+    light = FusedPredictor(_FixedNetwork(0.999), _FixedFallback(0.1), weight=2.0)
+    assert light.predict((None, None), [1], previous[:1])[0][~inside].min() > 0.0
     # saturated opinions are clipped to +-6.9: none is an absolute veto
     sure_no = FusedPredictor(_FixedNetwork(0.99), _FixedFallback(0.0), weight=1.0)
     assert 0.0 < sure_no.predict((None, None), [1], previous[:1]).max() < 0.5
     stronger_yes = FusedPredictor(_FixedNetwork(0.99), _FixedFallback(0.0), weight=0.5)
-    assert stronger_yes.predict((None, None), [1], previous[:1])[0, 4:28, 8:56].min() > 0.5
+    assert stronger_yes.predict((None, None), [1], previous[:1]).min() > 0.5
     with pytest.raises(ValueError, match="weight must be > 0"):
         FusedPredictor(network, fallback, weight=0.0)
 

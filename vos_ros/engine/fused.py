@@ -29,9 +29,12 @@ from vos_ros.engine.predictor import NetworkPredictor
 from vos_ros.engine.window import target_windows
 from vos_ros.model.contract import SKIP_STRIDE
 
-# Probabilities are clipped to [EPS, 1 - EPS] before taking log-odds (+-6.9): a saturated
+# Probabilities are clipped to [EPS, 1 - EPS] before taking log-odds (+-CLIP, 6.9): a saturated
 # opinion of one side can still be overruled by the other.
 EPS = 1e-3
+CLIP = float(np.log((1.0 - EPS) / EPS))
+# Log-odds below this are 0 in effect (a probability under 1e-6).
+NEGLIGIBLE = -13.8
 
 
 class FusedPredictor:
@@ -64,6 +67,9 @@ class FusedPredictor:
         self.weight = float(weight)
         self._window_scale = window_scale if network.uses_windows else 0.0
         self._window_min = window_min
+        # Outside the fallback's window its probability is 0, so the sum there is at most
+        # CLIP - weight x CLIP: when that is negligible only the window needs computing.
+        self._window_only = CLIP - self.weight * CLIP <= NEGLIGIBLE
         self.name = f"{network.name}+flow"
         self.timings_ms: dict[str, float] = {"memory": 0.0, "decoder": 0.0}
 
@@ -96,21 +102,20 @@ class FusedPredictor:
         n, h, w = previous.shape
         small_previous = _downscale(previous)
         present = previous.reshape(n, -1).max(axis=1, initial=0.0) > 0.5
-        windows = None
+        network_windows = None
         if self._window_scale > 0:
-            windows = target_windows(small_previous, present, self._window_scale, self._window_min)
-        network_probs = self.network.predict(network_features, ids, small_previous, windows)
+            network_windows = target_windows(
+                small_previous, present, self._window_scale, self._window_min
+            )
+        network_probs = self.network.predict(network_features, ids, small_previous, network_windows)
         fallback_probs = self.fallback.predict(fallback_features, ids, previous)
         out = np.zeros_like(previous)
         for i in range(n):
             logit = cv2.resize(_log_odds(network_probs[i]), (w, h), interpolation=cv2.INTER_LINEAR)
-            box = self.fallback.last_windows[i] if present[i] else None
-            if box is None:  # lost: the network alone, on the whole frame
+            if not present[i]:  # lost: the network alone, on the whole frame
                 out[i] = _sigmoid(logit)
                 continue
-            # Outside the fallback's window its odds are at the clip (-6.9 x weight), so the sum
-            # stays below 1e-6 there: only the window is computed, the rest stays 0.
-            x0, y0, x1, y1 = box
+            x0, y0, x1, y1 = self.fallback.last_windows[i] if self._window_only else (0, 0, w, h)
             part = logit[y0:y1, x0:x1]
             part += np.float32(self.weight) * _log_odds(fallback_probs[i, y0:y1, x0:x1])
             out[i, y0:y1, x0:x1] = _sigmoid(part)
