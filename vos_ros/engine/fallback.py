@@ -326,7 +326,7 @@ class FlowPredictor:
             )
             if ratio is not None:
                 logit += self._motion_evidence(ratio, window, colour)
-        prob = _sigmoid(logit)
+        prob = sigmoid(logit)
         if s.refine_radius > 0 and features.gray is not None:
             radius = max(1, round(s.refine_radius * self._px))
             prob = guided_filter(features.gray[y0:y1, x0:x1], prob, radius, s.refine_eps)
@@ -402,7 +402,7 @@ class FlowPredictor:
             return
         best = 1 + int(np.argmax(np.where(ok, areas, -1.0)))
         region = labels == best
-        out[region] = _sigmoid(logit[region])
+        out[region] = sigmoid(logit[region])
 
 
 def motion_log_ratio(
@@ -455,7 +455,8 @@ def _window(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
     return max(0, x - margin), max(0, y - margin), min(ww, x + w + margin), min(hh, y + h + margin)
 
 
-def _sigmoid(logit: np.ndarray) -> np.ndarray:
+def sigmoid(logit: np.ndarray) -> np.ndarray:
+    """Probabilities of log-odds ``logit``, in a new array (``logit`` is left as it is)."""
     out = np.negative(logit)
     np.exp(out, out=out)
     out += 1.0

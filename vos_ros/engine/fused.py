@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vos_ros.engine.fallback import FallbackFeatures, FlowPredictor
+from vos_ros.engine.fallback import FallbackFeatures, FlowPredictor, sigmoid
 from vos_ros.engine.flow import Motion
 from vos_ros.engine.predictor import NetworkPredictor
 from vos_ros.engine.window import target_windows
@@ -113,12 +113,12 @@ class FusedPredictor:
         for i in range(n):
             logit = cv2.resize(_log_odds(network_probs[i]), (w, h), interpolation=cv2.INTER_LINEAR)
             if not present[i]:  # lost: the network alone, on the whole frame
-                out[i] = _sigmoid(logit)
+                out[i] = sigmoid(logit)
                 continue
             x0, y0, x1, y1 = self.fallback.last_windows[i] if self._window_only else (0, 0, w, h)
             part = logit[y0:y1, x0:x1]
             part += np.float32(self.weight) * _log_odds(fallback_probs[i, y0:y1, x0:x1])
-            out[i, y0:y1, x0:x1] = _sigmoid(part)
+            out[i, y0:y1, x0:x1] = sigmoid(part)
         self.timings_ms["memory"] = self.network.timings_ms["memory"]
         self.timings_ms["decoder"] = (time.perf_counter() - t0) * 1e3 - self.timings_ms["memory"]
         return out
@@ -156,11 +156,3 @@ def _downscale(masks: np.ndarray) -> np.ndarray:
 def _log_odds(prob: np.ndarray) -> np.ndarray:
     p = np.clip(prob, EPS, 1.0 - EPS)
     return np.log(p / (1.0 - p))
-
-
-def _sigmoid(logit: np.ndarray) -> np.ndarray:
-    out = np.negative(logit)
-    np.exp(out, out=out)
-    out += 1.0
-    np.reciprocal(out, out=out)
-    return out
