@@ -37,7 +37,6 @@ from vos_ros.click_prompt import ClickError, ClickPrompt, validate_click_prompt
 from vos_ros.engine.aggregation import argmax_channels, soft_aggregate, target_scores
 from vos_ros.engine.annotations import AnnotationLog
 from vos_ros.engine.config import EngineConfig
-from vos_ros.engine.fallback import FlowPredictor
 from vos_ros.engine.flow import FlowWarper, Motion, to_gray
 from vos_ros.engine.inputs import InputError, Prompt, check_rgb_frame, parse_label_image
 from vos_ros.engine.postprocess import frame_result
@@ -107,6 +106,9 @@ class PredictorHooks:
     tracks_every_frame: bool = False  # lost targets too (no lost_search_every schedule)
     writes_own_memory: bool = False  # no "recent" memory writes from the engine
     takes_full_prompts: bool = False  # memorize(..., full_mask) with the input-size mask
+    # Masks, flow warping and aggregation at the processing size (the flow fallback, alone or
+    # fused with a network), not at 1/4 of it (a network's logits)
+    masks_at_processing_size: bool = False
 
     @classmethod
     def of(cls, predictor: Any) -> PredictorHooks:
@@ -128,8 +130,9 @@ class VosEngine:
     """Multi-target video object segmentation on a stream of RGB frames.
 
     Build it with :func:`vos_ros.engine.build_engine`. ``predictor`` is a
-    :class:`~vos_ros.engine.predictor.NetworkPredictor` or a
-    :class:`~vos_ros.engine.fallback.FlowPredictor`.
+    :class:`~vos_ros.engine.predictor.NetworkPredictor`, a
+    :class:`~vos_ros.engine.fallback.FlowPredictor`, the two fused
+    (:class:`~vos_ros.engine.fused.FusedPredictor`) or a model family's plug-in.
     """
 
     def __init__(self, config: EngineConfig, predictor, short_side: int, memory_every: int) -> None:
@@ -137,13 +140,8 @@ class VosEngine:
         self.predictor = predictor
         self.short_side = short_side
         self.memory_every = memory_every
-        # Networks' masks are at 1/4 of the processing size (their logits'); the fallback's, and
-        # a network fused with it, at the processing size.
-        self._is_network = not (
-            isinstance(predictor, FlowPredictor)
-            or getattr(predictor, "masks_at_processing_size", False)
-        )
         self._hooks = PredictorHooks.of(predictor)
+        self._is_network = not self._hooks.masks_at_processing_size
         self._registry = TargetRegistry(config.max_targets)
         self._adaptation_paused = False
         # Background adaptation swaps the encoder mid-stream: the annotated frames are kept so

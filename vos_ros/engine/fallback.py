@@ -200,6 +200,7 @@ class FlowPredictor:
     binary_state = True  # the engine keeps hard masks between frames (no blur build-up)
     uses_prior = False  # the warped mask is its own (soft) prior
     uses_windows = False  # no decoder
+    masks_at_processing_size = True  # no 1/4-resolution logits
 
     def __init__(self, settings: FallbackSettings | None = None, short_side: int = 288) -> None:
         self.settings = settings or FallbackSettings()
