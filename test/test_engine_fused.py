@@ -117,8 +117,7 @@ def test_fuse_fallback_settings_are_checked(tiny_model) -> None:
         EngineConfig(model="flow", fuse_fallback=1.0)
     with pytest.raises(ConfigError, match="fuse_fallback"):
         EngineConfig(model=tiny_model, fuse_fallback=-1.0)
-    with pytest.raises(ConfigError, match="adapts the network alone"):
-        EngineConfig(model=tiny_model, fuse_fallback=1.0, adapt_steps=10)
+    assert EngineConfig(model=tiny_model, fuse_fallback=1.0, adapt_steps=10).runs_fallback
     with pytest.raises(ConfigError, match="network with fuse_fallback > 0"):
         EngineConfig(model=tiny_model, fuse_fallback=0.0, fallback=(("prior_sigma", 6.0),))
     # left to the model (None), whose manifest has no weight: the network runs alone, and
@@ -147,8 +146,8 @@ def test_a_model_manifest_sets_the_default_weight(tmp_path) -> None:
     alone = build_engine(EngineConfig(model=model, backend="onnxruntime", fuse_fallback=0.0))
     assert not isinstance(alone.predictor, FusedPredictor)
     assert alone.config.dis_preset == "ultrafast"
-    # online adaptation adapts the network alone
-    assert resolve_fusion(EngineConfig(model=model, adapt_steps=5)).fuse_fallback == 0.0
+    # online adaptation fine-tunes the network and keeps the model's fusion
+    assert resolve_fusion(EngineConfig(model=model, adapt_steps=5)).fuse_fallback == 3.0
     # fallback settings reach the fused network's fallback
     tuned = build_engine(
         EngineConfig(model=model, backend="onnxruntime", fallback=(("prior_sigma", 6.0),))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -82,19 +83,29 @@ def test_adaptation_rejects_empty_masks_and_bad_settings():
         EngineConfig(adapt_steps=-1)
 
 
+def _network(engine):
+    """The engine's network predictor (inside the fused one: protonet-s runs fused)."""
+    return getattr(engine.predictor, "network", engine.predictor)
+
+
 def _clip(frames: int = 4, h: int = 192, w: int = 320):
     sprite = Sprite(1, (230, 60, 40), 48, lambda t: (80 + 6 * t, 60))
     return [render([sprite], t, h, w) for t in range(frames)]
 
 
-def test_engine_adapts_on_the_first_annotation_and_restores_on_reset():
-    engine = build_engine(EngineConfig(model=str(MODEL), adapt_steps=1, threads=1))
-    base = engine.predictor.backend
+@pytest.mark.parametrize("weight", [None, 0.0], ids=["fused", "alone"])
+def test_engine_adapts_on_the_first_annotation_and_restores_on_reset(weight):
+    engine = build_engine(
+        EngineConfig(model=str(MODEL), adapt_steps=1, threads=1, fuse_fallback=weight)
+    )
+    # the model's own weight (3) stays on with adaptation: the fused network is fine-tuned
+    assert engine.config.fuse_fallback == (3.0 if weight is None else 0.0)
+    base = _network(engine).backend
     (frame0, labels0), *rest = _clip()
     first = engine.step(frame0, Prompt(labels0))
     assert first.timings_ms["adapt"] > 0
     assert first.timings_ms["preprocess"] < first.timings_ms["adapt"]
-    adapted = engine.predictor.backend
+    adapted = _network(engine).backend
     assert adapted is not base and adapted.name == "onnxruntime"
     assert engine.predictor.adapter.last_report.steps == 1
     for frame, _ in rest:
@@ -105,18 +116,18 @@ def test_engine_adapts_on_the_first_annotation_and_restores_on_reset():
     more = np.zeros_like(labels0)
     more[150:180, 250:300] = 2
     engine.step(rest[-1][0], Prompt(more))
-    assert engine.predictor.backend is adapted
+    assert _network(engine).backend is adapted
     engine.reset()
-    assert engine.predictor.backend is base
+    assert _network(engine).backend is base
 
 
 def test_engine_adapts_when_targets_come_through_add_targets():
     engine = build_engine(EngineConfig(model=str(MODEL), adapt_steps=1, threads=1))
-    base = engine.predictor.backend
+    base = _network(engine).backend
     (frame0, labels0), (frame1, _) = _clip(2)
     engine.step(frame0)  # nothing tracked yet: the frame is not encoded
     assert engine.add_targets(frame0, labels0) == [1]
-    assert engine.predictor.backend is not base
+    assert _network(engine).backend is not base
     assert engine.step(frame1).targets[0].visible
 
 
@@ -154,12 +165,12 @@ def test_node_engine_warm_up_does_not_adapt():
 
 def test_tiny_targets_are_tracked_without_adaptation():
     engine = build_engine(EngineConfig(model=str(MODEL), adapt_steps=1, threads=1))
-    base = engine.predictor.backend
+    base = _network(engine).backend
     (frame0, _), (frame1, _) = _clip(2)
     labels = np.zeros(frame0.shape[:2], np.uint16)
     labels[60:66, 100:106] = 1  # 36 pixels: no crop of it passes the training clip filter
     engine.step(frame0, Prompt(labels))
-    assert engine.predictor.backend is base and engine.target_ids == [1]
+    assert _network(engine).backend is base and engine.target_ids == [1]
     engine.step(frame1)
     with pytest.raises(ValueError, match="too small"):
         adapt_network(build_network().eval(), frame0, [labels > 0], AdaptSettings(steps=1))
@@ -170,7 +181,7 @@ def test_a_failed_adaptation_is_named_and_changes_nothing(monkeypatch):
     from vos_ros.engine.backends.base import BackendError
 
     engine = build_engine(EngineConfig(model=str(MODEL), adapt_steps=1, threads=1))
-    base = engine.predictor.backend
+    base = _network(engine).backend
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
@@ -179,10 +190,10 @@ def test_a_failed_adaptation_is_named_and_changes_nothing(monkeypatch):
     (frame0, labels0), (frame1, _) = _clip(2)
     with pytest.raises(BackendError, match="online adaptation failed: out of memory"):
         engine.step(frame0, Prompt(labels0))
-    assert engine.predictor.backend is base and engine.target_ids == []
+    assert _network(engine).backend is base and engine.target_ids == []
     monkeypatch.undo()
     engine.step(frame1, Prompt(labels0))  # the engine still works afterwards
-    assert engine.target_ids == [1] and engine.predictor.backend is not base
+    assert engine.target_ids == [1] and _network(engine).backend is not base
 
 
 def _step_until_swapped(engine, frames, base, timeout_s: float = 120.0):
@@ -192,7 +203,7 @@ def _step_until_swapped(engine, frames, base, timeout_s: float = 120.0):
 
     deadline = time.monotonic() + timeout_s
     count = 0
-    while engine.predictor.backend is base:
+    while _network(engine).backend is base:
         assert time.monotonic() < deadline, "background adaptation never finished"
         engine.step(frames[count % len(frames)])
         count += 1
@@ -204,27 +215,29 @@ def test_background_adaptation_keeps_tracking_and_swaps_in_with_rebuilt_memory()
     engine = build_engine(
         EngineConfig(model=str(MODEL), adapt_steps=2, adapt_background=True, threads=1)
     )
-    base = engine.predictor.backend
+    base = _network(engine).backend
     clip = _clip(6)
     (frame0, labels0), rest = clip[0], [f for f, _ in clip[1:]]
     first = engine.step(frame0, Prompt(labels0))
-    assert "adapt" not in first.timings_ms and engine.predictor.backend is base
+    assert "adapt" not in first.timings_ms and _network(engine).backend is base
     assert engine.predictor.adapter.state == "running"
     frames = _step_until_swapped(engine, rest, base)
     assert frames >= 1 and engine.predictor.adapter.state == "done"
     # The permanent entry was computed again with the adapted encoder; recent ones dropped.
-    memory = engine.predictor.memory.get(1)
+    memory = _network(engine).memory.get(1)
     assert memory.num_entries == 1
-    # the network alone, as with online adaptation (the manifest's fusion is off with it)
+    # the annotation's prototypes from the adapted encoder, as a network alone computes them
     expected = build_engine(EngineConfig(model=str(MODEL), threads=1, fuse_fallback=0.0)).predictor
-    expected.backend = engine.predictor.backend
+    expected.backend = _network(engine).backend
     small = engine._annotations.frames([1])[0][0]
-    mask = engine._annotations.frames([1])[0][1][0][1]
+    mask = engine._annotations.frames([1])[0][1][0][1]  # processing size: the model runs fused
+    mask = cv2.resize(mask, (mask.shape[1] // 4, mask.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    assert 1 in engine.predictor.fallback._models  # forgotten and learnt again by the fallback
     expected.memorize(expected.encode(expected.prepare(small)), 1, mask, "permanent")
     np.testing.assert_allclose(memory.entries()[0], expected.memory.get(1).entries()[0], atol=1e-6)
     assert engine.step(rest[0]).targets[0].visible
     engine.reset()
-    assert engine.predictor.backend is base and engine.predictor.adapter.state == "done"
+    assert _network(engine).backend is base and engine.predictor.adapter.state == "done"
 
 
 def test_background_adaptation_is_dropped_by_reset_and_failures_keep_the_shipped_weights(
@@ -235,7 +248,7 @@ def test_background_adaptation_is_dropped_by_reset_and_failures_keep_the_shipped
     engine = build_engine(
         EngineConfig(model=str(MODEL), adapt_steps=2000, adapt_background=True, threads=1)
     )
-    base = engine.predictor.backend
+    base = _network(engine).backend
     clip = _clip(3)
     engine.step(clip[0][0], Prompt(clip[0][1]))
     assert engine.predictor.adapter.state == "running"
@@ -255,7 +268,7 @@ def test_background_adaptation_is_dropped_by_reset_and_failures_keep_the_shipped
         time.sleep(0.05)
     assert engine.predictor.adapter.state == "failed"
     assert "no memory left" in engine.predictor.adapter.error
-    assert engine.predictor.backend is base and engine.step(clip[2][0]).targets
+    assert _network(engine).backend is base and engine.step(clip[2][0]).targets
 
 
 def test_annotation_log_mirrors_the_permanent_memory_slots():

@@ -16,7 +16,8 @@ DEFAULT_MEMORY_SIZE = 4
 
 def resolve_fusion(config: EngineConfig) -> EngineConfig:
     """``config`` with ``fuse_fallback`` decided: as set, else the model manifest's (0 for the
-    flow fallback, the sam2 family, a manifest without one and with online adaptation).
+    flow fallback, the sam2 family and a manifest without one). Online adaptation fine-tunes
+    the network and keeps the fusion (docs/architecture.md, "Fusing a network").
 
     :raises ConfigError: when the decided value conflicts with other settings (fallback
         settings for a network that runs alone).
@@ -24,7 +25,7 @@ def resolve_fusion(config: EngineConfig) -> EngineConfig:
     if config.fuse_fallback is not None:
         return config
     weight = 0.0
-    if not (config.is_flow_fallback or config.adapt_steps):
+    if not config.is_flow_fallback:
         from vos_ros.engine.family import model_family
 
         if model_family(config.model) != "sam2":

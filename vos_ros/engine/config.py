@@ -107,8 +107,8 @@ class EngineConfig:
     # Networks of the protonet family: > 0 adds the flow fallback's log-odds, times this weight,
     # to the network's (vos_ros.engine.fused); the engine then runs at the fallback's mask
     # resolution and DIS preset. 0 = the network alone. None = the model manifest's
-    # ``fuse_fallback`` (0 when it has none, and with online adaptation, which adapts the
-    # network alone); build_engine resolves it (vos_ros.engine.build.resolve_fusion).
+    # ``fuse_fallback`` (0 when it has none); build_engine resolves it
+    # (vos_ros.engine.build.resolve_fusion). Online adaptation fine-tunes the fused network.
     fuse_fallback: float | None = None
     # Flow fallback (alone or fused): (name, value) pairs that replace fields of
     # vos_ros.engine.fallback.FallbackSettings, for tuning offline
@@ -157,11 +157,6 @@ class EngineConfig:
             if self.fuse_fallback > 0 and self.is_flow_fallback:
                 raise ConfigError(
                     "fuse_fallback fuses a network with the flow fallback: set a model"
-                )
-            if self.fuse_fallback > 0 and self.adapt_steps:
-                raise ConfigError(
-                    "online adaptation (adapt_steps) adapts the network alone: set "
-                    "fuse_fallback=0 with it"
                 )
         for name in (
             "use_flow",

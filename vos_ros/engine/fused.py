@@ -135,6 +135,32 @@ class FusedPredictor:
         self.network.forget(target_id)
         self.fallback.forget(target_id)
 
+    # -- online adaptation: the network's (the fallback has nothing to learn). When a background
+    # adaptation swaps in, the engine forgets every target and memorizes its annotations again:
+    # the fallback's colour models then restart from the annotations, as on the annotated frame.
+    @property
+    def adapter(self):
+        return self.network.adapter
+
+    @property
+    def can_adapt(self) -> bool:
+        return self.network.can_adapt
+
+    def worth_adapting(self, masks: list[np.ndarray]) -> bool:
+        return self.network.worth_adapting(masks)
+
+    def adapt(self, small_rgb: np.ndarray, masks: list[np.ndarray]) -> None:
+        self.network.adapt(small_rgb, masks)
+
+    def start_adaptation(self, small_rgb: np.ndarray, masks: list[np.ndarray]) -> None:
+        self.network.start_adaptation(small_rgb, masks)
+
+    def take_adapted_backend(self) -> bool:
+        return self.network.take_adapted_backend()
+
+    def cancel_adaptation(self) -> None:
+        self.network.cancel_adaptation()
+
     def reset(self) -> None:
         self.network.reset()
         self.fallback.reset()

@@ -162,7 +162,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "and its log-odds, times this weight, are added to the network's, which keeps the mask "
         "near where the flow carried it (docs/architecture.md, 'Fusing a network with the "
         "fallback'); 0 = the network alone; -1 = the model's own value (protonet-s: 3, chosen "
-        "by cross-validation; 0 with online adaptation). The flow fallback ignores it.",
+        "by cross-validation; online adaptation fine-tunes the fused network). The flow "
+        "fallback ignores it.",
         float_range=(-1.0, 100.0),
     ),
     ParamSpec(
