@@ -89,6 +89,23 @@ def test_visible_targets_add_both_log_odds_lost_ones_take_the_network_alone() ->
         FusedPredictor(network, fallback, weight=0.0)
 
 
+def test_the_network_is_scaled_up_on_the_window_as_on_the_whole_frame() -> None:
+    import cv2
+
+    from vos_ros.engine.fused import _log_odds, _upscaled_log_odds
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        rows, cols = rng.integers(1, 16, size=2)
+        prob = rng.random((rows, cols)).astype(np.float32)
+        whole = cv2.resize(_log_odds(prob), (cols * 4, rows * 4), interpolation=cv2.INTER_LINEAR)
+        x0, y0 = rng.integers(0, cols * 4), rng.integers(0, rows * 4)
+        x1, y1 = rng.integers(x0 + 1, cols * 4 + 1), rng.integers(y0 + 1, rows * 4 + 1)
+        np.testing.assert_array_equal(
+            _upscaled_log_odds(prob, (x0, y0, x1, y1)), whole[y0:y1, x0:x1]
+        )
+
+
 def test_fused_engine_tracks_crossing_targets_at_the_processing_size(tiny_model) -> None:
     sprites = [
         Sprite(1, RED, 28, lambda t: (30 + 4 * t, 40)),

@@ -111,12 +111,12 @@ class FusedPredictor:
         fallback_probs = self.fallback.predict(fallback_features, ids, previous)
         out = np.zeros_like(previous)
         for i in range(n):
-            logit = cv2.resize(_log_odds(network_probs[i]), (w, h), interpolation=cv2.INTER_LINEAR)
             if not present[i]:  # lost: the network alone, on the whole frame
-                out[i] = sigmoid(logit)
+                out[i] = sigmoid(_upscaled_log_odds(network_probs[i], (0, 0, w, h)))
                 continue
-            x0, y0, x1, y1 = self.fallback.last_windows[i] if self._window_only else (0, 0, w, h)
-            part = logit[y0:y1, x0:x1]
+            box = self.fallback.last_windows[i] if self._window_only else (0, 0, w, h)
+            x0, y0, x1, y1 = box
+            part = _upscaled_log_odds(network_probs[i], box)
             part += np.float32(self.weight) * _log_odds(fallback_probs[i, y0:y1, x0:x1])
             out[i, y0:y1, x0:x1] = sigmoid(part)
         self.timings_ms["memory"] = self.network.timings_ms["memory"]
@@ -177,6 +177,24 @@ def _downscale(masks: np.ndarray) -> np.ndarray:
     for i in range(n):
         out[i] = cv2.resize(masks[i], size, interpolation=cv2.INTER_AREA)
     return out
+
+
+def _upscaled_log_odds(prob: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The log-odds of the network's ``(h/4, w/4)`` probabilities ``prob``, scaled up bilinearly
+    to the processing size, on ``box`` ``(x0, y0, x1, y1)`` only.
+
+    The values are those of scaling the whole map up: with a whole scale factor, bilinear
+    weights depend only on a pixel's offset within its cell, so a crop one cell wider than the
+    box on each side (OpenCV repeats a crop's edge, as the frame's) gives the same pixels.
+    """
+    x0, y0, x1, y1 = box
+    s = SKIP_STRIDE
+    rows, cols = prob.shape
+    c0, r0 = max(x0 // s - 1, 0), max(y0 // s - 1, 0)
+    c1, r1 = min(-(-x1 // s) + 1, cols), min(-(-y1 // s) + 1, rows)
+    crop = _log_odds(prob[r0:r1, c0:c1])
+    up = cv2.resize(crop, ((c1 - c0) * s, (r1 - r0) * s), interpolation=cv2.INTER_LINEAR)
+    return up[y0 - r0 * s : y1 - r0 * s, x0 - c0 * s : x1 - c0 * s]
 
 
 def _log_odds(prob: np.ndarray) -> np.ndarray:
