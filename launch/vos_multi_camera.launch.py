@@ -21,7 +21,9 @@ CAMERAS = {"front": "/front/image_raw", "rear": "/rear/image_raw"}  # namespace 
 def generate_launch_description() -> LaunchDescription:
     single = str(Path(__file__).with_name("vos.launch.py"))
     actions = [
-        DeclareLaunchArgument("model", default_value="flow", description="Model for all cameras.")
+        DeclareLaunchArgument(
+            "model", default_value="protonet-s", description="Model for all cameras."
+        )
     ]
     for namespace, topic in CAMERAS.items():
         actions.append(

@@ -89,9 +89,13 @@ def test_node_flow_round_trip_and_fuse_fallback_parameters_reach_the_right_engin
     def node_engine(**values):
         return build_node_engine(NodeConfig.from_values({"warmup": False, **values}))
 
-    assert node_engine().predictor.settings.uncovered_px == 0.0  # off by default
-    on = node_engine(**{"engine.flow_round_trip": True})
+    flow = {"model": "flow"}
+    assert node_engine(**flow).predictor.settings.uncovered_px == 0.0  # off by default
+    on = node_engine(**flow, **{"engine.flow_round_trip": True})
     assert on.predictor.settings.uncovered_px == ROUND_TRIP_PX > 0
+    # the default model (protonet-s) runs fused: its fallback takes it too
+    default = node_engine(**{"engine.flow_round_trip": True}).predictor
+    assert default.fallback.settings.uncovered_px == ROUND_TRIP_PX
     # a network has no fallback settings: the parameter is ignored, not an error
     network = str(write_model_dir(tmp_path / "tiny"))
     engine = node_engine(model=network, **{"engine.flow_round_trip": True})
@@ -103,7 +107,7 @@ def test_node_flow_round_trip_and_fuse_fallback_parameters_reach_the_right_engin
     assert fused.predictor.weight == 2.0
     assert fused.predictor.fallback.settings.uncovered_px == ROUND_TRIP_PX
     # the fallback alone has nothing to fuse: the weight is ignored, not an error
-    assert node_engine(**{"engine.fuse_fallback": 2.0}).config.fuse_fallback == 0.0
+    assert node_engine(**flow, **{"engine.fuse_fallback": 2.0}).config.fuse_fallback == 0.0
 
 
 def test_short_sides_round_to_the_stride():

@@ -80,8 +80,9 @@ def synthetic_bag(make_synthetic_bag) -> Path:
 def test_live_mode_matches_offline_on_a_synthetic_bag(make_synthetic_bag, seed: int, tmp_path):
     env = _ros_env()
     synthetic_bag = make_synthetic_bag(seed)
+    offline_json = str(tmp_path / "offline.json")
     offline = _cli(
-        ["evaluate", "--bag", str(synthetic_bag), "--json", str(tmp_path / "offline.json")],
+        ["evaluate", "--bag", str(synthetic_bag), "--model", "flow", "--json", offline_json],
         env,
         60,
     )
@@ -94,6 +95,8 @@ def test_live_mode_matches_offline_on_a_synthetic_bag(make_synthetic_bag, seed: 
             "--bag",
             str(synthetic_bag),
             "--live",
+            "--model",
+            "flow",
             "--rate",
             str(RATE),
             "--json",

@@ -105,7 +105,7 @@ def test_every_entry_point_defaults_to_the_same_model():
         parser = argparse.ArgumentParser()
         command.add_arguments(parser)
         assert parser.get_default("model") == DEFAULT_MODEL, command.__name__
-    assert demo.choose_model("auto", "auto")[0] == DEFAULT_MODEL
+    assert demo.choose_model("auto", "auto")[0] == resolve_model(DEFAULT_MODEL)
     assert ConsoleSettings().model == DEFAULT_MODEL
     for options in (EvaluationOptions, LiveSettings, EngineSpec):  # the evaluator's inputs
         assert _field_default(options, "model") == DEFAULT_MODEL, options.__name__

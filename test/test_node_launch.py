@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from ros_harness import RosClient, isolated_env, node_process, ns_to_time, require_ros, stamp_ns
 
+from vos_ros.engine.model_paths import DEFAULT_MODEL
 from vos_ros.ros.launch_config import FASTDDS_TRANSPORT_ENV, LAUNCH_ARGUMENTS, node_command
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "vos.launch.py"
@@ -122,7 +123,7 @@ def test_two_cameras_two_namespaced_nodes(tmp_path):
                     ),
                 )
                 values = [parameter_value_to_python(v) for v in response.values]
-                assert values[:2] == ["flow", "auto"]
+                assert values[:2] == [DEFAULT_MODEL, "auto"]
                 assert values[2] is (ns == "front")
                 assert values[3] == 30  # from config/vos.yaml
 

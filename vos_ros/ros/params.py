@@ -91,8 +91,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "model",
         DEFAULT_MODEL,
-        "Segmentation model: 'flow' (training-free optical-flow tracker) or the path of a "
-        "model folder (models/<name>, with model.yaml and ONNX graphs).",
+        "Segmentation model: the name of an installed model (protonet-s, the default: the "
+        "network fused with the flow fallback), the path of a model folder (models/<name>, with "
+        "model.yaml and ONNX graphs), or 'flow' (the training-free optical-flow tracker alone).",
     ),
     ParamSpec(
         "model_root",
@@ -150,8 +151,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "engine.flow_round_trip",
         False,
-        "Flow fallback only: a second optical-flow run per frame (previous to current) finds the "
-        "pixels a moving target just uncovered, where the warped mask is a guess (5-fold J&F "
+        "The flow fallback, alone or fused with a network: a second optical-flow run per frame "
+        "(previous to current) finds the pixels a moving target just uncovered, where the "
+        "warped mask is a guess (5-fold J&F "
         "0.710 -> 0.717; 8-10 ms more per frame at 854x480 on 2 CPU cores; measured with the "
         "commands in docs/architecture.md, 'Uncovered pixels').",
     ),
