@@ -73,11 +73,14 @@ def _configs(tiny_model: str) -> dict[str, EngineConfig]:
         "tiny model": EngineConfig(
             model=tiny_model, backend="onnxruntime", threads=1, memory_every=5
         ),
+        "tiny model fused": EngineConfig(
+            model=tiny_model, backend="onnxruntime", threads=1, memory_every=5, fuse_fallback=3.0
+        ),
     }
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("engine_kind", ["flow", "tiny model"])
+@pytest.mark.parametrize("engine_kind", ["flow", "tiny model", "tiny model fused"])
 def test_add_targets_on_the_last_frame_equals_a_prompt_on_it(engine_kind, clip, tiny_model):
     config = _configs(tiny_model)[engine_kind]
     offline = _run(config, clip, as_node=False)
