@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,6 +13,7 @@ from engine_testlib import Sprite, render
 from vos_ros.engine import EngineConfig, Prompt, build_engine
 from vos_ros.engine.adaptation import OnlineAdapter
 from vos_ros.engine.config import ConfigError
+from vos_ros.engine.fused import _downscale
 from vos_ros.engine.manifest import load_manifest
 from vos_ros.model.network import build_network
 from vos_ros.model.online_adapt import AdaptSettings, adapt_network
@@ -231,7 +231,7 @@ def test_background_adaptation_keeps_tracking_and_swaps_in_with_rebuilt_memory()
     expected.backend = _network(engine).backend
     small = engine._annotations.frames([1])[0][0]
     mask = engine._annotations.frames([1])[0][1][0][1]  # processing size: the model runs fused
-    mask = cv2.resize(mask, (mask.shape[1] // 4, mask.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    mask = _downscale(mask[None])[0]  # as the fused predictor hands it to its network
     assert 1 in engine.predictor.fallback._models  # forgotten and learnt again by the fallback
     expected.memorize(expected.encode(expected.prepare(small)), 1, mask, "permanent")
     np.testing.assert_allclose(memory.entries()[0], expected.memory.get(1).entries()[0], atol=1e-6)
